@@ -1,0 +1,358 @@
+"""Local polynomials as SymPy expressions, the algebra of units and spaces, and printing.
+
+A polynomial is the exponent matrix ``monomials`` (``T x p`` integers) plus coefficients whose
+first axis runs over the ``T`` terms (see :mod:`discovery.engine.polynomial`). This module
+
+* converts one such polynomial into a SymPy expression in the user's column names
+  (:func:`polynomial_to_sympy`, the only place where that happens),
+* changes variables exactly from the standardised units the networks see to the original units
+  of the table (:func:`to_original_units`), on the coefficient arrays themselves,
+* reads a polynomial fitted in log space (``log|y|`` on ``log x``) back as a formula in ``x``:
+  an affine polynomial becomes the monomial ``c * x1**a1 * x2**a2 ...``,
+* prints formulas as LaTeX or plain text with a chosen number of significant digits
+  (:func:`latex`, :func:`text`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+
+import numpy as np
+import sympy
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.str import StrPrinter
+
+__all__ = [
+    "polynomial_to_sympy",
+    "to_original_units",
+    "make_symbols",
+    "latex",
+    "text",
+    "FormulaLatexPrinter",
+    "FormulaStrPrinter",
+]
+
+SPACES = ("raw", "log")
+
+
+def make_symbols(names: Sequence[str] | None, p: int) -> list[sympy.Symbol]:
+    """Real SymPy symbols for ``p`` variables: ``names`` or ``x0 .. x{p-1}``.
+
+    Examples
+    --------
+    >>> make_symbols(["m", "v"], 2)
+    [m, v]
+    """
+    if names is None:
+        names = [f"x{i}" for i in range(p)]
+    names = list(names)
+    if len(names) != p:
+        raise ValueError(f"make_symbols(names, p={p}): got {len(names)} names; pass one name per variable")
+    return [sympy.Symbol(str(n), real=True) for n in names]
+
+
+def _number(value) -> sympy.Expr:
+    """A coefficient as a SymPy number: SymPy numbers pass through, floats become ``Float``."""
+    if isinstance(value, sympy.Basic):
+        return value
+    value = float(value)
+    if value.is_integer() and abs(value) < 2**53:
+        return sympy.Integer(int(value))
+    return sympy.Float(value)
+
+
+def polynomial_to_sympy(
+    monomials: np.ndarray,
+    coefficients: Sequence,
+    center: Sequence | None = None,
+    names: Sequence[str] | None = None,
+    *,
+    space: str = "raw",
+    sign: float = 1.0,
+) -> sympy.Expr:
+    """One polynomial as a SymPy expression in the variables' names.
+
+    Parameters
+    ----------
+    monomials : (T, p) integer array
+        Exponents of each term.
+    coefficients : (T,) floats or SymPy numbers
+        ``c_alpha`` of ``sum_alpha c_alpha (x - center)^alpha``. Exact zeros are left out.
+        SymPy numbers (``Rational(1, 2)``, ``sqrt(2)``) are kept exactly.
+    center : (p,) or None
+        Expansion point; ``None`` means the origin.
+    names : p strings or None
+        Variable names; they become real SymPy symbols. Default ``x0 .. x{p-1}``.
+    space : {"raw", "log"}
+        ``"raw"``: the polynomial itself. ``"log"``: the polynomial ``P`` is in ``u = log x``
+        and predicts ``log|y|``; the result is ``sign * exp(P(log x))``, written as the monomial
+        ``sign * exp(b) * prod x_i**a_i`` when ``P`` is affine.
+    sign : +1 or -1
+        Sign of the target in log space (ignored in raw space).
+
+    Returns
+    -------
+    sympy.Expr
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> polynomial_to_sympy(np.array([[0, 0], [2, 0], [0, 1]]), [0.0, 0.5, 0.5], names=["x1", "x2"])
+    0.5*x1**2 + 0.5*x2
+    >>> polynomial_to_sympy(np.array([[0, 0], [1, 0], [0, 1]]), [0.0, 1, 1], names=["m", "v"], space="log")
+    m*v
+    """
+    table = np.asarray(monomials)
+    if table.ndim != 2:
+        raise ValueError(f"polynomial_to_sympy(monomials, ...): monomials has shape {table.shape}; pass a (T, p) integer array")
+    T, p = table.shape
+    coefs = list(coefficients) if not isinstance(coefficients, np.ndarray) else list(coefficients.reshape(-1))
+    if len(coefs) != T:
+        raise ValueError(
+            f"polynomial_to_sympy(monomials, coefficients, ...): {len(coefs)} coefficients for {T} monomials; "
+            "pass one coefficient per row of monomials"
+        )
+    if space not in SPACES:
+        raise ValueError(f"polynomial_to_sympy(..., space={space!r}): pass one of {SPACES}")
+    symbols = make_symbols(names, p)
+    center_vals = [sympy.Integer(0)] * p if center is None else [_number(c) for c in np.asarray(center, dtype=float).reshape(-1)]
+    if len(center_vals) != p:
+        raise ValueError(f"polynomial_to_sympy(..., center): center has {len(center_vals)} entries; pass {p} (one per variable)")
+    if space == "log":
+        variables = [sympy.log(s) for s in symbols]
+    else:
+        variables = list(symbols)
+    shifted = [v - c for v, c in zip(variables, center_vals)]
+    numbers = [_number(c) for c in coefs]
+
+    if space == "log":
+        degrees = table.sum(axis=1)
+        if all(n == 0 for n, d in zip(numbers, degrees) if d > 1):
+            # Affine in u = log x: exp(b + sum a_i u_i) = exp(b) * prod x_i**a_i, exactly.
+            b = sympy.Integer(0)
+            exponents = [sympy.Integer(0)] * p
+            for alpha, n in zip(table, numbers):
+                if alpha.sum() == 0:
+                    b += n
+                elif alpha.sum() == 1:
+                    i = int(np.argmax(alpha))
+                    exponents[i] += n
+                    b -= n * center_vals[i]
+            prefactor = sympy.exp(b)
+            return _sign(sign) * prefactor * sympy.Mul(*(s**a for s, a in zip(symbols, exponents)))
+        poly = sympy.Add(*(n * _term(shifted, alpha) for alpha, n in zip(table, numbers) if n != 0))
+        return _sign(sign) * sympy.exp(poly)
+    return sympy.Add(*(n * _term(shifted, alpha) for alpha, n in zip(table, numbers) if n != 0))
+
+
+def _sign(sign: float) -> sympy.Integer:
+    if sign not in (1, -1, 1.0, -1.0):
+        raise ValueError(f"polynomial_to_sympy(..., sign={sign}): pass +1 or -1")
+    return sympy.Integer(1 if sign > 0 else -1)
+
+
+def _term(shifted: list[sympy.Expr], alpha: np.ndarray) -> sympy.Expr:
+    return sympy.Mul(*(v ** int(a) for v, a in zip(shifted, alpha) if a))
+
+
+def to_original_units(
+    monomials: np.ndarray,
+    coefficients,
+    center,
+    x_mean,
+    x_scale,
+    y_mean: float,
+    y_scale: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact change of variables from standardised to original units.
+
+    The networks see ``z = (x - x_mean) / x_scale`` and predict ``(y - y_mean) / y_scale``.
+    A polynomial ``sum_a c_a (z - z0)^a`` becomes ``sum_a c'_a (x - x0)^a`` with
+    ``x0 = x_mean + x_scale * z0`` and ``c'_a = c_a * y_scale / prod_i x_scale_i**a_i``, plus
+    ``y_mean`` on the constant term. Nothing is truncated or approximated. In log space pass the
+    mean and scale of ``log x`` and ``log|y|``: the result is then a polynomial in ``u = log x``.
+
+    Parameters
+    ----------
+    monomials : (T, p) integer array
+    coefficients : (..., T, ...) array or tensor
+        Leading axes match ``center``'s leading axes (e.g. ``(B, T, members)`` for ``(B, p)``
+        centres, or ``(T,)`` for one ``(p,)`` centre).
+    center : (..., p) array or tensor
+        Expansion points in standardised units.
+    x_mean, x_scale : (p,)
+    y_mean, y_scale : float
+
+    Returns
+    -------
+    coefficients, center : float64 arrays in original units (same shapes as given).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> table = np.array([[0], [1], [2]])
+    >>> c, x0 = to_original_units(table, np.array([0.0, 0.0, 1.0]), np.array([0.0]), [10.0], [2.0], 1.0, 4.0)
+    >>> c.tolist(), x0.tolist()    # y = 1 + 4 * ((x - 10) / 2)**2 = 1 + (x - 10)**2
+    ([1.0, 0.0, 1.0], [10.0])
+    """
+    table = np.asarray(monomials, dtype=np.int64)
+    coefs = _as_numpy(coefficients)
+    z0 = _as_numpy(center)
+    x_mean = np.asarray(x_mean, dtype=np.float64).reshape(-1)
+    x_scale = np.asarray(x_scale, dtype=np.float64).reshape(-1)
+    T, p = table.shape
+    if z0.shape[-1] != p or x_mean.shape != (p,) or x_scale.shape != (p,):
+        raise ValueError(
+            f"to_original_units(monomials, coefficients, center, x_mean, x_scale, ...): monomials have {p} variables, "
+            f"center has {z0.shape[-1]}, x_mean {x_mean.size}, x_scale {x_scale.size}; pass {p} of each"
+        )
+    lead = z0.ndim - 1
+    if coefs.ndim <= lead or coefs.shape[:lead] != z0.shape[:-1] or coefs.shape[lead] != T:
+        raise ValueError(
+            f"to_original_units(monomials, coefficients, center, ...): coefficients have shape {coefs.shape}; "
+            f"pass shape {z0.shape[:-1] + (T,)} + (any trailing axes) to match center {z0.shape} and {T} monomials"
+        )
+    if np.any(x_scale == 0) or y_scale == 0:
+        raise ValueError("to_original_units(...): x_scale and y_scale must be non-zero; pass the scales used to standardise")
+    factor = float(y_scale) / np.prod(x_scale[None, :] ** table, axis=1)
+    shape = (1,) * lead + (T,) + (1,) * (coefs.ndim - lead - 1)
+    out = coefs * factor.reshape(shape)
+    constant = np.flatnonzero(table.sum(axis=1) == 0)
+    if constant.size:
+        index = (slice(None),) * lead + (int(constant[0]),)
+        out[index] += float(y_mean)
+    elif y_mean != 0:
+        raise ValueError("to_original_units(...): monomials have no constant term to carry y_mean; include the zero row")
+    return out, x_mean + x_scale * z0
+
+
+def _as_numpy(a) -> np.ndarray:
+    if hasattr(a, "detach"):
+        a = a.detach().cpu().numpy()
+    return np.array(a, dtype=np.float64, copy=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Printing
+
+
+def _round_sig(value: float, precision: int) -> float:
+    return float(f"{value:.{precision}g}")
+
+
+def _simple_fraction(value: float, precision: int, max_denominator: int = 4) -> sympy.Rational | None:
+    """``p/q`` (``q <= max_denominator``) that prints the same as ``value`` at ``precision``."""
+    frac = Fraction(value).limit_denominator(max_denominator)
+    if _round_sig(float(frac), precision) == _round_sig(value, precision):
+        return sympy.Rational(frac.numerator, frac.denominator)
+    return None
+
+
+def _rounded(expr: sympy.Basic, precision: int) -> sympy.Basic:
+    """Floats rounded to ``precision`` significant digits; integer values become integers;
+    float exponents become simple fractions when they print the same."""
+    if precision < 1:
+        raise ValueError(f"latex(expr, precision={precision}): pass precision >= 1")
+    expr = sympy.sympify(expr)
+    pows = {}
+    for node in expr.atoms(sympy.Pow):
+        if isinstance(node.exp, sympy.Float):
+            frac = _simple_fraction(float(node.exp), precision)
+            if frac is not None:
+                pows[node] = node.base**frac
+    if pows:
+        expr = expr.xreplace(pows)
+    floats = {}
+    for f in expr.atoms(sympy.Float):
+        v = _round_sig(float(f), precision)
+        floats[f] = sympy.Integer(int(v)) if v.is_integer() and abs(v) < 1e15 else sympy.Float(v)
+    return expr.xreplace(floats) if floats else expr
+
+
+def _float_parts(value: float, precision: int) -> tuple[str, int | None]:
+    """Mantissa text and power of ten (``None`` for plain decimals) of a rounded float."""
+    v = _round_sig(value, precision)
+    if v != 0 and (abs(v) >= 1e6 or abs(v) < 1e-4):
+        mantissa, exponent = f"{v:.{precision - 1}e}".split("e")
+        mantissa = mantissa.rstrip("0").rstrip(".")
+        return mantissa, int(exponent)
+    if v.is_integer():
+        return str(int(v)), None
+    return repr(v), None
+
+
+class FormulaLatexPrinter(LatexPrinter):
+    """LaTeX printer that rounds floats to ``precision`` significant digits.
+
+    Integer-valued floats print as integers (``2.0*x`` -> ``2 x``, ``1.0*x`` -> ``x``), other
+    floats in their shortest form (``0.5``, ``6.674``), float exponents close to simple
+    fractions as those fractions, and tiny or huge numbers as ``m \\cdot 10^{e}``.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> x = sympy.Symbol("x1")
+    >>> FormulaLatexPrinter({"precision": 3}).doprint(0.49999 * x**2)
+    '0.5 x_{1}^{2}'
+    """
+
+    _default_settings = {**LatexPrinter._default_settings, "precision": 3}
+
+    def doprint(self, expr) -> str:
+        return super().doprint(_rounded(expr, self._settings["precision"]))
+
+    def _print_Float(self, expr) -> str:
+        mantissa, exponent = _float_parts(float(expr), self._settings["precision"])
+        if exponent is None:
+            return mantissa
+        if mantissa in ("1", "-1"):
+            return f"{mantissa[:-1]}10^{{{exponent}}}"
+        return rf"{mantissa} \cdot 10^{{{exponent}}}"
+
+
+class FormulaStrPrinter(StrPrinter):
+    """Plain-text printer with the same number rounding as :class:`FormulaLatexPrinter`.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> x = sympy.Symbol("x1")
+    >>> FormulaStrPrinter({"precision": 3}).doprint(6.67401 * x)
+    '6.67*x1'
+    """
+
+    _default_settings = {**StrPrinter._default_settings, "precision": 3}
+
+    def doprint(self, expr) -> str:
+        return super().doprint(_rounded(expr, self._settings["precision"]))
+
+    def _print_Float(self, expr) -> str:
+        mantissa, exponent = _float_parts(float(expr), self._settings["precision"])
+        return mantissa if exponent is None else f"{mantissa}e{exponent}"
+
+
+def latex(expr: sympy.Basic, precision: int = 3, **settings) -> str:
+    """LaTeX of a formula with floats rounded to ``precision`` significant digits.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> m1, m2, r = sympy.symbols("m1 m2 r", real=True)
+    >>> latex(6.674 * m1 * m2 / r**2, precision=4)
+    '\\\\frac{6.674 m_{1} m_{2}}{r^{2}}'
+    """
+    return FormulaLatexPrinter({"precision": precision, **settings}).doprint(expr)
+
+
+def text(expr: sympy.Basic, precision: int = 3, **settings) -> str:
+    """Plain text of a formula (SymPy syntax) with floats rounded to ``precision`` digits.
+
+    Examples
+    --------
+    >>> import sympy
+    >>> x1, x2 = sympy.symbols("x1 x2", real=True)
+    >>> text(0.50001 * x1**2 + 0.49999 * x2)
+    '0.5*x1**2 + 0.5*x2'
+    """
+    return FormulaStrPrinter({"precision": precision, **settings}).doprint(expr)
