@@ -1,0 +1,151 @@
+"""Truncated multivariate Taylor series of tensors: the values the engine propagates.
+
+A :class:`Series` wraps a coefficient tensor of shape ``(T, N, *shape)``: axis 0 runs over the
+``T`` monomials of total degree ``<= order`` in ``p`` variables (graded order, see
+:mod:`discovery.engine.polynomial`), and ``(N, *shape)`` is the shape the model itself sees
+(``N`` is the model's batch axis). Degree-0 coefficients are the ordinary forward values.
+
+The :class:`Algebra` holds what every series of one expansion shares: the monomial table, the
+product indices and, for unmixed expansions, how many directions share one reference point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from discovery.engine.polynomial import degree_slices, monomials, n_terms, product_table
+
+__all__ = ["Algebra", "Series"]
+
+
+@dataclass
+class Algebra:
+    """Truncated polynomial algebra in ``p`` variables up to ``order``.
+
+    ``directions`` > 1 marks an unmixed expansion: the batch axis is ``directions`` blocks of
+    the reference batch (direction-major), all blocks with the same degree-0 values, so
+    univariate coefficient functions are computed once per reference point and broadcast.
+    """
+
+    p: int
+    order: int
+    directions: int = 1
+    monomials: object = field(init=False, repr=False)
+    n_terms: int = field(init=False)
+
+    def __post_init__(self):
+        self.monomials = monomials(self.p, self.order)
+        self.n_terms = n_terms(self.p, self.order)
+        self._table = product_table(self.p, self.order)
+        self._slices = degree_slices(self.p, self.order)
+
+    def terms_upto(self, degree: int) -> int:
+        return self._slices[degree].stop
+
+    # -- products ---------------------------------------------------------------------------
+    def mul(self, a: torch.Tensor, b: torch.Tensor, max_degree: int | None = None,
+            a_has_constant: bool = True) -> torch.Tensor:
+        """Truncated product of coefficient tensors (terms on axis 0), degrees ``<= max_degree``.
+
+        Rows of ``b`` beyond ``terms_upto(max_degree)`` are never read; the result has exactly
+        ``terms_upto(max_degree)`` rows.
+        """
+        d = self.order if max_degree is None else max_degree
+        rows = self.terms_upto(d)
+        shape = torch.broadcast_shapes(a.shape[1:], b.shape[1:])
+        if self.p == 1:
+            return self._mul_univariate(a, b, d, a_has_constant, shape)
+        left, right, out = self._table.indices(d, not a_has_constant, a.device)
+        prods = a[left] * b[right]
+        result = a.new_zeros((rows, *shape))
+        return result.index_add_(0, out, prods.expand(len(out), *shape))
+
+    @staticmethod
+    def _mul_univariate(a, b, d, a_has_constant, shape):
+        # One fused multiply-add per coefficient of ``a``: cheaper than gathering all pairs.
+        out = a.new_zeros((d + 1, *shape))
+        for j in range(0 if a_has_constant else 1, d + 1):
+            out[j:].addcmul_(a[j].expand(shape), b[: d + 1 - j].expand(d + 1 - j, *shape))
+        return out
+
+    def compose(self, a: torch.Tensor, f_coefficients: torch.Tensor) -> torch.Tensor:
+        """``f(a)`` given the univariate Taylor coefficients of ``f`` at ``a[0]``.
+
+        ``f(a0 + v) = sum_k c_k v^k`` by Horner's scheme; ``v`` has no constant term, so the
+        inner Horner stage ``k`` is needed only up to degree ``order - k``.
+        """
+        n = self.order
+        c = self._broadcast_shared(f_coefficients, a)
+        v = a.clone()
+        v[0] = 0
+        acc = c[n].unsqueeze(0)
+        for k in range(n - 1, -1, -1):
+            acc = self.mul(v, acc, max_degree=n - k, a_has_constant=False)
+            acc[0] = acc[0] + c[k]
+        return acc
+
+    def _broadcast_shared(self, coefficients: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Expand per-reference-point coefficients over the directions of an unmixed series."""
+        if self.directions == 1 or coefficients.shape[1] == like.shape[1]:
+            return coefficients
+        c = coefficients.unsqueeze(1).expand(coefficients.shape[0], self.directions, *coefficients.shape[1:])
+        return c.reshape(coefficients.shape[0], -1, *coefficients.shape[2:])
+
+    def shared_constant(self, a: torch.Tensor) -> torch.Tensor:
+        """Degree-0 values of one direction block (all blocks are equal in unmixed mode)."""
+        if self.directions == 1:
+            return a[0]
+        return a[0][: a.shape[1] // self.directions]
+
+
+@dataclass
+class Series:
+    """Coefficients ``(T, N, *shape)`` of a truncated Taylor series, and its algebra."""
+
+    coeffs: torch.Tensor
+    algebra: Algebra
+
+    @property
+    def value(self) -> torch.Tensor:
+        """The forward value (degree-0 coefficients)."""
+        return self.coeffs[0]
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.coeffs.shape[1:]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.coeffs.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.coeffs.device
+
+    def dim(self) -> int:
+        return self.coeffs.ndim - 1
+
+    def new(self, coeffs: torch.Tensor) -> "Series":
+        return Series(coeffs, self.algebra)
+
+    def map_linear(self, fn, bias: torch.Tensor | None = None) -> "Series":
+        """Apply a linear map ``fn`` (acting on ``(N, *shape)`` batches) to every coefficient.
+
+        The bias belongs to the degree-0 coefficient only: an affine map's higher-order
+        coefficients see the weight alone.
+        """
+        T, N = self.coeffs.shape[:2]
+        out = fn(self.coeffs.reshape(T * N, *self.coeffs.shape[2:]))
+        out = out.reshape(T, N, *out.shape[1:])
+        if bias is not None:
+            out = out.clone() if out.requires_grad else out
+            out[0] = out[0] + bias
+        return self.new(out)
+
+    def apply_elementwise(self, coefficient_fn) -> "Series":
+        """``f(self)`` for an elementwise ``f`` given by ``coefficient_fn(x0, order)``."""
+        alg = self.algebra
+        c = coefficient_fn(alg.shared_constant(self.coeffs), alg.order)
+        return self.new(alg.compose(self.coeffs, c))

@@ -1,0 +1,128 @@
+"""Trace a model with torch.fx and run its graph on Taylor series, one rule per node."""
+
+from __future__ import annotations
+
+import torch
+from torch import fx, nn
+
+from discovery.engine.rules import REGISTRY, Context, supported_names
+from discovery.engine.series import Series
+from discovery.errors import ExpansionError, UnsupportedLayerError
+
+__all__ = ["trace", "run_graph", "rule_for_module"]
+
+
+def rule_for_module(module: nn.Module):
+    """The registered rule for a module's class or its nearest registered base class."""
+    for cls in type(module).__mro__:
+        if cls in REGISTRY:
+            return REGISTRY[cls]
+    return None
+
+
+class _Tracer(fx.Tracer):
+    """Keeps every module with a registered rule as one node (e.g. ``Sine``)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if rule_for_module(m) is not None:
+            return True
+        return super().is_leaf_module(m, qualname)
+
+
+def trace(model: nn.Module, call: str) -> fx.GraphModule:
+    """Symbolically trace ``model``; a model that cannot be traced gets a clear error."""
+    if isinstance(model, fx.GraphModule):
+        return model
+    try:
+        graph = _Tracer().trace(model)
+    except Exception as exc:  # torch.fx raises many kinds of errors on untraceable code
+        raise ExpansionError(
+            f"{call}: the model could not be traced with torch.fx ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); its forward must not branch on tensor "
+            "values. Move data-dependent control flow out of forward, or wrap that part in a "
+            "module and register a Taylor rule for it with discovery.engine.register_rule"
+        ) from exc
+    return fx.GraphModule(model, graph)
+
+
+def _describe(node: fx.Node, gm: fx.GraphModule) -> tuple[str, object]:
+    if node.op == "call_module":
+        module = gm.get_submodule(node.target)
+        return f"module '{node.target}' ({type(module).__name__})", module
+    if node.op == "call_method":
+        return f"method .{node.target}() at node '{node.name}'", node.target
+    name = getattr(node.target, "__name__", repr(node.target))
+    return f"function {name}() at node '{node.name}'", node.target
+
+
+def _has_series(values) -> bool:
+    found = False
+
+    def visit(v):
+        nonlocal found
+        found = found or isinstance(v, Series)
+        return v
+
+    fx.node.map_aggregate(values, visit)
+    return found
+
+
+def run_graph(gm: fx.GraphModule, x: Series, ctx: Context, call: str):
+    """Evaluate the traced graph with ``x`` as its single input."""
+    env: dict = {}
+    last_use: dict = {}
+    nodes = list(gm.graph.nodes)
+    for i, node in enumerate(nodes):
+        for inp in node.all_input_nodes:
+            last_use[inp] = i
+    placeholders = [n for n in nodes if n.op == "placeholder"]
+    if not placeholders:
+        raise ExpansionError(f"{call}: the model's forward takes no input")
+    for i, node in enumerate(nodes):
+        if node.op == "placeholder":
+            env[node] = x if node is placeholders[0] else (node.args[0] if node.args else None)
+        elif node.op == "get_attr":
+            env[node] = ctx.tensor(_fetch_attr(gm, node.target))
+        elif node.op == "output":
+            return fx.node.map_arg(node.args[0], lambda n: env[n])
+        else:
+            env[node] = _run_node(gm, node, env, ctx, call)
+        for inp in node.all_input_nodes:
+            if last_use.get(inp) == i:
+                env.pop(inp, None)
+    raise ExpansionError(f"{call}: the traced graph has no output")
+
+
+def _fetch_attr(gm: fx.GraphModule, target: str):
+    obj = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _run_node(gm, node, env, ctx, call):
+    args = fx.node.map_arg(node.args, lambda n: env[n])
+    kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
+    where, target = _describe(node, gm)
+    if not _has_series((args, kwargs)):
+        # Constant sub-expression (shapes, masks, parameters): evaluate it as the model would.
+        if node.op == "call_module":
+            return target(*args, **kwargs)
+        if node.op == "call_method":
+            return getattr(args[0], target)(*args[1:], **kwargs)
+        return target(*args, **kwargs)
+    rule = rule_for_module(target) if node.op == "call_module" else REGISTRY.get(target)
+    if rule is None:
+        raise UnsupportedLayerError(
+            f"{call}: no Taylor rule for {where}. Supported: {', '.join(supported_names())}. "
+            "Register a rule with discovery.engine.register_rule(key)(rule)"
+        )
+    ctx.where = f"{call}: {where}"
+    try:
+        if node.op == "call_module":
+            return rule(ctx, target, *args, **kwargs)
+        return rule(ctx, *args, **kwargs)
+    except (ExpansionError, UnsupportedLayerError):
+        raise
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise ExpansionError(f"{call}: {where} failed: {exc}") from exc
