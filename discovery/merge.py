@@ -1,0 +1,649 @@
+"""From many local Taylor polynomials to one global formula.
+
+The local polynomials of an ensemble, taken at ``B`` reference points by ``M`` members, are
+
+1. re-centred exactly to one common centre (the origin when it lies inside or near the data's
+   bounding box, since a formula centred at 0 is what people read; otherwise the data mean),
+   each point's member median first, so that noise in high-order coefficients is not amplified
+   member by member;
+2. reduced to a consensus per coefficient (median over points, with a trimmed mean beside it)
+   and a robust spread (scaled MAD over every point and member);
+3. pruned: a term is dropped when its consensus is not distinguishable from zero against its
+   spread, or when its typical contribution on the data is small against the validation error
+   of a full least-squares fit;
+4. refit on the data by least squares, then tidied by stepwise selection on validation RMSE:
+   forward, a dropped term comes back when it lowers the validation RMSE by more than
+   ``add_tol``; backward, kept terms (least significant consensus first) go when removing them
+   raises it by no more than ``rel_tol``;
+5. snapped: each coefficient is tried against clean numbers (integers, short decimals, simple
+   fractions, a few exact constants; exponents in log space against multiples of 1/2, 1/3 and
+   1/4), simplest first, within ``snap_z`` standard errors of its fitted value, with the other
+   free coefficients refit; a snap is kept only when the validation RMSE stays within
+   ``rel_tol`` of the unsnapped fit.
+
+The result is a :class:`MergedFormula` with the SymPy expression, a terms table with every
+decision and its reason, validation scores, and ``predict``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+import pandas as pd
+import sympy
+import torch
+from scipy import stats
+
+from discovery.engine.polynomial import evaluate, shift_coefficients
+from discovery.symbolic import SPACES, latex, make_symbols, polynomial_to_sympy, text
+
+__all__ = ["merge", "MergedFormula", "clean_number", "choose_center"]
+
+_MAD_TO_SD = 1.4826
+
+
+@dataclass
+class MergedFormula:
+    """One global formula merged from local polynomials.
+
+    Attributes
+    ----------
+    expression : sympy.Expr
+        The formula in the variables' names (original units).
+    terms : pandas.DataFrame
+        One row per candidate monomial: ``term``, ``exponents``, ``degree``, ``consensus``
+        (median), ``trimmed_mean``, ``spread`` (scaled MAD), ``significance``
+        (``|consensus| / spread``), ``contribution`` (``|consensus|`` times the monomial's RMS on
+        the data), ``refit`` (least-squares value, NaN when pruned), ``coefficient`` (final,
+        0 when pruned), ``snapped`` (e.g. ``"0.49987 -> 0.5"``), ``kept``, ``reason``.
+    center : (p,) array
+        Common centre of the polynomial, in its variables (``x``, or ``log x`` in log space).
+    center_reason : str
+    space : {"raw", "log"}
+    sign : float
+        Sign of the target in log space (``y = sign * exp(P(log x))``).
+    names : list of str
+    monomials : (K, p) int array
+        Exponents of the kept terms.
+    coefficients : (K,) array
+        Final coefficients of the kept terms (after snapping).
+    refit_coefficients : (K,) array
+        Least-squares coefficients of the kept terms before snapping.
+    val_rmse, val_r2 : float
+        Validation RMSE and R^2 of the final formula, in the target's original units.
+    refit_val_rmse : float
+        Validation RMSE before snapping.
+    consensus_val_rmse : float
+        Validation RMSE of the consensus polynomial on the kept terms, before any refit.
+    full_val_rmse : float
+        Validation RMSE of a least-squares fit on every candidate term (the reference error).
+    notes : list of str
+        Decisions worth telling the user (centre, spread source, snaps).
+    """
+
+    expression: sympy.Expr
+    terms: pd.DataFrame
+    center: np.ndarray
+    center_reason: str
+    space: str
+    sign: float
+    names: list[str]
+    monomials: np.ndarray
+    coefficients: np.ndarray
+    refit_coefficients: np.ndarray
+    val_rmse: float
+    val_r2: float
+    refit_val_rmse: float
+    consensus_val_rmse: float
+    full_val_rmse: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def complexity(self) -> int:
+        """Number of kept terms."""
+        return int(len(self.monomials))
+
+    def sympy(self) -> sympy.Expr:
+        """The formula as a SymPy expression."""
+        return self.expression
+
+    def latex(self, precision: int = 3) -> str:
+        """LaTeX of the formula with ``precision`` significant digits."""
+        return latex(self.expression, precision=precision)
+
+    def text(self, precision: int = 3) -> str:
+        """Plain text of the formula with ``precision`` significant digits."""
+        return text(self.expression, precision=precision)
+
+    def predict(self, X) -> np.ndarray:
+        """Evaluate the formula on rows ``X`` (n, p) in original units -> (n,)."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim == 1:
+            X = X[None, :]
+        if X.shape[1] != len(self.names):
+            raise ValueError(
+                f"MergedFormula.predict(X): X has {X.shape[1]} columns, the formula has {len(self.names)} "
+                f"variables ({', '.join(self.names)}); pass them in that order"
+            )
+        V = _variables(X, self.space, "MergedFormula.predict(X)")
+        if len(self.monomials) == 0:
+            t = np.zeros(len(X))
+        else:
+            t = _design(V, self.monomials, self.center) @ self.coefficients
+        return _to_target(t, self.space, self.sign)
+
+
+def choose_center(V: np.ndarray) -> tuple[np.ndarray, str]:
+    """The origin when it lies inside or near the bounding box of ``V``, else the mean.
+
+    "Near" means within one box width of the box along every variable, so that re-centring
+    does not carry high-order coefficients much farther than the data extend.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> choose_center(np.array([[1.0, 2.0], [5.0, 4.0]]))[0].tolist()
+    [0.0, 0.0]
+    >>> choose_center(np.array([[100.0], [110.0]]))[0].tolist()
+    [105.0]
+    """
+    lo, hi = V.min(axis=0), V.max(axis=0)
+    width = hi - lo
+    near = (lo - width <= 0) & (0 <= hi + width)
+    if np.all(near):
+        return np.zeros(V.shape[1]), "origin (0 lies inside or within one box width of the data)"
+    far = [i for i in range(V.shape[1]) if not near[i]]
+    return V.mean(axis=0), f"data mean (0 is far from the data along variable(s) {far})"
+
+
+# --------------------------------------------------------------------------------------------
+# Clean numbers
+
+_EXACT_CONSTANTS = [(math.sqrt(n), sympy.sqrt(n)) for n in (2, 3, 5, 6, 7, 8, 10, 11, 12)] + [
+    (k * math.pi / q, sympy.Rational(k, q) * sympy.pi)
+    for q in (1, 2, 3, 4)
+    for k in range(1, 9)
+    if math.gcd(k, q) == 1
+]
+
+
+def _decimal(value: float, digits: int) -> tuple[float, sympy.Expr]:
+    v = float(f"{value:.{digits}g}")
+    return v, (sympy.Integer(int(v)) if v.is_integer() else sympy.Float(v))
+
+
+def _candidates(value: float, kind: str) -> list[tuple[float, sympy.Expr, str]]:
+    """Clean numbers near ``value``, simplest first."""
+    out: list[tuple[float, sympy.Expr, str]] = []
+    if kind == "exponent":
+        for q in (1, 2, 3, 4):
+            frac = Fraction(round(value * q), q)
+            out.append((float(frac), sympy.Rational(frac.numerator, frac.denominator), f"p/{q}"))
+        return [c for c in out if c[0] != 0]
+    out.append((float(round(value)), sympy.Integer(round(value)), "integer"))
+    out.append((*_decimal(value, 1), "1 digit"))
+    for q in (3, 6):  # only thirds and sixths: denser fraction sets match noise too easily
+        frac = Fraction(round(value * q), q)
+        if frac.denominator > 2 and abs(frac.numerator) < 100:
+            out.append((float(frac), sympy.Rational(frac.numerator, frac.denominator), "fraction"))
+    out.append((*_decimal(value, 2), "2 digits"))
+    s = 1 if value > 0 else -1
+    out.extend((s * f, s * e, "constant") for f, e in _EXACT_CONSTANTS)
+    for digits in (3, 4, 5):
+        out.append((*_decimal(value, digits), f"{digits} digits"))
+    seen, unique = set(), []
+    for f, e, why in out:
+        if f != 0 and f not in seen:
+            seen.add(f)
+            unique.append((f, e, why))
+    return unique
+
+
+def clean_number(value: float, tolerance: float, kind: str = "coefficient") -> tuple[float, sympy.Expr] | None:
+    """The simplest clean number within ``tolerance`` of ``value``, or ``None``.
+
+    Coefficients are tried as integers, one-digit decimals, thirds and sixths, two-digit decimals, ``sqrt(n)`` and ``k*pi/q``, then 3 to 5
+    significant digits. Exponents (``kind="exponent"``) are tried as multiples of 1, 1/2, 1/3
+    and 1/4. Zero is never returned (dropping a term is pruning, not snapping).
+
+    Examples
+    --------
+    >>> clean_number(0.49999, 1e-4)
+    (0.5, 0.500000000000000)
+    >>> clean_number(6.67401, 1e-4)[0]
+    6.674
+    >>> clean_number(0.50004, 1e-3, kind="exponent")
+    (0.5, 1/2)
+    """
+    if kind not in ("coefficient", "exponent"):
+        raise ValueError(f"clean_number(value, tolerance, kind={kind!r}): pass 'coefficient' or 'exponent'")
+    for f, e, _ in _candidates(float(value), kind):
+        if abs(f - value) <= tolerance:
+            return f, e
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Numerics on the data
+
+
+def _variables(X: np.ndarray, space: str, call: str) -> np.ndarray:
+    if space == "log":
+        if np.any(X <= 0):
+            raise ValueError(f"{call}: log space needs positive variables; X has values <= 0")
+        return np.log(X)
+    return X
+
+
+def _to_target(t: np.ndarray, space: str, sign: float) -> np.ndarray:
+    return sign * np.exp(t) if space == "log" else t
+
+
+def _design(V: np.ndarray, table: np.ndarray, center: np.ndarray) -> np.ndarray:
+    """Matrix ``(n, K)`` of every monomial ``(v - center)^alpha`` at every row."""
+    K = len(table)
+    if K == 0:
+        return np.zeros((len(V), 0))
+    eye = torch.eye(K, dtype=torch.float64)[None]
+    out = evaluate(eye, table, torch.as_tensor(center, dtype=torch.float64)[None], torch.as_tensor(V))
+    return out[0].numpy()
+
+
+class _Fitter:
+    """Least squares on chosen columns (others fixed), scored by validation RMSE."""
+
+    def __init__(self, D, t, y, train, val, space, sign):
+        self.D, self.t, self.y = D, t, y
+        self.train, self.val = train, val
+        self.space, self.sign = space, sign
+        scale = np.sqrt(np.mean(D[train] ** 2, axis=0))
+        self.scale = np.where(scale > 0, scale, 1.0)
+
+    def fit(self, free: Sequence[int], fixed: dict[int, float] | None = None) -> tuple[np.ndarray, float, np.ndarray]:
+        """Coefficients (T,), validation RMSE and standard errors (T,) of the free ones."""
+        fixed = fixed or {}
+        coef = np.zeros(self.D.shape[1])
+        for j, v in fixed.items():
+            coef[j] = v
+        se = np.full(self.D.shape[1], np.nan)
+        free = [j for j in free if j not in fixed]
+        residual = self.t[self.train] - self.D[self.train] @ coef
+        if free:
+            A = self.D[np.ix_(self.train, free)] / self.scale[free]
+            sol, *_ = np.linalg.lstsq(A, residual, rcond=None)
+            coef[free] = sol / self.scale[free]
+            if self.space == "log":
+                coef, J, r = self._gauss_newton(coef, free, A)
+            else:
+                J, r = A, residual - A @ sol
+            dof = max(len(self.train) - len(free), 1)
+            cov = np.linalg.pinv(J.T @ J) * (float(r @ r) / dof)
+            se[free] = np.sqrt(np.clip(np.diag(cov), 0, None)) / self.scale[free]
+        return coef, self.rmse(coef), se
+
+    def _gauss_newton(self, coef, free, A, steps: int = 4):
+        """Refine a log-space fit so that it minimises squared error in the target's own units
+        (the log fit weights small targets too much when the noise is additive)."""
+        target = self.sign * self.y[self.train]
+        Dt = self.D[self.train]
+
+        def state(c):
+            pred = np.exp(np.clip(Dt @ c, -700, 700))
+            return pred, target - pred
+
+        pred, r = state(coef)
+        for _ in range(steps):
+            J = pred[:, None] * A
+            step, *_ = np.linalg.lstsq(J, r, rcond=None)
+            for _half in range(20):
+                trial = coef.copy()
+                trial[free] += step / self.scale[free]
+                t_pred, t_r = state(trial)
+                if t_r @ t_r <= r @ r:
+                    coef, pred, r = trial, t_pred, t_r
+                    break
+                step = step / 2
+            else:
+                break
+        return coef, pred[:, None] * A, r
+
+    def rmse(self, coef: np.ndarray) -> float:
+        pred = _to_target(self.D[self.val] @ coef, self.space, self.sign)
+        return float(np.sqrt(np.mean((pred - self.y[self.val]) ** 2)))
+
+
+def _as_array(a) -> np.ndarray:
+    if hasattr(a, "detach"):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------------------------
+# The merge
+
+
+def merge(
+    monomials: np.ndarray,
+    coefficients,
+    centers,
+    X,
+    y,
+    *,
+    names: Sequence[str] | None = None,
+    val_index: Sequence[int] | None = None,
+    space: str = "raw",
+    sign: float | None = None,
+    center: str | Sequence[float] = "auto",
+    significance: float = 2.0,
+    contribution: float = 0.5,
+    rel_tol: float = 0.01,
+    add_tol: float = 0.02,
+    snap: bool = True,
+    snap_z: float = 3.0,
+    snap_max_rel: float = 0.02,
+    trim: float = 0.2,
+    seed: int = 0,
+) -> MergedFormula:
+    """Merge local polynomials into one global formula.
+
+    Parameters
+    ----------
+    monomials : (T, p) integer array
+        Exponents shared by every local polynomial.
+    coefficients : (B, T, M) or (B, T) array or tensor
+        Coefficients of the local polynomials at ``B`` reference points for ``M`` ensemble
+        members, in original units (see :func:`discovery.symbolic.to_original_units`). In log
+        space they are polynomials in ``u = log x`` predicting ``log|y|``.
+    centers : (B, p)
+        Reference points, in the polynomial's variables (``x``, or ``log x`` in log space).
+    X : (n, p), y : (n,)
+        The observations in original units.
+    names : p strings, optional
+        Variable names for the formula (default ``x0 .. x{p-1}``).
+    val_index : row indices, optional
+        Validation rows (e.g. the ensemble's ``val_index``); the others are used to refit.
+        Default: a seeded random 20 %.
+    space : {"raw", "log"}
+        ``"log"``: ``y = sign * exp(P(log x))``; an affine ``P`` reads as ``c * prod x_i**a_i``.
+    sign : +1 or -1, optional
+        Sign of ``y`` in log space; default from the data (which must not change sign).
+    center : "auto", "origin", "mean" or (p,) values
+        Common centre; ``"auto"`` is :func:`choose_center` on the variables.
+    significance : float
+        A term is pruned first when ``|consensus| < significance * spread``.
+    contribution : float
+        ... or when ``|consensus| * rms(monomial) < contribution * full-fit validation RMSE``.
+    rel_tol : float
+        Backward elimination and snapping may raise the validation RMSE by at most this
+        fraction (plus ``1e-9 * std(y)`` for noise-free data at rounding level).
+    add_tol : float
+        Forward selection restores a pruned term when it lowers the validation RMSE by more than
+        this fraction.
+    snap, snap_z, snap_max_rel :
+        Snap coefficients to clean numbers within ``snap_z`` standard errors and at most
+        ``snap_max_rel`` relative distance (see :func:`clean_number`).
+    trim : float
+        Proportion cut from each end for the trimmed mean reported beside the median.
+    seed : int
+        Seed of the default validation split.
+
+    Returns
+    -------
+    MergedFormula
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from discovery.engine import monomials
+    >>> table = monomials(2, 2)                  # 1, x1, x2, x1^2, x1 x2, x2^2
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(-1, 1, (200, 2)); y = (X[:, 0] ** 2 + X[:, 1]) / 2
+    >>> true = np.array([0, 0, 0.5, 0.5, 0, 0.0])
+    >>> local = true[None, :, None] + 1e-3 * rng.standard_normal((8, 6, 3))
+    >>> f = merge(table, local, np.zeros((8, 2)), X, y, names=["x1", "x2"])
+    >>> f.text()
+    '0.5*x1**2 + 0.5*x2'
+    """
+    call = "merge(monomials, coefficients, centers, X, y)"
+    table = np.asarray(monomials, dtype=np.int64)
+    C = _as_array(coefficients)
+    if C.ndim == 2:
+        C = C[..., None]
+    centers = _as_array(centers)
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if table.ndim != 2:
+        raise ValueError(f"{call}: monomials has shape {table.shape}; pass a (T, p) integer array")
+    T, p = table.shape
+    if C.ndim != 3 or C.shape[1] != T:
+        raise ValueError(f"{call}: coefficients have shape {C.shape}; pass (B, {T}, members) or (B, {T})")
+    B = C.shape[0]
+    if centers.shape != (B, p):
+        raise ValueError(f"{call}: centers have shape {centers.shape}; pass ({B}, {p}), one row per reference point")
+    if X.ndim != 2 or X.shape[1] != p or len(X) != len(y):
+        raise ValueError(f"{call}: X has shape {X.shape} and y {y.shape}; pass X (n, {p}) and y (n,)")
+    if space not in SPACES:
+        raise ValueError(f"{call}: space={space!r}; pass one of {SPACES}")
+    if not (np.all(np.isfinite(C)) and np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
+        raise ValueError(f"{call}: coefficients, X and y must be finite; drop or fix non-finite values first")
+    names = [str(n) for n in names] if names is not None else [f"x{i}" for i in range(p)]
+    make_symbols(names, p)
+    V = _variables(X, space, call)
+    if space == "log":
+        if sign is None:
+            if np.all(y > 0):
+                sign = 1.0
+            elif np.all(y < 0):
+                sign = -1.0
+            else:
+                raise ValueError(f"{call}: log space needs a target of one sign; y has both signs or zeros, use space='raw'")
+        sign = float(sign)
+        if np.any(sign * y <= 0):
+            raise ValueError(f"{call}: sign={sign} but some y have the other sign or are 0; pass the sign of y")
+        t = np.log(sign * y)
+    else:
+        sign, t = 1.0, y
+
+    n = len(y)
+    if val_index is None:
+        perm = np.random.default_rng(seed).permutation(n)
+        val = np.sort(perm[: max(1, int(round(0.2 * n)))])
+    else:
+        val = np.unique(np.asarray(val_index, dtype=np.int64))
+        if val.size == 0 or val.min() < 0 or val.max() >= n:
+            raise ValueError(f"{call}: val_index must hold row indices in [0, {n}); got {val.size} indices")
+    train = np.setdiff1d(np.arange(n), val)
+    if len(train) < 2:
+        raise ValueError(f"{call}: only {len(train)} rows left to refit after the validation split; pass fewer val_index")
+
+    if isinstance(center, str):
+        if center == "auto":
+            c, center_reason = choose_center(V)
+        elif center == "origin":
+            c, center_reason = np.zeros(p), "origin (requested)"
+        elif center == "mean":
+            c, center_reason = V.mean(axis=0), "data mean (requested)"
+        else:
+            raise ValueError(f"{call}: center={center!r}; pass 'auto', 'origin', 'mean' or {p} values")
+    else:
+        c = np.asarray(center, dtype=np.float64).reshape(-1)
+        if c.shape != (p,):
+            raise ValueError(f"{call}: center has {c.size} values; pass {p}")
+        center_reason = "given"
+    notes = [f"common centre: {center_reason}"]
+
+    # Consensus at the common centre: each point's member median is shifted (not each member),
+    # so high-order noise is averaged before the shift multiplies it.
+    tc = torch.from_numpy(centers)
+    per_point = shift_coefficients(torch.from_numpy(np.median(C, axis=2)), table, tc, torch.from_numpy(c)).numpy()
+    every = shift_coefficients(torch.from_numpy(C), table, tc, torch.from_numpy(c)).numpy()
+    consensus = np.median(per_point, axis=0)
+    trimmed = stats.trim_mean(per_point, trim, axis=0)
+    flat = every.transpose(1, 0, 2).reshape(T, -1)
+    spread = _MAD_TO_SD * np.median(np.abs(flat - np.median(flat, axis=1, keepdims=True)), axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        signif = np.where(spread > 0, np.abs(consensus) / spread, np.where(consensus != 0, np.inf, 0.0))
+    if B * C.shape[2] < 3:
+        notes.append(f"only {B * C.shape[2]} local polynomial(s): the spread is not informative")
+
+    D = _design(V, table, c)
+    rms = np.sqrt(np.mean(D**2, axis=0))
+    contrib = np.abs(consensus) * rms
+    fitter = _Fitter(D, t, y, train, val, space, sign)
+    full_coef, full_rmse, _ = fitter.fit(range(T))
+    eps_t = float(np.sqrt(np.mean((D[val] @ full_coef - t[val]) ** 2)))
+    floor = 1e-9 * float(np.std(y)) + 1e-300
+
+    reasons: dict[int, str] = {}
+    keep: list[int] = []
+    for j in range(T):
+        if signif[j] < significance:
+            reasons[j] = (
+                f"pruned: consensus {consensus[j]:.3g} is within {significance:g} x spread {spread[j]:.3g} of 0 "
+                "across reference points"
+            )
+        elif contrib[j] < contribution * eps_t:
+            reasons[j] = (
+                f"pruned: contribution {contrib[j]:.3g} is below {contribution:g} x validation RMSE {eps_t:.3g} "
+                "of the full fit"
+            )
+        else:
+            keep.append(j)
+            reasons[j] = f"kept: consensus {consensus[j]:.3g} is {signif[j]:.3g} x its spread"
+    prior = np.lexsort((contrib, signif))  # ascending significance, contribution breaks ties
+    rank = np.empty(T, dtype=np.int64)
+    rank[prior] = np.arange(T)
+
+    _, current, _ = fitter.fit(keep)
+    while True:  # forward: restore the pruned term that helps most, while it helps enough
+        best = None
+        for j in sorted(set(range(T)) - set(keep), key=lambda j: -rank[j]):
+            _, r, _ = fitter.fit(keep + [j])
+            if r < current * (1 - add_tol) - floor and (best is None or r < best[1]):
+                best = (j, r)
+        if best is None:
+            break
+        j, r = best
+        reasons[j] = f"restored: forward selection lowers validation RMSE {current:.3g} -> {r:.3g}"
+        keep.append(j)
+        current = r
+    bound = current * (1 + rel_tol) + floor
+    removed = True
+    while removed:  # backward: drop the least significant term that can go
+        removed = False
+        for j in sorted(keep, key=lambda j: rank[j]):
+            rest = [k for k in keep if k != j]
+            _, r, _ = fitter.fit(rest)
+            if r <= bound:
+                reasons[j] = (
+                    f"pruned: backward elimination, validation RMSE {r:.3g} without it stays within "
+                    f"{rel_tol:.0%} of {current:.3g}"
+                )
+                keep, removed = rest, True
+                break
+    keep = sorted(keep)
+
+    # A power law reads best at u = 0 (x = 1): its constant is then log of the prefactor.
+    affine_log = space == "log" and all(table[j].sum() <= 1 for j in keep)
+    if affine_log and np.any(c != 0):
+        c = np.zeros(p)
+        center_reason += "; moved to the origin (x = 1) for the power law, exact for an affine polynomial"
+        notes[0] = f"common centre: {center_reason}"
+        D = _design(V, table, c)
+        fitter = _Fitter(D, t, y, train, val, space, sign)
+    refit, refit_rmse, se = fitter.fit(keep)
+    numbers: dict[int, sympy.Expr] = {}
+    snapped: dict[int, str] = {}
+    final = refit
+    if snap and keep:
+        final, numbers, snapped = _snap(fitter, keep, table, refit, se, refit_rmse, affine_log, c, rel_tol,
+                                        floor, snap_z, snap_max_rel, rms)
+        notes.extend(f"snapped {table[j].tolist()}: {s}" for j, s in snapped.items())
+    val_rmse = fitter.rmse(final)
+    pred_val = _to_target(D[val] @ final, space, sign)
+    ss_tot = float(np.sum((y[val] - y[val].mean()) ** 2))
+    val_r2 = 1.0 - float(np.sum((pred_val - y[val]) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
+    consensus_kept = np.where(np.isin(np.arange(T), keep), consensus, 0.0)
+
+    coef_sym = [numbers.get(j, sympy.Float(final[j])) for j in keep]
+    expression = polynomial_to_sympy(table[keep], coef_sym, c, names, space=space, sign=sign)
+    labels = _labels(table, c, names, space)
+    terms = pd.DataFrame(
+        {
+            "term": labels,
+            "exponents": [tuple(int(a) for a in row) for row in table],
+            "degree": table.sum(axis=1),
+            "consensus": consensus,
+            "trimmed_mean": trimmed,
+            "spread": spread,
+            "significance": signif,
+            "contribution": contrib,
+            "refit": [refit[j] if j in keep else np.nan for j in range(T)],
+            "coefficient": [final[j] if j in keep else 0.0 for j in range(T)],
+            "snapped": [snapped.get(j, "") for j in range(T)],
+            "kept": [j in keep for j in range(T)],
+            "reason": [reasons[j] for j in range(T)],
+        }
+    )
+    return MergedFormula(
+        expression=expression,
+        terms=terms,
+        center=c,
+        center_reason=center_reason,
+        space=space,
+        sign=sign,
+        names=names,
+        monomials=table[keep],
+        coefficients=final[keep],
+        refit_coefficients=refit[keep],
+        val_rmse=val_rmse,
+        val_r2=val_r2,
+        refit_val_rmse=refit_rmse,
+        consensus_val_rmse=fitter.rmse(consensus_kept),
+        full_val_rmse=full_rmse,
+        notes=notes,
+    )
+
+
+def _snap(fitter, keep, table, refit, se, refit_rmse, affine_log, c, rel_tol, floor, snap_z, snap_max_rel, rms):
+    """Snap kept coefficients one by one (others refit); returns values, SymPy numbers, log."""
+    degrees = table.sum(axis=1)
+    exponents = [j for j in keep if fitter.space == "log" and degrees[j] == 1]
+    constant = [j for j in keep if degrees[j] == 0]
+    others = sorted((j for j in keep if j not in exponents and j not in constant), key=lambda j: -abs(refit[j]) * rms[j])
+    bound = refit_rmse * (1 + rel_tol) + floor
+    fixed: dict[int, float] = {}
+    numbers: dict[int, sympy.Expr] = {}
+    log: dict[int, str] = {}
+    coef, cur_se = refit, se
+    for j in exponents + others + constant:
+        v, s = float(coef[j]), float(cur_se[j]) if np.isfinite(cur_se[j]) else 0.0
+        prefactor = affine_log and degrees[j] == 0
+        if prefactor:  # snap the power law's prefactor exp(b), not b
+            v, s = math.exp(v), math.exp(v) * s
+        kind = "exponent" if j in exponents else "coefficient"
+        tol = min(max(snap_z * s, 1e-9 * abs(v)), snap_max_rel * abs(v))
+        for f, e, _ in _candidates(v, kind):
+            if abs(f - v) > tol:
+                continue
+            value, number = (math.log(f), sympy.log(e, evaluate=False)) if prefactor else (f, e)
+            trial, r, trial_se = fitter.fit(keep, {**fixed, j: value})
+            if r <= bound:
+                fixed[j], numbers[j] = value, number
+                log[j] = f"{v:.6g} -> {text(e, precision=6)}" + (" (prefactor)" if prefactor else "")
+                coef, cur_se = trial, trial_se
+                break
+    return coef, numbers, log
+
+
+def _labels(table: np.ndarray, c: np.ndarray, names: list[str], space: str) -> list[str]:
+    symbols = make_symbols(names, len(names))
+    variables = [sympy.log(s) if space == "log" else s for s in symbols]
+    shifted = [v - sympy.Float(ci) if ci != 0 else v for v, ci in zip(variables, c)]
+    return [
+        text(sympy.Mul(*(v ** int(a) for v, a in zip(shifted, row) if a)), precision=6) for row in table
+    ]
