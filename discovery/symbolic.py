@@ -266,7 +266,7 @@ def _rounded(expr: sympy.Basic, precision: int) -> sympy.Basic:
     floats = {}
     for f in expr.atoms(sympy.Float):
         v = _round_sig(float(f), precision)
-        floats[f] = sympy.Integer(int(v)) if v.is_integer() and abs(v) < 1e15 else sympy.Float(v)
+        floats[f] = sympy.Integer(int(v)) if v.is_integer() and abs(v) < 1e6 else sympy.Float(v)
     return expr.xreplace(floats) if floats else expr
 
 
