@@ -3,6 +3,7 @@
 Public names are re-exported here; implementation modules are private.
 """
 
+from discovery.engine import Expansion, UnmixedExpansion, expand, register_rule
 from discovery.errors import (
     DataError,
     DiscoveryError,
@@ -14,6 +15,10 @@ from discovery.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Expansion",
+    "UnmixedExpansion",
+    "expand",
+    "register_rule",
     "DataError",
     "DiscoveryError",
     "ExpansionError",

@@ -181,7 +181,7 @@ def _expand_mixed(gm, model, at, order, dtype, device, call) -> "Expansion":
     if order >= 1:
         coeffs[1 : p + 1, :, :] = torch.eye(p, dtype=dtype, device=device).unsqueeze(1)
     with torch.no_grad():
-        out = _run(gm, model, Series(coeffs, algebra), dtype, device, call, at.shape)
+        out = _run(gm, model, Series(coeffs, algebra, degree=1), dtype, device, call, at.shape)
     output_shape = tuple(out.shape[2:])
     out = out.reshape(out.shape[0], B, -1).permute(1, 0, 2).contiguous()
     return Expansion(at, out, order, output_shape=output_shape)
@@ -326,7 +326,7 @@ def _expand_unmixed(gm, model, at, order, dtype, device, call, memory_budget) ->
                 eye_flat[torch.arange(Dc), torch.arange(start, stop)] = 1.0
                 coeffs[1] = eye_flat.unsqueeze(1)
             coeffs = coeffs.reshape(order + 1, Dc * B, *input_shape)
-            out = _run(gm, model, Series(coeffs, algebra), dtype, device, call, at.shape)
+            out = _run(gm, model, Series(coeffs, algebra, degree=1), dtype, device, call, at.shape)
             output_shape = tuple(out.shape[2:])
             out = out.reshape(order + 1, Dc, B, -1)  # (k, direction, point, output)
             if result is None:

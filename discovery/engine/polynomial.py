@@ -88,15 +88,16 @@ class ProductTable:
 
     def __init__(self, p: int, order: int):
         table = monomials(p, order)
-        index = {tuple(row): k for k, row in enumerate(table)}
         degrees = table.sum(axis=1)
-        triples = []
-        for i, j in itertools.product(range(len(table)), repeat=2):
-            if degrees[i] + degrees[j] <= order:
-                k = index[tuple(table[i] + table[j])]
-                triples.append((degrees[i] + degrees[j], degrees[i], i, j, k))
-        triples.sort()
-        arr = np.array(triples, dtype=np.int64)
+        left, right = np.nonzero(degrees[:, None] + degrees[None, :] <= order)
+        # Exponent rows are encoded as base-(order+1) integers to find each sum's row.
+        base = (order + 1) ** np.arange(p, dtype=np.int64)
+        codes = table @ base
+        sorter = np.argsort(codes)
+        out = sorter[np.searchsorted(codes, (table[left] + table[right]) @ base, sorter=sorter)]
+        out_degree = degrees[left] + degrees[right]
+        arr = np.stack([out_degree, degrees[left], left, right, out], axis=1)
+        arr = arr[np.lexsort(arr.T[::-1])]
         self.p, self.order = p, order
         self.n_terms = len(table)
         self._out_degree = arr[:, 0]

@@ -87,7 +87,18 @@ def as_series(value, like: Series) -> Series:
     const = torch.as_tensor(value, dtype=like.dtype, device=like.device)
     coeffs = const.new_zeros((like.coeffs.shape[0], *torch.broadcast_shapes(const.shape, like.shape)))
     coeffs[0] = const
-    return like.new(coeffs)
+    return like.new(coeffs, 0)
+
+
+def _max_degree(*parts: Series):
+    degrees = [p.degree for p in parts]
+    return None if None in degrees else max(degrees)
+
+
+def _sum_degree(a: Series, b: Series):
+    if a.degree is None or b.degree is None:
+        return None
+    return min(a.degree + b.degree, a.algebra.order)
 
 
 def _dim(d: int) -> int:
@@ -176,7 +187,7 @@ def _add(ctx, a, b, *, alpha=1):
     if alpha != 1:
         b = _mul(ctx, b, alpha)
     if isinstance(a, Series) and isinstance(b, Series):
-        return a.new(a.coeffs + b.coeffs)
+        return a.new(a.coeffs + b.coeffs, _max_degree(a, b))
     s, c = (a, b) if isinstance(a, Series) else (b, a)
     coeffs = s.coeffs.expand(s.coeffs.shape[0], *torch.broadcast_shapes(s.shape, torch.as_tensor(c).shape)).clone()
     coeffs[0] = coeffs[0] + ctx.tensor(c)
@@ -196,7 +207,7 @@ def _neg(ctx, a):
 @register_rule(operator.mul, torch.mul, "mul")
 def _mul(ctx, a, b):
     if isinstance(a, Series) and isinstance(b, Series):
-        return a.new(a.algebra.mul(a.coeffs, b.coeffs))
+        return a.new(a.algebra.mul(a.coeffs, b.coeffs), _sum_degree(a, b))
     if not isinstance(a, Series) and not isinstance(b, Series):
         return a * b
     s, c = (a, b) if isinstance(a, Series) else (b, a)
@@ -231,7 +242,7 @@ def _square(ctx, a):
 
 def _integer_power(a: Series, k: int) -> Series:
     """``a ** k`` by repeated squaring: exact even where ``a`` is zero."""
-    result, base = None, a.coeffs
+    result, base, k_total = None, a.coeffs, k
     while k:
         if k & 1:
             result = base if result is None else a.algebra.mul(result, base)
@@ -240,7 +251,7 @@ def _integer_power(a: Series, k: int) -> Series:
             base = a.algebra.mul(base, base)
     if result is None:
         return as_series(torch.ones((), dtype=a.dtype, device=a.device), a)
-    return a.new(result)
+    return a.new(result, None if a.degree is None else min(a.degree * k_total, a.algebra.order))
 
 
 @register_rule(operator.matmul, torch.matmul, "matmul")
@@ -389,15 +400,15 @@ def _mean(ctx, x, dim=None, keepdim=False):
 @register_rule(torch.cat, torch.concat)
 def _cat(ctx, tensors, dim=0):
     like = next(t for t in tensors if isinstance(t, Series))
-    parts = [as_series(ctx.tensor(t), like).coeffs if not isinstance(t, Series) else t.coeffs for t in tensors]
-    return like.new(torch.cat(parts, dim=_dim(dim)))
+    parts = [as_series(ctx.tensor(t), like) for t in tensors]
+    return like.new(torch.cat([s.coeffs for s in parts], dim=_dim(dim)), _max_degree(*parts))
 
 
 @register_rule(torch.stack)
 def _stack(ctx, tensors, dim=0):
     like = next(t for t in tensors if isinstance(t, Series))
-    parts = [as_series(ctx.tensor(t), like).coeffs if not isinstance(t, Series) else t.coeffs for t in tensors]
-    return like.new(torch.stack(parts, dim=_dim(dim)))
+    parts = [as_series(ctx.tensor(t), like) for t in tensors]
+    return like.new(torch.stack([s.coeffs for s in parts], dim=_dim(dim)), _max_degree(*parts))
 
 
 @register_rule(operator.getitem)

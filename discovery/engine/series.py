@@ -11,8 +11,10 @@ product indices and, for unmixed expansions, how many directions share one refer
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from discovery.engine.polynomial import degree_slices, monomials, n_terms, product_table
@@ -40,6 +42,11 @@ class Algebra:
         self.n_terms = n_terms(self.p, self.order)
         self._table = product_table(self.p, self.order)
         self._slices = degree_slices(self.p, self.order)
+        degrees = self.monomials.sum(axis=1)
+        fact = np.array([math.factorial(k) for k in range(self.order + 1)], dtype=np.float64)
+        self._term_degree = torch.from_numpy(degrees)
+        self._multinomial = torch.from_numpy(fact[degrees] / fact[self.monomials].prod(axis=1))
+        self._exponents = torch.from_numpy(self.monomials.copy())
 
     def terms_upto(self, degree: int) -> int:
         return self._slices[degree].stop
@@ -70,14 +77,18 @@ class Algebra:
             out[j:].addcmul_(a[j].expand(shape), b[: d + 1 - j].expand(d + 1 - j, *shape))
         return out
 
-    def compose(self, a: torch.Tensor, f_coefficients: torch.Tensor) -> torch.Tensor:
+    def compose(self, a: torch.Tensor, f_coefficients: torch.Tensor, degree: int | None = None) -> torch.Tensor:
         """``f(a)`` given the univariate Taylor coefficients of ``f`` at ``a[0]``.
 
         ``f(a0 + v) = sum_k c_k v^k`` by Horner's scheme; ``v`` has no constant term, so the
-        inner Horner stage ``k`` is needed only up to degree ``order - k``.
+        inner Horner stage ``k`` is needed only up to degree ``order - k``. When ``a`` is known
+        to be affine (``degree == 1``, e.g. the first layer's pre-activation) the powers of
+        ``v`` follow from the multinomial theorem instead.
         """
         n = self.order
         c = self._broadcast_shared(f_coefficients, a)
+        if degree == 1 and n >= 1:
+            return self._compose_affine(a, c)
         v = a.clone()
         v[0] = 0
         acc = c[n].unsqueeze(0)
@@ -85,6 +96,19 @@ class Algebra:
             acc = self.mul(v, acc, max_degree=n - k, a_has_constant=False)
             acc[0] = acc[0] + c[k]
         return acc
+
+    def _compose_affine(self, a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """``sum_alpha c_|alpha| * |alpha|!/alpha! * w^alpha`` for ``v = sum_i w_i dx_i``."""
+        dev = a.device
+        w = a[1 : self.p + 1]
+        shape = torch.broadcast_shapes(w.shape[1:], c.shape[1:])
+        powers = torch.stack([torch.ones_like(w)] + [w] * self.order).cumprod(0)  # (n+1, p, ...)
+        exps = self._exponents.to(dev)
+        terms = powers[exps[:, 0], 0]
+        for i in range(1, self.p):
+            terms = terms * powers[exps[:, i], i]
+        scale = self._multinomial.to(dev, a.dtype).reshape(-1, *([1] * (len(shape))))
+        return (terms * scale) * c[self._term_degree.to(dev)].expand(self.n_terms, *shape)
 
     def _broadcast_shared(self, coefficients: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """Expand per-reference-point coefficients over the directions of an unmixed series."""
@@ -106,6 +130,7 @@ class Series:
 
     coeffs: torch.Tensor
     algebra: Algebra
+    degree: int | None = None  # known bound on the polynomial degree; None means "order"
 
     @property
     def value(self) -> torch.Tensor:
@@ -127,8 +152,9 @@ class Series:
     def dim(self) -> int:
         return self.coeffs.ndim - 1
 
-    def new(self, coeffs: torch.Tensor) -> "Series":
-        return Series(coeffs, self.algebra)
+    def new(self, coeffs: torch.Tensor, degree: int | None = -1) -> "Series":
+        """A series of the same algebra; ``degree=-1`` keeps this series' degree bound."""
+        return Series(coeffs, self.algebra, self.degree if degree == -1 else degree)
 
     def map_linear(self, fn, bias: torch.Tensor | None = None) -> "Series":
         """Apply a linear map ``fn`` (acting on ``(N, *shape)`` batches) to every coefficient.
@@ -148,4 +174,4 @@ class Series:
         """``f(self)`` for an elementwise ``f`` given by ``coefficient_fn(x0, order)``."""
         alg = self.algebra
         c = coefficient_fn(alg.shared_constant(self.coeffs), alg.order)
-        return self.new(alg.compose(self.coeffs, c))
+        return self.new(alg.compose(self.coeffs, c, self.degree), None)
