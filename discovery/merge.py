@@ -343,7 +343,7 @@ def merge(
     rel_tol: float = 0.01,
     add_tol: float = 0.02,
     snap: bool = True,
-    snap_z: float = 3.0,
+    snap_z: float = 4.0,
     snap_max_rel: float = 0.02,
     trim: float = 0.2,
     seed: int = 0,
@@ -620,23 +620,28 @@ def _snap(fitter, keep, table, refit, se, refit_rmse, affine_log, c, rel_tol, fl
     numbers: dict[int, sympy.Expr] = {}
     log: dict[int, str] = {}
     coef, cur_se = refit, se
-    for j in exponents + others + constant:
-        v, s = float(coef[j]), float(cur_se[j]) if np.isfinite(cur_se[j]) else 0.0
-        prefactor = affine_log and degrees[j] == 0
-        if prefactor:  # snap the power law's prefactor exp(b), not b
-            v, s = math.exp(v), math.exp(v) * s
-        kind = "exponent" if j in exponents else "coefficient"
-        tol = min(max(snap_z * s, 1e-9 * abs(v)), snap_max_rel * abs(v))
-        for f, e, _ in _candidates(v, kind):
-            if abs(f - v) > tol:
+    progress = True
+    while progress:  # a snap refits the others, which may bring them within reach: repeat
+        progress = False
+        for j in exponents + others + constant:
+            if j in fixed:
                 continue
-            value, number = (math.log(f), sympy.log(e, evaluate=False)) if prefactor else (f, e)
-            trial, r, trial_se = fitter.fit(keep, {**fixed, j: value})
-            if r <= bound:
-                fixed[j], numbers[j] = value, number
-                log[j] = f"{v:.6g} -> {text(e, precision=6)}" + (" (prefactor)" if prefactor else "")
-                coef, cur_se = trial, trial_se
-                break
+            v, s = float(coef[j]), float(cur_se[j]) if np.isfinite(cur_se[j]) else 0.0
+            prefactor = affine_log and degrees[j] == 0
+            if prefactor:  # snap the power law's prefactor exp(b), not b
+                v, s = math.exp(v), math.exp(v) * s
+            kind = "exponent" if j in exponents else "coefficient"
+            tol = min(max(snap_z * s, 1e-9 * abs(v)), snap_max_rel * abs(v))
+            for f, e, _ in _candidates(v, kind):
+                if abs(f - v) > tol:
+                    continue
+                value, number = (math.log(f), sympy.log(e, evaluate=False)) if prefactor else (f, e)
+                trial, r, trial_se = fitter.fit(keep, {**fixed, j: value})
+                if r <= bound:
+                    fixed[j], numbers[j] = value, number
+                    log[j] = f"{v:.6g} -> {text(e, precision=6)}" + (" (prefactor)" if prefactor else "")
+                    coef, cur_se, progress = trial, trial_se, True
+                    break
     return coef, numbers, log
 
 

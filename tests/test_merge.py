@@ -1,0 +1,220 @@
+"""Merging local polynomials into one global formula (synthetic expansions of known laws)."""
+
+import math
+
+import numpy as np
+import pytest
+import sympy
+import torch
+
+from discovery.engine.polynomial import evaluate, monomials, shift_coefficients
+from discovery.merge import MergedFormula, choose_center, clean_number, merge
+
+
+def coefficients_of(table, terms):
+    out = np.zeros(len(table))
+    rows = [tuple(r) for r in table]
+    for alpha, value in terms.items():
+        out[rows.index(alpha)] = value
+    return out
+
+
+def polynomial_data(table, coef, X):
+    c = torch.from_numpy(coef)[None, :, None]
+    return evaluate(c, table, torch.zeros(1, table.shape[1], dtype=torch.float64), torch.from_numpy(X))[0, :, 0].numpy()
+
+
+def local_expansions(table, coef, centers, rng, members=5, noise=0.01):
+    """Exact local polynomials of ``sum coef x^alpha`` at ``centers`` plus coefficient noise
+    growing with degree, as a trained network's expansions would have."""
+    B = len(centers)
+    c = torch.from_numpy(np.repeat(coef[None, :, None], B, axis=0))
+    local = shift_coefficients(c, table, torch.zeros(B, table.shape[1], dtype=torch.float64), torch.from_numpy(centers))
+    degree = table.sum(axis=1)[None, :, None]
+    return local.numpy() + noise * (1 + degree) * rng.standard_normal((B, len(table), members))
+
+
+def symbols(*names):
+    return sympy.symbols(" ".join(names), real=True)
+
+
+def test_paper_law_recovered_exactly_with_reasons():
+    rng = np.random.default_rng(0)
+    table = monomials(2, 3)
+    true = coefficients_of(table, {(2, 0): 0.5, (0, 1): 0.5})
+    X = rng.uniform(-1, 1, (2000, 2))
+    y = polynomial_data(table, true, X)
+    centers = X[rng.choice(len(X), 24, replace=False)]
+    f = merge(table, local_expansions(table, true, centers, rng), centers, X, y, names=["x1", "x2"])
+    x1, x2 = symbols("x1", "x2")
+    assert isinstance(f, MergedFormula)
+    assert sympy.expand(f.expression - (x1**2 + x2) / 2) == 0
+    assert f.text() == "0.5*x1**2 + 0.5*x2" and f.latex() == r"0.5 x_{1}^{2} + 0.5 x_{2}"
+    assert f.val_r2 > 1 - 1e-12 and f.center.tolist() == [0.0, 0.0]
+    kept = f.terms[f.terms.kept]
+    assert sorted(kept.exponents) == [(0, 1), (2, 0)]
+    np.testing.assert_allclose(kept.consensus, 0.5, atol=0.02)
+    pruned = f.terms[~f.terms.kept]
+    assert len(pruned) == len(table) - 2 and all(r.startswith("pruned:") for r in pruned.reason)
+    assert pruned.coefficient.eq(0).all() and pruned.refit.isna().all()
+    X_new = rng.uniform(-1, 1, (50, 2))
+    np.testing.assert_allclose(f.predict(X_new), (X_new[:, 0] ** 2 + X_new[:, 1]) / 2, atol=1e-12)
+    lam = sympy.lambdify((x1, x2), f.expression)
+    np.testing.assert_allclose(lam(*X_new.T), f.predict(X_new), atol=1e-12)
+
+
+def test_five_variable_law_with_noisy_target():
+    rng = np.random.default_rng(1)
+    table = monomials(5, 3)
+    law = {(0, 0, 0, 0, 0): 0.5, (1, 0, 0, 0, 0): 1.0, (0, 1, 1, 0, 0): 0.6, (0, 1, 0, 1, 0): -0.8,
+           (1, 1, 1, 0, 0): 1.0, (0, 0, 1, 0, 1): -1.0}
+    true = coefficients_of(table, law)
+    X = rng.uniform(-1, 1, (2000, 5))
+    y = polynomial_data(table, true, X)
+    y = y + 0.01 * y.std() * rng.standard_normal(len(y))
+    centers = X[rng.choice(len(X), 32, replace=False)]
+    f = merge(table, local_expansions(table, true, centers, rng), centers, X, y, names=[f"x{i}" for i in range(1, 6)])
+    kept = f.terms[f.terms.kept]
+    assert set(kept.exponents) == set(law)
+    for alpha, value in law.items():
+        got = float(kept.set_index("exponents").coefficient[alpha])
+        assert got == pytest.approx(value, rel=0.02)
+    x1, x2, x3, x4, x5 = symbols("x1", "x2", "x3", "x4", "x5")
+    truth = 0.5 + x1 + 0.6 * x2 * x3 - 0.8 * x2 * x4 + x1 * x2 * x3 - x3 * x5
+    assert sympy.expand(f.expression - truth) == 0  # snapped to the clean values
+
+
+def test_spurious_term_consistent_across_points_is_pruned_by_the_data():
+    # All local polynomials share a bias term (a network artefact); the data do not support it.
+    rng = np.random.default_rng(2)
+    table = monomials(2, 2)
+    true = coefficients_of(table, {(1, 1): 1.0})
+    X = rng.uniform(1, 5, (1000, 2))
+    y = polynomial_data(table, true, X)
+    biased = true + coefficients_of(table, {(0, 2): 0.05})
+    centers = X[rng.choice(len(X), 16, replace=False)]
+    f = merge(table, local_expansions(table, biased, centers, rng, noise=1e-4), centers, X, y, names=["m", "v"])
+    m, v = symbols("m", "v")
+    assert f.expression == m * v
+    row = f.terms.set_index("exponents").loc[[(0, 2)]].iloc[0]
+    assert not row.kept and row.significance > 2 and "backward elimination" in row.reason
+
+
+def test_far_from_origin_uses_the_data_mean():
+    rng = np.random.default_rng(3)
+    X = rng.uniform(100, 110, (800, 2))
+    center, reason = choose_center(X)
+    np.testing.assert_allclose(center, X.mean(axis=0))
+    assert "mean" in reason
+    table = monomials(2, 3)
+    y = 2 * X[:, 0] - X[:, 1] + 0.5 * (X[:, 0] - 105) ** 2
+    # Local polynomials of that law taken at reference points, in powers of (x - point).
+    centers = X[rng.choice(len(X), 12, replace=False)]
+    local = np.zeros((12, len(table), 3))
+    rows = [tuple(r) for r in table]
+    for b, (a0, a1) in enumerate(centers):
+        local[b, rows.index((0, 0))] = 2 * a0 - a1 + 0.5 * (a0 - 105) ** 2
+        local[b, rows.index((1, 0))] = 2 + (a0 - 105)
+        local[b, rows.index((0, 1))] = -1
+        local[b, rows.index((2, 0))] = 0.5
+    local += 1e-3 * rng.standard_normal(local.shape)
+    f = merge(table, local, centers, X, y, names=["x1", "x2"])
+    x1, x2 = symbols("x1", "x2")
+    assert "mean" in f.center_reason
+    diff = sympy.Poly(sympy.expand(f.expression - (2 * x1 - x2 + 0.5 * (x1 - 105) ** 2)), x1, x2)
+    assert max(abs(float(c)) for c in diff.coeffs()) < 1e-6
+    assert f.val_r2 > 1 - 1e-10
+
+
+def test_snapping_only_when_validation_error_allows():
+    rng = np.random.default_rng(4)
+    table = monomials(1, 2)
+    X = rng.uniform(-1, 1, (2000, 1))
+    y = 0.5 * X[:, 0] ** 2 + 0.02 * rng.standard_normal(2000)
+    true = coefficients_of(table, {(2,): 0.5})
+    centers = X[:10]
+    f = merge(table, local_expansions(table, true, centers, rng), centers, X, y, names=["x"])
+    row = f.terms.set_index("exponents").loc[[(2,)]].iloc[0]
+    assert row.refit != 0.5 and abs(row.refit - 0.5) < 0.01
+    assert row.coefficient == 0.5 and row.snapped.endswith("-> 0.5")
+    assert f.val_rmse <= f.refit_val_rmse * 1.01
+    # Without noise, a coefficient that is genuinely not clean stays as fitted.
+    y2 = 0.4987 * X[:, 0] ** 2
+    f2 = merge(table, local_expansions(table, true, centers, rng), centers, X, y2, names=["x"])
+    assert float(f2.coefficients[0]) == pytest.approx(0.4987, rel=1e-9)
+
+
+def test_clean_number():
+    assert clean_number(0.49999, 1e-4)[0] == 0.5
+    assert clean_number(6.67401, 1e-4)[0] == 6.674
+    assert clean_number(-2.00003, 1e-4) == (-2.0, sympy.Integer(-2))
+    assert clean_number(0.33334, 1e-4) == (pytest.approx(1 / 3), sympy.Rational(1, 3))
+    assert clean_number(1.4142136, 1e-6)[1] == sympy.sqrt(2)
+    assert clean_number(6.2831853, 1e-6)[1] == 2 * sympy.pi
+    assert clean_number(0.250001, 1e-4, kind="exponent")[1] == sympy.Rational(1, 4)
+    assert clean_number(0.37, 1e-3, kind="exponent") is None
+    assert clean_number(0.123456789, 1e-9) is None
+    assert clean_number(1e-5, 1e-3) is not None and clean_number(1e-5, 1e-3)[0] != 0
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+def test_power_law_in_log_space_has_exact_exponents(noise):
+    rng = np.random.default_rng(5)
+    X = rng.uniform(1, 5, (2000, 3))
+    y = 6.674 * X[:, 0] * X[:, 1] / X[:, 2] ** 2 * (1 + noise * rng.standard_normal(2000))
+    table = monomials(3, 2)
+    true = coefficients_of(table, {(0, 0, 0): math.log(6.674), (1, 0, 0): 1, (0, 1, 0): 1, (0, 0, 1): -2})
+    U = np.log(X)
+    centers = U[rng.choice(len(U), 24, replace=False)]
+    f = merge(table, local_expansions(table, true, centers, rng), centers, X, y, names=["m1", "m2", "r"], space="log")
+    m1, m2, r = symbols("m1", "m2", "r")
+    prefactor = f.expression / (m1 * m2 / r**2)
+    assert prefactor.is_Number and float(prefactor) == pytest.approx(6.674, rel=0.002 + noise / 10)
+    assert f.expression.as_powers_dict()[r] == -2 and f.expression.as_powers_dict()[m1] == 1
+    if noise == 0:
+        assert f.latex(precision=4) == r"\frac{6.674 m_{1} m_{2}}{r^{2}}"
+    assert f.val_r2 > 0.999
+
+
+def test_square_root_law_in_log_space():
+    rng = np.random.default_rng(6)
+    X = rng.uniform(1, 5, (2000, 2))
+    y = np.sqrt(2 * X[:, 0] * X[:, 1]) + 0.01 * rng.standard_normal(2000)
+    table = monomials(2, 3)
+    true = coefficients_of(table, {(0, 0): 0.5 * math.log(2), (1, 0): 0.5, (0, 1): 0.5})
+    centers = np.log(X[:16])
+    f = merge(table, local_expansions(table, true, centers, rng), centers, X, y, names=["g", "h"], space="log")
+    g, h = symbols("g", "h")
+    assert f.expression == sympy.sqrt(2) * sympy.sqrt(g) * sympy.sqrt(h)
+    assert f.latex() == r"\sqrt{2} \sqrt{g} \sqrt{h}"
+
+
+def test_non_polynomial_law_gives_a_reasonable_approximation():
+    rng = np.random.default_rng(7)
+    table = monomials(2, 3)
+    X = rng.uniform(-1, 1, (1500, 2))
+    y = np.sin(X[:, 0]) + X[:, 1]
+    centers = X[:20]
+    rows = [tuple(r) for r in table]
+    local = np.zeros((20, len(table), 1))
+    for b, (a, c) in enumerate(centers):
+        derivs = [math.sin(a), math.cos(a), -math.sin(a), -math.cos(a)]
+        for k in range(4):
+            local[b, rows.index((k, 0))] = derivs[k] / math.factorial(k)
+        local[b, rows.index((0, 0))] += c
+        local[b, rows.index((0, 1))] = 1.0
+    f = merge(table, local, centers, X, y, names=["x1", "x2"])
+    assert f.val_r2 > 0.9999
+    kept = set(f.terms[f.terms.kept].exponents)
+    assert {(1, 0), (0, 1), (3, 0)} <= kept and (1, 1) not in kept
+
+
+def test_bad_inputs_raise_with_call_form():
+    table = monomials(2, 1)
+    X = np.ones((20, 2))
+    with pytest.raises(ValueError, match=r"^merge\(monomials, coefficients, centers, X, y\): centers"):
+        merge(table, np.zeros((4, 3, 2)), np.zeros((3, 2)), X, np.ones(20))
+    with pytest.raises(ValueError, match="log space needs positive variables"):
+        merge(table, np.zeros((4, 3, 2)), np.zeros((4, 2)), -X, np.ones(20), space="log")
+    with pytest.raises(ValueError, match="one sign"):
+        merge(table, np.zeros((4, 3, 2)), np.zeros((4, 2)), X, np.r_[np.ones(10), -np.ones(10)], space="log")
