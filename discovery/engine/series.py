@@ -163,8 +163,12 @@ class Series:
         coefficients see the weight alone.
         """
         T, N = self.coeffs.shape[:2]
-        out = fn(self.coeffs.reshape(T * N, *self.coeffs.shape[2:]))
-        out = out.reshape(T, N, *out.shape[1:])
+        # Rows above the known degree are zero: map only the others (the first layer of a
+        # wide network sees an affine input, so this skips most of its work).
+        live = T if self.degree is None else self.algebra.terms_upto(min(self.degree, self.algebra.order))
+        mapped = fn(self.coeffs[:live].reshape(live * N, *self.coeffs.shape[2:]))
+        out = mapped.new_zeros((T, N, *mapped.shape[1:]))
+        out[:live] = mapped.reshape(live, N, *mapped.shape[1:])
         if bias is not None:
             out = out.clone() if out.requires_grad else out
             out[0] = out[0] + bias
