@@ -30,7 +30,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -39,7 +38,16 @@ import torch
 from scipy import stats
 
 from discovery.engine.polynomial import evaluate, shift_coefficients
-from discovery.symbolic import SPACES, latex, make_symbols, polynomial_to_sympy, text
+from discovery.errors import DataError
+from discovery.symbolic import (
+    SPACES,
+    clean_candidates,
+    clean_number,
+    latex,
+    make_symbols,
+    polynomial_to_sympy,
+    text,
+)
 
 __all__ = ["merge", "MergedFormula", "clean_number", "choose_center"]
 
@@ -161,80 +169,13 @@ def choose_center(V: np.ndarray) -> tuple[np.ndarray, str]:
 
 
 # --------------------------------------------------------------------------------------------
-# Clean numbers
-
-_EXACT_CONSTANTS = [(math.sqrt(n), sympy.sqrt(n)) for n in (2, 3, 5, 6, 7, 8, 10, 11, 12)] + [
-    (k * math.pi / q, sympy.Rational(k, q) * sympy.pi)
-    for q in (1, 2, 3, 4)
-    for k in range(1, 9)
-    if math.gcd(k, q) == 1
-]
-
-
-def _decimal(value: float, digits: int) -> tuple[float, sympy.Expr]:
-    v = float(f"{value:.{digits}g}")
-    return v, (sympy.Integer(int(v)) if v.is_integer() else sympy.Float(v))
-
-
-def _candidates(value: float, kind: str) -> list[tuple[float, sympy.Expr, str]]:
-    """Clean numbers near ``value``, simplest first."""
-    out: list[tuple[float, sympy.Expr, str]] = []
-    if kind == "exponent":
-        for q in (1, 2, 3, 4):
-            frac = Fraction(round(value * q), q)
-            out.append((float(frac), sympy.Rational(frac.numerator, frac.denominator), f"p/{q}"))
-        return [c for c in out if c[0] != 0]
-    out.append((float(round(value)), sympy.Integer(round(value)), "integer"))
-    out.append((*_decimal(value, 1), "1 digit"))
-    for q in (3, 6):  # only thirds and sixths: denser fraction sets match noise too easily
-        frac = Fraction(round(value * q), q)
-        if frac.denominator > 2 and abs(frac.numerator) < 100:
-            out.append((float(frac), sympy.Rational(frac.numerator, frac.denominator), "fraction"))
-    out.append((*_decimal(value, 2), "2 digits"))
-    s = 1 if value > 0 else -1
-    out.extend((s * f, s * e, "constant") for f, e in _EXACT_CONSTANTS)
-    for digits in (3, 4, 5):
-        out.append((*_decimal(value, digits), f"{digits} digits"))
-    seen, unique = set(), []
-    for f, e, why in out:
-        if f != 0 and f not in seen:
-            seen.add(f)
-            unique.append((f, e, why))
-    return unique
-
-
-def clean_number(value: float, tolerance: float, kind: str = "coefficient") -> tuple[float, sympy.Expr] | None:
-    """The simplest clean number within ``tolerance`` of ``value``, or ``None``.
-
-    Coefficients are tried as integers, one-digit decimals, thirds and sixths, two-digit decimals, ``sqrt(n)`` and ``k*pi/q``, then 3 to 5
-    significant digits. Exponents (``kind="exponent"``) are tried as multiples of 1, 1/2, 1/3
-    and 1/4. Zero is never returned (dropping a term is pruning, not snapping).
-
-    Examples
-    --------
-    >>> clean_number(0.49999, 1e-4)
-    (0.5, 0.500000000000000)
-    >>> clean_number(6.67401, 1e-4)[0]
-    6.674
-    >>> clean_number(0.50004, 1e-3, kind="exponent")
-    (0.5, 1/2)
-    """
-    if kind not in ("coefficient", "exponent"):
-        raise ValueError(f"clean_number(value, tolerance, kind={kind!r}): pass 'coefficient' or 'exponent'")
-    for f, e, _ in _candidates(float(value), kind):
-        if abs(f - value) <= tolerance:
-            return f, e
-    return None
-
-
-# --------------------------------------------------------------------------------------------
 # Numerics on the data
 
 
 def _variables(X: np.ndarray, space: str, call: str) -> np.ndarray:
     if space == "log":
         if np.any(X <= 0):
-            raise ValueError(f"{call}: log space needs positive variables; X has values <= 0")
+            raise DataError(f"{call}: log space needs positive variables; X has values <= 0, use space='raw'")
         return np.log(X)
     return X
 
@@ -429,7 +370,7 @@ def merge(
     if space not in SPACES:
         raise ValueError(f"{call}: space={space!r}; pass one of {SPACES}")
     if not (np.all(np.isfinite(C)) and np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
-        raise ValueError(f"{call}: coefficients, X and y must be finite; drop or fix non-finite values first")
+        raise DataError(f"{call}: coefficients, X and y must be finite; drop or fix non-finite values first")
     names = [str(n) for n in names] if names is not None else [f"x{i}" for i in range(p)]
     make_symbols(names, p)
     V = _variables(X, space, call)
@@ -440,10 +381,10 @@ def merge(
             elif np.all(y < 0):
                 sign = -1.0
             else:
-                raise ValueError(f"{call}: log space needs a target of one sign; y has both signs or zeros, use space='raw'")
+                raise DataError(f"{call}: log space needs a target of one sign; y has both signs or zeros, use space='raw'")
         sign = float(sign)
         if np.any(sign * y <= 0):
-            raise ValueError(f"{call}: sign={sign} but some y have the other sign or are 0; pass the sign of y")
+            raise DataError(f"{call}: sign={sign} but some y have the other sign or are 0; pass the sign of y")
         t = np.log(sign * y)
     else:
         sign, t = 1.0, y
@@ -475,18 +416,11 @@ def merge(
             raise ValueError(f"{call}: center has {c.size} values; pass {p}")
         center_reason = "given"
     notes = [f"common centre: {center_reason}"]
+    first_center = c.copy()
 
     # Consensus at the common centre: each point's member median is shifted (not each member),
     # so high-order noise is averaged before the shift multiplies it.
-    tc = torch.from_numpy(centers)
-    per_point = shift_coefficients(torch.from_numpy(np.median(C, axis=2)), table, tc, torch.from_numpy(c)).numpy()
-    every = shift_coefficients(torch.from_numpy(C), table, tc, torch.from_numpy(c)).numpy()
-    consensus = np.median(per_point, axis=0)
-    trimmed = stats.trim_mean(per_point, trim, axis=0)
-    flat = every.transpose(1, 0, 2).reshape(T, -1)
-    spread = _MAD_TO_SD * np.median(np.abs(flat - np.median(flat, axis=1, keepdims=True)), axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        signif = np.where(spread > 0, np.abs(consensus) / spread, np.where(consensus != 0, np.inf, 0.0))
+    consensus, trimmed, spread, signif = _consensus(C, centers, table, c, trim)
     if B * C.shape[2] < 3:
         notes.append(f"only {B * C.shape[2]} local polynomial(s): the spread is not informative")
 
@@ -518,34 +452,29 @@ def merge(
     rank = np.empty(T, dtype=np.int64)
     rank[prior] = np.arange(T)
 
-    _, current, _ = fitter.fit(keep)
-    while True:  # forward: restore the pruned term that helps most, while it helps enough
-        best = None
-        for j in sorted(set(range(T)) - set(keep), key=lambda j: -rank[j]):
-            _, r, _ = fitter.fit(keep + [j])
-            if r < current * (1 - add_tol) - floor and (best is None or r < best[1]):
-                best = (j, r)
-        if best is None:
-            break
-        j, r = best
-        reasons[j] = f"restored: forward selection lowers validation RMSE {current:.3g} -> {r:.3g}"
-        keep.append(j)
-        current = r
-    bound = current * (1 + rel_tol) + floor
-    removed = True
-    while removed:  # backward: drop the least significant term that can go
-        removed = False
-        for j in sorted(keep, key=lambda j: rank[j]):
-            rest = [k for k in keep if k != j]
-            _, r, _ = fitter.fit(rest)
-            if r <= bound:
-                reasons[j] = (
-                    f"pruned: backward elimination, validation RMSE {r:.3g} without it stays within "
-                    f"{rel_tol:.0%} of {current:.3g}"
-                )
-                keep, removed = rest, True
-                break
-    keep = sorted(keep)
+    keep, current = _stepwise(fitter, keep, rank, reasons, add_tol, rel_tol, floor)
+
+    if center == "auto" and np.any(c != 0) and keep:
+        # The data sit far from 0, yet the law may still be sparse in powers of x itself:
+        # read the same fit at the origin and keep that reading when it is sparser and as good.
+        origin = np.zeros(p)
+        refit_c, _, _ = fitter.fit(keep)
+        at_origin = shift_coefficients(
+            torch.from_numpy(refit_c)[None, :, None], table, torch.from_numpy(c)[None], torch.from_numpy(origin)
+        )[0, :, 0].numpy()
+        D0 = _design(V, table, origin)
+        fitter0 = _Fitter(D0, t, y, train, val, space, sign)
+        size0 = np.abs(at_origin) * np.sqrt(np.mean(D0**2, axis=0))
+        start0 = [j for j in range(T) if size0[j] > 1e-12 * size0.max()]
+        rank0 = np.empty(T, dtype=np.int64)
+        rank0[np.argsort(size0)] = np.arange(T)
+        reasons0 = {j: "pruned: zero in the fit read at the origin" for j in range(T)}
+        reasons0.update({j: "kept: read at the origin" for j in start0})
+        keep0, current0 = _stepwise(fitter0, start0, rank0, reasons0, add_tol, rel_tol, floor)
+        if len(keep0) < len(keep) and current0 <= current * (1 + rel_tol) + floor:
+            c, D, fitter, keep, current, reasons = origin, D0, fitter0, keep0, current0, reasons0
+            center_reason += f"; moved to the origin, where the same accuracy needs {len(keep0)} terms, not {len(keep)}"
+            notes[0] = f"common centre: {center_reason}"
 
     # A power law reads best at u = 0 (x = 1): its constant is then log of the prefactor.
     affine_log = space == "log" and all(table[j].sum() <= 1 for j in keep)
@@ -567,6 +496,9 @@ def merge(
     pred_val = _to_target(D[val] @ final, space, sign)
     ss_tot = float(np.sum((y[val] - y[val].mean()) ** 2))
     val_r2 = 1.0 - float(np.sum((pred_val - y[val]) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
+    if np.any(c != first_center):  # the table shows the consensus where the formula is read
+        consensus, trimmed, spread, signif = _consensus(C, centers, table, c, trim)
+        contrib = np.abs(consensus) * np.sqrt(np.mean(D**2, axis=0))
     consensus_kept = np.where(np.isin(np.arange(T), keep), consensus, 0.0)
 
     coef_sym = [numbers.get(j, sympy.Float(final[j])) for j in keep]
@@ -609,6 +541,60 @@ def merge(
     )
 
 
+def _consensus(C, centers, table, c, trim):
+    """Median, trimmed mean, robust spread and significance of every coefficient at ``c``.
+
+    Each point's member median is shifted (not each member), so high-order noise is averaged
+    before the shift multiplies it; the spread is taken over every shifted member.
+    """
+    tc = torch.from_numpy(centers)
+    target = torch.from_numpy(c)
+    per_point = shift_coefficients(torch.from_numpy(np.median(C, axis=2)), table, tc, target).numpy()
+    every = shift_coefficients(torch.from_numpy(C), table, tc, target).numpy()
+    consensus = np.median(per_point, axis=0)
+    trimmed = stats.trim_mean(per_point, trim, axis=0)
+    flat = every.transpose(1, 0, 2).reshape(len(table), -1)
+    spread = _MAD_TO_SD * np.median(np.abs(flat - np.median(flat, axis=1, keepdims=True)), axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        signif = np.where(spread > 0, np.abs(consensus) / spread, np.where(consensus != 0, np.inf, 0.0))
+    return consensus, trimmed, spread, signif
+
+
+def _stepwise(fitter, keep, rank, reasons, add_tol, rel_tol, floor):
+    """Forward then backward selection on validation RMSE; returns (sorted keep, RMSE)."""
+    T = fitter.D.shape[1]
+    keep = list(keep)
+    _, current, _ = fitter.fit(keep)
+    while True:  # forward: restore the pruned term that helps most, while it helps enough
+        best = None
+        for j in sorted(set(range(T)) - set(keep), key=lambda j: -rank[j]):
+            _, r, _ = fitter.fit(keep + [j])
+            if r < current * (1 - add_tol) - floor and (best is None or r < best[1]):
+                best = (j, r)
+        if best is None:
+            break
+        j, r = best
+        reasons[j] = f"restored: forward selection lowers validation RMSE {current:.3g} -> {r:.3g}"
+        keep.append(j)
+        current = r
+    bound = current * (1 + rel_tol) + floor
+    removed = True
+    while removed:  # backward: drop the least significant term that can go
+        removed = False
+        for j in sorted(keep, key=lambda j: rank[j]):
+            rest = [k for k in keep if k != j]
+            _, r, _ = fitter.fit(rest)
+            if r <= bound:
+                reasons[j] = (
+                    f"pruned: backward elimination, validation RMSE {r:.3g} without it stays within "
+                    f"{rel_tol:.0%} of {current:.3g}"
+                )
+                keep, removed = rest, True
+                break
+    _, current, _ = fitter.fit(keep)
+    return sorted(keep), current
+
+
 def _snap(fitter, keep, table, refit, se, refit_rmse, affine_log, c, rel_tol, floor, snap_z, snap_max_rel, rms):
     """Snap kept coefficients one by one (others refit); returns values, SymPy numbers, log."""
     degrees = table.sum(axis=1)
@@ -632,7 +618,7 @@ def _snap(fitter, keep, table, refit, se, refit_rmse, affine_log, c, rel_tol, fl
                 v, s = math.exp(v), math.exp(v) * s
             kind = "exponent" if j in exponents else "coefficient"
             tol = min(max(snap_z * s, 1e-9 * abs(v)), snap_max_rel * abs(v))
-            for f, e, _ in _candidates(v, kind):
+            for f, e, _ in clean_candidates(v, kind):
                 if abs(f - v) > tol:
                     continue
                 value, number = (math.log(f), sympy.log(e, evaluate=False)) if prefactor else (f, e)

@@ -15,6 +15,7 @@ first axis runs over the ``T`` terms (see :mod:`discovery.engine.polynomial`). T
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -25,6 +26,8 @@ from sympy.printing.str import StrPrinter
 
 __all__ = [
     "polynomial_to_sympy",
+    "clean_number",
+    "clean_candidates",
     "to_original_units",
     "make_symbols",
     "latex",
@@ -231,6 +234,79 @@ def _as_numpy(a) -> np.ndarray:
     if hasattr(a, "detach"):
         a = a.detach().cpu().numpy()
     return np.array(a, dtype=np.float64, copy=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Clean numbers
+
+_EXACT_CONSTANTS = [(math.sqrt(n), sympy.sqrt(n)) for n in (2, 3, 5, 6, 7, 8, 10, 11, 12)] + [
+    (k * math.pi / q, sympy.Rational(k, q) * sympy.pi)
+    for q in (1, 2, 3, 4)
+    for k in range(1, 9)
+    if math.gcd(k, q) == 1
+]
+
+
+def _decimal(value: float, digits: int) -> tuple[float, sympy.Expr]:
+    v = float(f"{value:.{digits}g}")
+    return v, (sympy.Integer(int(v)) if v.is_integer() else sympy.Float(v))
+
+
+def clean_candidates(value: float, kind: str) -> list[tuple[float, sympy.Expr, str]]:
+    """Clean numbers near ``value``, simplest first, as ``(float, SymPy number, family)``.
+
+    Examples
+    --------
+    >>> [c[1] for c in clean_candidates(0.26, "exponent")]
+    [1/2, 1/3, 1/4]
+    """
+    out: list[tuple[float, sympy.Expr, str]] = []
+    if kind == "exponent":
+        for q in (1, 2, 3, 4):
+            frac = Fraction(round(value * q), q)
+            out.append((float(frac), sympy.Rational(frac.numerator, frac.denominator), f"p/{q}"))
+        return [c for c in out if c[0] != 0]
+    out.append((float(round(value)), sympy.Integer(round(value)), "integer"))
+    out.append((*_decimal(value, 1), "1 digit"))
+    for q in (3, 6):  # only thirds and sixths: denser fraction sets match noise too easily
+        frac = Fraction(round(value * q), q)
+        if frac.denominator > 2 and abs(frac.numerator) < 100:
+            out.append((float(frac), sympy.Rational(frac.numerator, frac.denominator), "fraction"))
+    out.append((*_decimal(value, 2), "2 digits"))
+    s = 1 if value > 0 else -1
+    out.extend((s * f, s * e, "constant") for f, e in _EXACT_CONSTANTS)
+    for digits in (3, 4, 5):
+        out.append((*_decimal(value, digits), f"{digits} digits"))
+    seen, unique = set(), []
+    for f, e, why in out:
+        if f != 0 and f not in seen:
+            seen.add(f)
+            unique.append((f, e, why))
+    return unique
+
+
+def clean_number(value: float, tolerance: float, kind: str = "coefficient") -> tuple[float, sympy.Expr] | None:
+    """The simplest clean number within ``tolerance`` of ``value``, or ``None``.
+
+    Coefficients are tried as integers, one-digit decimals, thirds and sixths, two-digit decimals, ``sqrt(n)`` and ``k*pi/q``, then 3 to 5
+    significant digits. Exponents (``kind="exponent"``) are tried as multiples of 1, 1/2, 1/3
+    and 1/4. Zero is never returned (dropping a term is pruning, not snapping).
+
+    Examples
+    --------
+    >>> clean_number(0.49999, 1e-4)
+    (0.5, 0.500000000000000)
+    >>> clean_number(6.67401, 1e-4)[0]
+    6.674
+    >>> clean_number(0.50004, 1e-3, kind="exponent")
+    (0.5, 1/2)
+    """
+    if kind not in ("coefficient", "exponent"):
+        raise ValueError(f"clean_number(value, tolerance, kind={kind!r}): pass 'coefficient' or 'exponent'")
+    for f, e, _ in clean_candidates(float(value), kind):
+        if abs(f - value) <= tolerance:
+            return f, e
+    return None
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import sympy
 import torch
 
 from discovery.engine.polynomial import evaluate, monomials, shift_coefficients
+from discovery.errors import DataError
 from discovery.merge import MergedFormula, choose_center, clean_number, merge
 
 
@@ -214,7 +215,21 @@ def test_bad_inputs_raise_with_call_form():
     X = np.ones((20, 2))
     with pytest.raises(ValueError, match=r"^merge\(monomials, coefficients, centers, X, y\): centers"):
         merge(table, np.zeros((4, 3, 2)), np.zeros((3, 2)), X, np.ones(20))
-    with pytest.raises(ValueError, match="log space needs positive variables"):
+    with pytest.raises(DataError, match="log space needs positive variables"):
         merge(table, np.zeros((4, 3, 2)), np.zeros((4, 2)), -X, np.ones(20), space="log")
-    with pytest.raises(ValueError, match="one sign"):
+    with pytest.raises(DataError, match="one sign"):
         merge(table, np.zeros((4, 3, 2)), np.zeros((4, 2)), X, np.r_[np.ones(10), -np.ones(10)], space="log")
+
+
+def test_far_from_origin_but_sparse_at_origin_reads_at_origin():
+    rng = np.random.default_rng(8)
+    table = monomials(2, 3)
+    true = coefficients_of(table, {(1, 1): 1.0})
+    X = rng.uniform(10, 12, (1000, 2))
+    y = polynomial_data(table, true, X) * (1 + 0.001 * rng.standard_normal(1000))
+    centers = X[:12]
+    f = merge(table, local_expansions(table, true, centers, rng, noise=1e-4), centers, X, y, names=["p", "q"])
+    p_, q_ = symbols("p", "q")
+    assert f.expression == p_ * q_
+    assert f.center.tolist() == [0.0, 0.0] and "moved to the origin" in f.center_reason
+    assert f.terms.set_index("exponents").loc[[(1, 1)]].iloc[0].kept
