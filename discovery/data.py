@@ -1,0 +1,465 @@
+"""Reading and checking tables of observations (CSV files or DataFrames); no torch here.
+
+:func:`load_table` turns a CSV path or a :class:`pandas.DataFrame` into a :class:`Table` of
+float64 arrays with SymPy-safe names, or raises :class:`~discovery.errors.DataError` with one
+message that says what is wrong and what to pass instead. Everything it changes on the way (rows
+with missing values, constant feature columns, renamed columns) is recorded on the table and
+emitted as a :class:`DataWarning`. The input file and the caller's DataFrame are never modified.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import keyword
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import sympy
+
+from discovery.errors import DataError
+
+__all__ = ["DataWarning", "Table", "bundled", "list_bundled", "load_table", "safe_name"]
+
+_DELIMITERS = (",", ";", "\t", "|")
+_SNIFF_BYTES = 64 * 1024
+_DATASETS_DIR = Path(__file__).resolve().parent.parent / "datasets"
+
+
+class DataWarning(UserWarning):
+    """The table was usable but something was changed on the way (rows dropped, names renamed)."""
+
+
+@dataclass
+class Table:
+    """A validated table: float64 features and target with SymPy-safe names.
+
+    Attributes
+    ----------
+    X : numpy.ndarray
+        ``(n, p)`` float64 features; rows with missing values are dropped.
+    y : numpy.ndarray
+        ``(n,)`` float64 target.
+    feature_names : list of str
+        Names used in formulas (renamed when a column name clashes with SymPy or is not an
+        identifier).
+    target_name : str
+        Name of the target, made safe the same way.
+    renamed : dict
+        Original column name -> name used, for the renamed columns only.
+    dropped_rows : int
+        Rows dropped because a selected column had a missing value.
+    dropped_columns : list of str
+        Constant feature columns dropped (original names).
+    warnings : list of str
+        Every warning, also emitted through :func:`warnings.warn` as :class:`DataWarning`.
+    source : str or None
+        The file path, or ``None`` for a DataFrame.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    feature_names: list[str]
+    target_name: str
+    renamed: dict[str, str] = field(default_factory=dict)
+    dropped_rows: int = 0
+    dropped_columns: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    source: str | None = None
+
+    @property
+    def n_rows(self) -> int:
+        """Number of rows kept."""
+        return int(self.X.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        """Number of feature columns kept."""
+        return int(self.X.shape[1])
+
+
+def safe_name(name: str) -> str:
+    """Return a name usable as a SymPy symbol in formulas that users may parse back.
+
+    Characters outside ``[A-Za-z0-9_]`` become ``_``; a leading digit gets an ``x_`` prefix; a
+    Python keyword or any name SymPy defines (``gamma``, ``E``, ``I``, ``S``, ``pi``, ``sin``...)
+    gets a trailing ``_``.
+
+    Examples
+    --------
+    >>> safe_name("gamma"), safe_name("flow rate"), safe_name("2theta"), safe_name("m")
+    ('gamma_', 'flow_rate', 'x_2theta', 'm')
+    """
+    text = re.sub(r"\W", "_", str(name).strip(), flags=re.ASCII)
+    if not text:
+        text = "unnamed"
+    if text[0].isdigit():
+        text = "x_" + text
+    if keyword.iskeyword(text) or hasattr(sympy, text):
+        text = text + "_"
+    return text
+
+
+def load_table(
+    data: str | Path | pd.DataFrame,
+    target: str | None = None,
+    features: Sequence[str] | None = None,
+    *,
+    min_rows: int = 10,
+) -> Table:
+    """Read and check a table of observations.
+
+    Parameters
+    ----------
+    data : str, Path or pandas.DataFrame
+        A CSV file (comma, semicolon, tab or ``|`` separated; header on the first line) or a
+        DataFrame. Neither is modified.
+    target : str, optional
+        Column to explain. Defaults to the last column.
+    features : sequence of str, optional
+        Columns to explain it with. Defaults to every other column.
+    min_rows : int, default 10
+        Fewest rows accepted after rows with missing values are dropped.
+
+    Returns
+    -------
+    Table
+
+    Raises
+    ------
+    DataError
+        Missing, empty or non-CSV file; unknown target or feature; duplicate column names;
+        non-numeric or infinite values; constant target; too few rows.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"m": [1.0, 2, 3, 4], "v": [2.0, 1, 4, 3], "p": [2.0, 2, 12, 12]})
+    >>> t = load_table(df, target="p", min_rows=4)
+    >>> t.feature_names, t.target_name, t.X.shape
+    (['m', 'v'], 'p', (4, 2))
+    """
+    if isinstance(data, pd.DataFrame):
+        call = "load_table(DataFrame)"
+        frame = data
+        source = None
+        locate = _frame_locator(data)
+    elif isinstance(data, (str, Path)):
+        call = f"load_table({str(data)!r})"
+        frame = _read_csv(Path(data), call)
+        source = str(data)
+        locate = _file_locator
+    else:
+        raise DataError(
+            f"load_table(data): data is a {type(data).__name__}; pass a CSV path or a pandas DataFrame"
+        )
+    if isinstance(min_rows, bool) or not isinstance(min_rows, (int, np.integer)) or min_rows < 2:
+        raise DataError(f"{call}: min_rows={min_rows!r}; pass an integer >= 2")
+
+    columns = [str(c) for c in frame.columns]
+    _check_duplicates(columns, call)
+    if len(columns) < 2:
+        listed = ", ".join(repr(c) for c in columns)
+        raise DataError(
+            f"{call}: found {len(columns)} column ({listed}); a table needs at least one feature "
+            "and a target. If the file is not comma-separated, save it as CSV with a header line"
+        )
+    target_col = _resolve_target(target, columns, call)
+    feature_cols = _resolve_features(features, target_col, columns, call)
+
+    # Positions, not labels: the frame may have non-string or odd column labels.
+    position = {c: i for i, c in enumerate(columns)}
+    selected = [target_col, *feature_cols]
+    raw = frame.iloc[:, [position[c] for c in selected]]
+    values = {c: _numeric_column(raw.iloc[:, k], c, call, locate) for k, c in enumerate(selected)}
+    matrix = np.column_stack([values[c] for c in selected])
+
+    for k, c in enumerate(selected):
+        bad = np.flatnonzero(np.isinf(matrix[:, k]))
+        if bad.size:
+            where = locate(int(bad[0]))
+            raise DataError(
+                f"{call}: column {c!r} has an infinite value ({matrix[bad[0], k]}) at {where}"
+                f"{_more(bad.size)}; replace it with a finite number or leave the cell empty to drop the row"
+            )
+
+    notes: list[str] = []
+    blank = np.isnan(matrix).all(axis=1)
+    missing = np.isnan(matrix).any(axis=1) & ~blank
+    n_missing = int(missing.sum())
+    if n_missing:
+        counts = {c: int(np.isnan(matrix[~blank, k]).sum()) for k, c in enumerate(selected)}
+        which = ", ".join(f"{c!r} ({n})" for c, n in counts.items() if n)
+        notes.append(
+            f"{call}: dropped {n_missing} of {int((~blank).sum())} rows with missing values "
+            f"(empty cells per column: {which})"
+        )
+    keep = ~(missing | blank)
+    matrix = matrix[keep]
+
+    if matrix.shape[0] < min_rows:
+        raise DataError(
+            f"{call}: only {matrix.shape[0]} usable rows"
+            + (f" after dropping {n_missing} with missing values" if n_missing else "")
+            + f"; at least {min_rows} are needed. Add observations or pass min_rows= to accept fewer"
+        )
+    y = matrix[:, 0].copy()
+    if np.ptp(y) == 0:
+        raise DataError(
+            f"{call}: the target {target_col!r} is constant ({y[0]:g} in every row); there is "
+            "nothing to explain. Pass a target that varies with target=..."
+        )
+
+    X = matrix[:, 1:]
+    constant = [c for k, c in enumerate(feature_cols) if np.ptp(X[:, k]) == 0]
+    if constant:
+        if len(constant) == len(feature_cols):
+            raise DataError(
+                f"{call}: every feature column is constant ({', '.join(map(repr, constant))}); "
+                "pass features that vary with features=[...]"
+            )
+        notes.append(
+            f"{call}: dropped constant feature column(s) {', '.join(map(repr, constant))} "
+            "(one value in every row, so they cannot explain the target)"
+        )
+        kept = [k for k, c in enumerate(feature_cols) if c not in constant]
+        X = X[:, kept]
+        feature_cols = [feature_cols[k] for k in kept]
+
+    names, renamed = _safe_names([target_col, *feature_cols])
+    if renamed:
+        pairs = ", ".join(f"{old!r} -> {new!r}" for old, new in renamed.items())
+        notes.append(
+            f"{call}: renamed column(s) {pairs} so formulas can be parsed back (the original names "
+            "clash with SymPy or Python, or are not identifiers)"
+        )
+    for note in notes:
+        warnings.warn(note, DataWarning, stacklevel=2)
+    return Table(
+        X=np.ascontiguousarray(X, dtype=np.float64),
+        y=y,
+        feature_names=names[1:],
+        target_name=names[0],
+        renamed=renamed,
+        dropped_rows=n_missing,
+        dropped_columns=constant,
+        warnings=notes,
+        source=source,
+    )
+
+
+def list_bundled() -> list[str]:
+    """Names of the bundled example datasets (without ``.csv``).
+
+    Examples
+    --------
+    >>> "paper_quadratic" in list_bundled()
+    True
+    """
+    if not _DATASETS_DIR.is_dir():
+        return []
+    return sorted(p.stem for p in _DATASETS_DIR.glob("*.csv"))
+
+
+def bundled(name: str) -> Path:
+    """Path of a bundled example dataset, e.g. ``bundled("paper_quadratic")``.
+
+    The CSVs live in the ``datasets/`` folder next to the ``discovery`` package (a source
+    checkout or an editable install); ``datasets/README.md`` states each true law.
+
+    Examples
+    --------
+    >>> bundled("momentum").name
+    'momentum.csv'
+    """
+    stem = str(name)[:-4] if str(name).endswith(".csv") else str(name)
+    path = _DATASETS_DIR / f"{stem}.csv"
+    if not path.is_file():
+        available = list_bundled()
+        if not available:
+            raise DataError(
+                f"bundled({name!r}): no datasets folder at {_DATASETS_DIR}; the bundled CSVs ship "
+                "with a source checkout (pip install -e .). Pass the path of your own CSV instead"
+            )
+        raise DataError(f"bundled({name!r}): no such dataset; pass one of {', '.join(available)}")
+    return path
+
+
+# --------------------------------------------------------------------------------------- reading
+
+
+def _read_csv(path: Path, call: str) -> pd.DataFrame:
+    if not path.exists():
+        raise DataError(f"{call}: no such file; pass the path of an existing CSV file")
+    if path.is_dir():
+        raise DataError(f"{call}: is a folder; pass the path of a CSV file inside it")
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise DataError(f"{call}: the file is empty; pass a CSV with a header line and data rows")
+    head = raw[:_SNIFF_BYTES]
+    if b"\x00" in head:
+        raise DataError(
+            f"{call}: this is a binary file, not a CSV (a spreadsheet or Parquet file?); "
+            "export it as CSV with a header line"
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        try:
+            text = raw.decode("cp1252")
+        except UnicodeDecodeError:
+            raise DataError(
+                f"{call}: the file is not text in UTF-8 or Windows-1252; save it as a UTF-8 CSV"
+            ) from None
+    header_line = next((line for line in text.splitlines() if line.strip()), "")
+    delimiter = max(_DELIMITERS, key=header_line.count)
+    if header_line.count(delimiter) == 0:
+        delimiter = ","
+    header = next(csv.reader([header_line], delimiter=delimiter, skipinitialspace=True))
+    _check_duplicates([h.strip() for h in header], call)
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            sep=delimiter,
+            skipinitialspace=True,
+            skip_blank_lines=False,
+            dtype=str,
+            keep_default_na=False,
+        )
+    except (pd.errors.ParserError, csv.Error) as exc:
+        detail = " ".join(str(exc).split())
+        raise DataError(
+            f"{call}: cannot be read as a CSV ({detail}); check that every line has as many "
+            f"{_delimiter_name(delimiter)}-separated fields as the header"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{call}: the file is empty; pass a CSV with a header line and data rows") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if frame.shape[0] == 0:
+        raise DataError(f"{call}: the file has a header line but no data rows; add observations")
+    return frame
+
+
+def _delimiter_name(delimiter: str) -> str:
+    return {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}[delimiter]
+
+
+_MISSING = {"", "na", "n/a", "nan", "null", "none", "-", "?", "#n/a"}
+
+
+def _numeric_column(column: pd.Series, name: str, call: str, locate) -> np.ndarray:
+    """float64 values of one column; missing cells become NaN; text raises DataError."""
+    if pd.api.types.is_complex_dtype(column.dtype):
+        raise DataError(f"{call}: column {name!r} holds complex numbers; pass real-valued columns")
+    if pd.api.types.is_bool_dtype(column.dtype) or pd.api.types.is_numeric_dtype(column.dtype):
+        return column.to_numpy(dtype=np.float64, na_value=np.nan)
+    text = column.astype("string").str.strip()
+    missing = (column.isna() | text.str.lower().isin(_MISSING)).to_numpy(dtype=bool)
+    numbers = pd.to_numeric(text.where(~missing), errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan
+    )
+    bad = np.flatnonzero(np.isnan(numbers) & ~missing)
+    if bad.size:
+        value = str(text.iloc[bad[0]])
+        hint = ""
+        if re.fullmatch(r"[-+]?\d+,\d+", value):
+            hint = " (a decimal comma? write numbers with a decimal point)"
+        raise DataError(
+            f"{call}: column {name!r} is not numeric: first bad value {value!r} at "
+            f"{locate(int(bad[0]))}{_more(bad.size)}{hint}; fix or empty those cells, or leave "
+            "the column out with features=[...]"
+        )
+    return numbers
+
+
+def _more(count: int) -> str:
+    return f" ({count - 1} more like it)" if count > 1 else ""
+
+
+def _file_locator(i: int) -> str:
+    # Blank lines are kept as rows while reading, so data row i sits on line i + 2.
+    return f"row {i + 2} of the file (the header is row 1)"
+
+
+def _frame_locator(frame: pd.DataFrame):
+    labels = frame.index
+
+    def locate(i: int) -> str:
+        return f"index label {labels[i]!r} (position {i}, counting from 0)"
+
+    return locate
+
+
+# ----------------------------------------------------------------------------- names and columns
+
+
+def _check_duplicates(columns: list[str], call: str) -> None:
+    seen: dict[str, int] = {}
+    for c in columns:
+        seen[c] = seen.get(c, 0) + 1
+    dups = [c for c, n in seen.items() if n > 1]
+    if dups:
+        listed = ", ".join(f"{c!r} ({seen[c]} times)" for c in dups)
+        raise DataError(
+            f"{call}: duplicate column names {listed}; give every column a unique name in the header"
+        )
+
+
+def _resolve_target(target, columns: list[str], call: str) -> str:
+    listed = ", ".join(repr(c) for c in columns)
+    if target is None:
+        return columns[-1]
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        if -len(columns) <= target < len(columns):
+            return columns[int(target)]
+        raise DataError(f"{call}: target={target} is out of range; pass one of the columns: {listed}")
+    name = str(target)
+    if name in columns:
+        return name
+    if name.strip() in columns:
+        return name.strip()
+    raise DataError(f"{call}: no column named {name!r} for target=; pass one of the columns: {listed}")
+
+
+def _resolve_features(features, target: str, columns: list[str], call: str) -> list[str]:
+    if features is None:
+        return [c for c in columns if c != target]
+    if isinstance(features, str):
+        features = [features]
+    chosen = [str(f).strip() for f in features]
+    listed = ", ".join(repr(c) for c in columns)
+    unknown = [f for f in chosen if f not in columns]
+    if unknown:
+        raise DataError(
+            f"{call}: no column(s) named {', '.join(map(repr, unknown))} for features=; "
+            f"pass names from the columns: {listed}"
+        )
+    if target in chosen:
+        raise DataError(
+            f"{call}: the target {target!r} is also listed in features=; leave it out of features"
+        )
+    if len(set(chosen)) != len(chosen):
+        raise DataError(f"{call}: features= lists a column twice; list each column once")
+    if not chosen:
+        raise DataError(f"{call}: features= is empty; pass at least one of the columns: {listed}")
+    return chosen
+
+
+def _safe_names(columns: list[str]) -> tuple[list[str], dict[str, str]]:
+    """SymPy-safe, unique names; the first of equal candidates keeps the name."""
+    names: list[str] = []
+    taken = {c for c in columns if safe_name(c) == c}
+    for c in columns:
+        new = safe_name(c)
+        if new != c or new in names:
+            while new in taken or new in names:
+                new = new + "_"
+        names.append(new)
+        taken.add(new)
+    renamed = {c: n for c, n in zip(columns, names) if c != n}
+    return names, renamed
