@@ -1,0 +1,286 @@
+"""What every symbolic-regression backend shares: the candidates table, complexity, scores,
+choosing the best candidate, and polishing constants in float64.
+
+A backend is a function ``fit(X, y, names, *, time_budget, seed, **options) -> Search``. Its
+candidates table has the columns of PySR's ``equations_`` (``complexity``, ``loss``, ``score``,
+``equation``, ``sympy_format``) plus ``r2``, so results of different engines compare directly.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from fractions import Fraction
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import sympy
+
+from discovery.errors import CrosscheckError
+
+__all__ = [
+    "Search",
+    "candidates_table",
+    "complexity",
+    "evaluate",
+    "polish",
+    "select_best",
+]
+
+COLUMNS = ["complexity", "loss", "score", "equation", "sympy_format", "r2"]
+
+
+@dataclass
+class Search:
+    """The outcome of one symbolic-regression run.
+
+    Attributes
+    ----------
+    engine : str
+        ``"operon"``, ``"pysr"``, ``"gplearn"`` or ``"hall_of_fame"``.
+    candidates : pandas.DataFrame
+        One row per Pareto-optimal candidate, sorted by complexity, with the columns of PySR's
+        ``equations_``: ``complexity``, ``loss`` (mean squared error on the fitted data),
+        ``score`` (``-d log(loss) / d complexity``), ``equation`` (text), ``sympy_format``
+        (SymPy expression in the given names), and ``r2``.
+    best : int
+        Row label of the chosen candidate (PySR's ``model_selection="best"``).
+    seconds : float
+        Wall-clock time of the search.
+    settings : dict
+        The engine settings actually used.
+    """
+
+    engine: str
+    candidates: pd.DataFrame
+    best: int
+    seconds: float
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def formula(self) -> sympy.Expr:
+        """The chosen candidate as a SymPy expression."""
+        return self.candidates.loc[self.best, "sympy_format"]
+
+
+def complexity(expr: sympy.Basic) -> int:
+    """Number of nodes of ``expr`` read as a binary expression tree (PySR's default measure).
+
+    Every symbol, number, operator and function counts 1; an n-ary sum or product counts
+    ``n - 1`` operators; ``1/x`` and ``sqrt(x)`` count as one operator on ``x``.
+
+    Examples
+    --------
+    >>> x, y = sympy.symbols("x y")
+    >>> complexity(x * y + 2), complexity(sympy.sqrt(x))
+    (5, 2)
+    """
+    if expr.is_Atom:
+        return 1
+    args = expr.args
+    if isinstance(expr, (sympy.Add, sympy.Mul)):
+        return sum(complexity(a) for a in args) + len(args) - 1
+    if isinstance(expr, sympy.Pow):
+        if expr.exp in (sympy.Integer(-1), sympy.Rational(1, 2)):
+            return complexity(expr.base) + 1
+        return complexity(expr.base) + complexity(expr.exp) + 1
+    return sum(complexity(a) for a in args) + 1
+
+
+def _symbols(names: Sequence[str]) -> list[sympy.Symbol]:
+    return [sympy.Symbol(n) for n in names]
+
+
+def evaluate(expr: sympy.Basic, X: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """Evaluate ``expr`` on the rows of ``X`` (columns named ``names``) in float64.
+
+    Examples
+    --------
+    >>> evaluate(sympy.Symbol("a") * 2, np.array([[1.0], [2.0]]), ["a"])
+    array([2., 4.])
+    """
+    X = np.asarray(X, dtype=np.float64)
+    f = sympy.lambdify(_symbols(names), expr, modules="numpy")
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = f(*[X[:, j] for j in range(X.shape[1])])
+    out = np.asarray(out, dtype=np.complex128 if np.iscomplexobj(out) else np.float64)
+    if np.iscomplexobj(out):
+        out = np.where(np.abs(out.imag) > 1e-12 * (1 + np.abs(out.real)), np.nan, out.real)
+    return np.broadcast_to(out, (X.shape[0],)).astype(np.float64)
+
+
+def _mse(pred: np.ndarray, y: np.ndarray) -> float:
+    if not np.all(np.isfinite(pred)):
+        return math.inf
+    return float(np.mean((pred - y) ** 2))
+
+
+def r2_score(pred: np.ndarray, y: np.ndarray) -> float:
+    """Coefficient of determination; ``-inf`` when ``pred`` has non-finite values."""
+    if not np.all(np.isfinite(pred)):
+        return -math.inf
+    ss = float(np.sum((y - y.mean()) ** 2))
+    return 1.0 - float(np.sum((y - pred) ** 2)) / ss if ss > 0 else -math.inf
+
+
+def candidates_table(
+    exprs: Sequence[sympy.Expr], X: np.ndarray, y: np.ndarray, names: Sequence[str]
+) -> pd.DataFrame:
+    """Score candidate formulas on ``(X, y)`` and keep the Pareto front of loss vs complexity.
+
+    ``score`` follows PySR: for consecutive front members,
+    ``-(log(loss_i) - log(loss_{i-1})) / (complexity_i - complexity_{i-1})``, and 0 for the first.
+
+    Examples
+    --------
+    >>> a = sympy.Symbol("a")
+    >>> X = np.linspace(1, 2, 20)[:, None]
+    >>> candidates_table([a, 2 * a, a + 3], X, 2 * X[:, 0], ["a"])[["complexity", "equation"]]
+       complexity equation
+    0           1        a
+    1           3      2*a
+    """
+    y = np.asarray(y, dtype=np.float64)
+    rows = []
+    for e in exprs:
+        e = sympy.sympify(e)
+        pred = evaluate(e, X, names)
+        rows.append((complexity(e), _mse(pred, y), str(e), e, r2_score(pred, y)))
+    rows = [r for r in rows if math.isfinite(r[1])]
+    if not rows:
+        raise CrosscheckError(
+            "candidates_table(exprs, X, y, names): no candidate evaluates to finite values on X; "
+            "pass formulas defined on the data range"
+        )
+    rows.sort(key=lambda r: (r[0], r[1]))
+    front = []
+    for r in rows:  # strictly better loss than every simpler candidate
+        if not front or r[1] < front[-1][1] * (1 - 1e-12):
+            if front and r[0] == front[-1][0]:
+                continue
+            front.append(r)
+    table = pd.DataFrame(front, columns=["complexity", "loss", "equation", "sympy_format", "r2"])
+    table.insert(2, "score", _scores(table["complexity"].to_numpy(), table["loss"].to_numpy()))
+    return table[COLUMNS]
+
+
+def _scores(c: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    floor = np.finfo(np.float64).tiny
+    logl = np.log(np.maximum(loss, floor))
+    score = np.zeros(len(c))
+    if len(c) > 1:
+        score[1:] = -np.diff(logl) / np.diff(c.astype(np.float64))
+    return score
+
+
+def select_best(table: pd.DataFrame, y: np.ndarray) -> int:
+    """PySR's ``"best"`` rule: the highest score among candidates whose loss is within 1.5x the
+    lowest (losses below ``1e-12 * var(y)`` count as exact, so float noise does not decide).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"loss": [1.0, 1e-3, 0.9e-3], "score": [0.0, 3.4, 0.05]})
+    >>> select_best(t, np.array([0.0, 2.0]))
+    1
+    """
+    loss = table["loss"].to_numpy()
+    floor = 1e-12 * float(np.var(y))
+    ok = loss <= max(1.5 * loss.min(), floor)
+    idx = np.flatnonzero(ok)
+    return int(table.index[idx[np.argmax(table["score"].to_numpy()[idx])]])
+
+
+# --------------------------------------------------------------------------------------------
+# float64 polishing of constants
+
+
+def _float_atoms(expr: sympy.Expr) -> list[sympy.Float]:
+    return sorted({a for a in expr.atoms(sympy.Float)}, key=lambda f: (abs(float(f)), float(f)))
+
+
+def _refit(expr: sympy.Expr, X: np.ndarray, y: np.ndarray, names: Sequence[str]) -> tuple[sympy.Expr, float]:
+    """Least-squares refit of the Float constants of ``expr`` in float64."""
+    from scipy.optimize import least_squares
+
+    floats = _float_atoms(expr)
+    base = _mse(evaluate(expr, X, names), y)
+    if not floats:
+        return expr, base
+    params = sympy.symbols(f"_c0:{len(floats)}")
+    template = expr.xreplace(dict(zip(floats, params)))
+    f: Callable = sympy.lambdify(list(params) + _symbols(names), template, modules="numpy")
+    cols = [X[:, j] for j in range(X.shape[1])]
+
+    def residual(theta: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            r = np.broadcast_to(np.asarray(f(*theta, *cols), dtype=np.float64), y.shape) - y
+        return np.where(np.isfinite(r), r, 1e150)
+
+    theta0 = np.array([float(v) for v in floats])
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sol = least_squares(residual, theta0, method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=200 * (len(theta0) + 1))
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError):
+        return expr, base
+    new = template.xreplace({p: sympy.Float(v) for p, v in zip(params, sol.x)})
+    loss = _mse(evaluate(new, X, names), y)
+    return (new, loss) if loss <= base else (expr, base)
+
+
+def polish(
+    expr: sympy.Expr, X: np.ndarray, y: np.ndarray, names: Sequence[str], *, snap: bool = True
+) -> sympy.Expr:
+    """Refit the numeric constants of ``expr`` by float64 least squares, then drop or snap each
+    to a clean number (0, integer, simple fraction, short decimal) when the loss does not get
+    worse by the Bayesian information criterion (one constant fewer may cost at most a factor
+    ``n**(1/n)`` of mean squared error).
+
+    Engines such as Operon store constants in float32; this recovers full precision and turns
+    ``0.49999997*x`` into ``x/2`` on exact data.
+
+    Examples
+    --------
+    >>> x = sympy.Symbol("x")
+    >>> X = np.linspace(-1, 1, 50)[:, None]
+    >>> polish(sympy.Float(0.4999999) * x**2, X, 0.5 * X[:, 0] ** 2, ["x"])
+    x**2/2
+    """
+    from discovery.symbolic import clean_number
+
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    expr, loss = _refit(sympy.sympify(expr), X, y, names)
+    if not snap:
+        return expr
+    n = len(y)
+    floor = 1e-24 * float(np.mean(y**2)) + 1e-300
+    for fl in _float_atoms(expr):
+        if fl not in expr.atoms(sympy.Float):
+            continue
+        v = float(fl)
+        options = [sympy.Integer(0)]  # a constant that does not matter is dropped
+        for tol in (1e-6 * abs(v), 1e-4 * abs(v), 1e-2 * abs(v)):
+            clean = clean_number(v, tol)
+            if clean is not None and clean[1] != fl and clean[1] not in options:
+                options.append(clean[1])
+        for value in options:
+            trial, trial_loss = _refit(expr.xreplace({fl: value}), X, y, names)
+            # BIC: one constant fewer is worth a factor exp(log(n)/n) of loss
+            if trial_loss <= max(loss * math.exp(math.log(n) / n), floor):
+                expr, loss = trial, trial_loss
+                break
+    return _rationals(expr)
+
+
+def _rationals(expr: sympy.Expr) -> sympy.Expr:
+    """Floats that are exactly ``p/q`` with ``q <= 6`` become SymPy rationals (``0.5 -> 1/2``)."""
+    swap = {}
+    for fl in expr.atoms(sympy.Float):
+        frac = Fraction(float(fl)).limit_denominator(6)
+        if float(frac) == float(fl) and abs(frac.numerator) < 10**6:
+            swap[fl] = sympy.Rational(frac.numerator, frac.denominator)
+    return expr.xreplace(swap) if swap else expr
