@@ -1,0 +1,215 @@
+"""Are two formulas the same? Symbolic simplification, guarded by numeric probing on the data
+range (SymPy cannot always simplify a difference to zero, and sometimes simplifies under
+assumptions the data do not satisfy), and a same-form test that refits one formula's constants
+to the other's values.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import sympy
+
+from discovery.crosscheck.base import evaluate
+
+__all__ = ["Equivalence", "equivalence", "AGREE", "UP_TO_CONSTANTS", "DISAGREE"]
+
+AGREE = "agree"
+UP_TO_CONSTANTS = "equivalent up to constants"
+DISAGREE = "disagree"
+
+_IDENTICAL = 1e-12  # relative difference that is float64 round-off, not a different formula
+_SAME_FORM = 1e-9  # relative residual of a refitted template that counts as an exact fit
+
+
+@dataclass
+class Equivalence:
+    """The verdict on two formulas and what it rests on.
+
+    Attributes
+    ----------
+    verdict : str
+        ``"agree"``, ``"equivalent up to constants"`` or ``"disagree"``.
+    evidence : list of str
+        One sentence per check that was decisive or informative.
+    max_relative_difference : float
+        ``max |a - b|`` over the probe points, relative to the spread of ``a``.
+    symbolic : str
+        What SymPy found: ``"difference is 0"``, ``"difference is constant c"``,
+        ``"ratio is constant c"`` or ``"no constant difference or ratio"``.
+    """
+
+    verdict: str
+    evidence: list[str] = field(default_factory=list)
+    max_relative_difference: float = math.inf
+    symbolic: str = ""
+
+
+def _plain(expr: sympy.Basic, names: Sequence[str]) -> sympy.Expr:
+    """Replace symbols carrying assumptions by plain symbols of the same name."""
+    expr = sympy.sympify(expr)
+    return expr.xreplace({s: sympy.Symbol(s.name) for s in expr.free_symbols})
+
+
+def probe_points(X: np.ndarray, n: int = 400, seed: int = 0) -> np.ndarray:
+    """Data rows plus uniform points in the data's bounding box (``2n`` rows at most)."""
+    X = np.asarray(X, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    rows = X if len(X) <= n else X[rng.choice(len(X), n, replace=False)]
+    box = rng.uniform(X.min(axis=0), X.max(axis=0), size=(n, X.shape[1]))
+    return np.vstack([rows, box])
+
+
+def _symbolic(a: sympy.Expr, b: sympy.Expr) -> tuple[str, sympy.Expr | None, str | None]:
+    """(description, constant, kind) where kind is ``"difference"`` or ``"ratio"``."""
+    try:
+        d = sympy.simplify(sympy.expand(a - b))
+        if d == 0:
+            return "difference is 0", sympy.Integer(0), "difference"
+        if not d.free_symbols and d.is_number:
+            return f"difference is constant {sympy.N(d, 6)}", d, "difference"
+        if b != 0:
+            r = sympy.simplify(a / b)
+            if not r.free_symbols and r.is_number:
+                return f"ratio is constant {sympy.N(r, 6)}", r, "ratio"
+    except (TypeError, ValueError, RecursionError, NotImplementedError):  # pragma: no cover
+        return "SymPy failed to simplify", None, None
+    return "no constant difference or ratio", None, None
+
+
+def _template(expr: sympy.Expr) -> tuple[sympy.Expr, list[sympy.Symbol], list[float]]:
+    """``expr`` with a free coefficient on every term, every float constant freed, and a free
+    offset: the family of formulas of the same form."""
+    terms = sympy.Add.make_args(sympy.expand(expr))
+    params: list[sympy.Symbol] = []
+    start: list[float] = []
+    out = []
+    for t in terms:
+        coeff, rest = t.as_coeff_Mul()
+        if rest == 1:
+            continue  # the constant term is the offset below
+        for fl in sorted(rest.atoms(sympy.Float), key=float):
+            p = sympy.Symbol(f"_p{len(params)}")
+            params.append(p)
+            start.append(float(fl))
+            rest = rest.xreplace({fl: p})
+        c = sympy.Symbol(f"_p{len(params)}")
+        params.append(c)
+        start.append(float(coeff))
+        out.append(c * rest)
+    offset = sympy.Symbol(f"_p{len(params)}")
+    params.append(offset)
+    start.append(float(sum(t for t in terms if t.as_coeff_Mul()[1] == 1) or 0))
+    return sympy.Add(*out) + offset, params, start
+
+
+def _refit_residual(form: sympy.Expr, target: np.ndarray, P: np.ndarray, names: Sequence[str]) -> float:
+    """Relative residual after refitting the constants of ``form`` to ``target`` on ``P``."""
+    from scipy.optimize import least_squares
+
+    template, params, start = _template(form)
+    symbols = [sympy.Symbol(n) for n in names]
+    f = sympy.lambdify(params + symbols, template, modules="numpy")
+    cols = [P[:, j] for j in range(P.shape[1])]
+    scale = float(np.std(target)) or float(np.mean(np.abs(target))) or 1.0
+
+    def residual(theta):
+        with np.errstate(all="ignore"):
+            r = (np.broadcast_to(np.asarray(f(*theta, *cols), dtype=np.float64), target.shape) - target) / scale
+        return np.where(np.isfinite(r), r, 1e10)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sol = least_squares(residual, np.array(start), method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15,
+                                max_nfev=100 * (len(start) + 1))
+    except (ValueError, TypeError, ZeroDivisionError, OverflowError):
+        return math.inf
+    return float(np.max(np.abs(residual(sol.x))))
+
+
+def equivalence(
+    a: sympy.Expr,
+    b: sympy.Expr,
+    X: np.ndarray,
+    names: Sequence[str],
+    *,
+    rtol: float = 1e-3,
+    seed: int = 0,
+) -> Equivalence:
+    """Decide whether formulas ``a`` and ``b`` are the same law on the range of ``X``.
+
+    - ``"agree"``: the difference simplifies to 0, or the two are numerically identical on the
+      probe points (data rows and uniform points in the data's box), or they have the same form
+      and their values differ by at most ``rtol`` (relative to the spread of ``a``).
+    - ``"equivalent up to constants"``: the same form (refitting the constants of one reproduces
+      the other exactly, or the difference or ratio simplifies to a constant) with values that
+      differ by more than ``rtol``.
+    - ``"disagree"``: neither; formulas with close values but a different form (``sin(x)`` and
+      ``x - x**3/6`` on a small range) disagree.
+
+    Examples
+    --------
+    >>> x, y = sympy.symbols("x y")
+    >>> X = np.random.default_rng(0).uniform(-1, 1, (100, 2))
+    >>> equivalence((x + y) ** 2, x**2 + 2 * x * y + y**2, X, ["x", "y"]).verdict
+    'agree'
+    >>> equivalence(x * y, 2 * x * y + 1, X, ["x", "y"]).verdict
+    'equivalent up to constants'
+    """
+    a, b = _plain(a, names), _plain(b, names)
+    P = probe_points(X, seed=seed)
+    va, vb = evaluate(a, P, names), evaluate(b, P, names)
+    ok = np.isfinite(va) & np.isfinite(vb)
+    evidence: list[str] = []
+    if not ok.any():
+        return Equivalence(DISAGREE, ["neither formula is finite on the same probe points"])
+    if ok.sum() < len(P):
+        evidence.append(f"{len(P) - ok.sum()} of {len(P)} probe points skipped (not finite)")
+    P, va, vb = P[ok], va[ok], vb[ok]
+    scale = float(np.std(va)) or float(np.mean(np.abs(va))) or 1.0
+    rel = float(np.max(np.abs(va - vb))) / scale
+    evidence.append(f"max |a - b| on {len(P)} probe points is {rel:.3g} of the spread of a")
+
+    symbolic, const, kind = _symbolic(a, b)
+    evidence.append(f"SymPy: {symbolic}")
+    if kind == "difference" and const == 0:
+        if rel <= 1e-9:
+            return Equivalence(AGREE, evidence, rel, symbolic)
+        evidence.append("numeric probing contradicts SymPy on the data range; trusting the numbers")
+        kind = None
+    if rel <= _IDENTICAL:
+        evidence.append("numerically identical on the data range")
+        return Equivalence(AGREE, evidence, rel, symbolic)
+
+    same_form = kind is not None and _numeric_constant(va, vb, kind)
+    if kind is not None and not same_form:
+        evidence.append("numeric probing contradicts SymPy's constant; trusting the numbers")
+    if not same_form:
+        fit_b = _refit_residual(b, va, P, names)
+        fit_a = _refit_residual(a, vb, P, names) if fit_b > _SAME_FORM else fit_b
+        best = min(fit_a, fit_b)
+        evidence.append(f"refitting the constants of one formula to the other leaves {best:.3g} relative residual")
+        same_form = best <= _SAME_FORM
+    if not same_form:
+        return Equivalence(DISAGREE, evidence, rel, symbolic)
+    if rel <= rtol:
+        evidence.append(f"same form; values differ by at most {rel:.3g} <= rtol={rtol:g}")
+        return Equivalence(AGREE, evidence, rel, symbolic)
+    evidence.append(f"same form with different constants (values differ by {rel:.3g} > rtol={rtol:g})")
+    return Equivalence(UP_TO_CONSTANTS, evidence, rel, symbolic)
+
+
+def _numeric_constant(va: np.ndarray, vb: np.ndarray, kind: str) -> bool:
+    """Check SymPy's constant difference or ratio against the probe values."""
+    if kind == "difference":
+        d = va - vb
+        return float(np.ptp(d)) <= 1e-9 * (float(np.std(va)) or 1.0)
+    with np.errstate(all="ignore"):
+        r = va / vb
+    r = r[np.isfinite(r)]
+    return r.size > 0 and float(np.ptp(r)) <= 1e-9 * (float(np.max(np.abs(r))) or 1.0)

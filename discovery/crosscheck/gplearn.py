@@ -1,0 +1,137 @@
+"""gplearn backend: the pure-Python fallback (``gplearn.genetic.SymbolicRegressor``), with its
+programs converted to SymPy (protected operators written out as their SymPy meaning on the
+data's domain: ``sqrt|x|``, ``log|x|``)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import numpy as np
+import sympy
+
+from discovery.crosscheck.base import Search, candidates_table, polish, select_best
+from discovery.errors import CrosscheckError
+
+__all__ = ["fit_gplearn", "program_to_sympy", "GPLEARN_DEFAULTS"]
+
+GPLEARN_DEFAULTS: dict[str, Any] = {
+    "population_size": 1000,
+    "generations": 20,
+    "function_set": ("add", "sub", "mul", "div", "sqrt", "log", "sin", "cos"),
+    "parsimony_coefficient": 0.001,
+    "p_crossover": 0.7,
+    "p_subtree_mutation": 0.1,
+    "p_hoist_mutation": 0.05,
+    "p_point_mutation": 0.1,
+    "max_samples": 1.0,
+    "const_range": (-5.0, 5.0),
+}
+"""Settings passed to ``gplearn.genetic.SymbolicRegressor`` unless overridden."""
+
+_RULES = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / b,
+    "sqrt": lambda a: sympy.sqrt(sympy.Abs(a)),
+    "log": lambda a: sympy.log(sympy.Abs(a)),
+    "abs": sympy.Abs,
+    "neg": lambda a: -a,
+    "inv": lambda a: 1 / a,
+    "max": sympy.Max,
+    "min": sympy.Min,
+    "sin": sympy.sin,
+    "cos": sympy.cos,
+    "tan": sympy.tan,
+}
+
+
+def program_to_sympy(program: list, symbols: Sequence[sympy.Symbol]) -> sympy.Expr:
+    """Convert a gplearn program (prefix list of functions, feature indices and constants).
+
+    Protected division and logarithm differ from ``a/b`` and ``log|a|`` only where ``|b|`` or
+    ``|a|`` is below 0.001; formulas are meant for data away from those points.
+
+    Examples
+    --------
+    >>> from gplearn.functions import add2, mul2
+    >>> x, y = sympy.symbols("x y")
+    >>> program_to_sympy([add2, mul2, 0, 1, 2.5], [x, y])
+    x*y + 2.5
+    """
+    def build(i: int) -> tuple[sympy.Expr, int]:
+        node = program[i]
+        if isinstance(node, (int, np.integer)):
+            return symbols[int(node)], i + 1
+        if isinstance(node, (float, np.floating)):
+            return sympy.Float(float(node)), i + 1
+        if node.name not in _RULES:
+            raise CrosscheckError(f"program_to_sympy(program, symbols): gplearn function {node.name!r} has no SymPy rule")
+        args, j = [], i + 1
+        for _ in range(node.arity):
+            a, j = build(j)
+            args.append(a)
+        return _RULES[node.name](*args), j
+
+    expr, end = build(0)
+    if end != len(program):
+        raise CrosscheckError("program_to_sympy(program, symbols): malformed program")
+    return expr
+
+
+def fit_gplearn(
+    X: np.ndarray,
+    y: np.ndarray,
+    names: Sequence[str],
+    *,
+    time_budget: float = 30.0,
+    seed: int = 0,
+    polish_constants: bool = True,
+    **options: Any,
+) -> Search:
+    """Run gplearn on ``(X, y)``; one generation at a time until ``generations`` or the budget.
+
+    Candidates are the Pareto front (length vs error) of the final population.
+
+    Examples
+    --------
+    >>> X = np.random.default_rng(0).uniform(1, 2, (200, 2))
+    >>> fit_gplearn(X, X[:, 0] * X[:, 1], ["a", "b"], generations=5).formula  # doctest: +SKIP
+    a*b
+    """
+    from gplearn.genetic import SymbolicRegressor
+
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[1] != len(names):
+        raise CrosscheckError(
+            f"fit_gplearn(X, y, names): X has shape {X.shape}, y {y.shape}, names {len(names)}; "
+            "pass X of shape (n, len(names)) and y of shape (n,)"
+        )
+    settings = dict(GPLEARN_DEFAULTS)
+    settings.update(options)
+    generations = int(settings.pop("generations"))
+    settings["random_state"] = int(seed)
+    start = time.perf_counter()
+    reg = SymbolicRegressor(generations=1, warm_start=True, **settings)
+    for g in range(1, generations + 1):
+        reg.set_params(generations=g)
+        reg.fit(X, y)
+        if time.perf_counter() - start > time_budget:
+            break
+    symbols = [sympy.Symbol(n) for n in names]
+    population = [p for p in reg._programs[-1] if p is not None]
+    population.sort(key=lambda p: (p.length_, p.raw_fitness_))
+    front, best_fit = [], np.inf
+    for p in population:  # Pareto front of length vs error, simplest first
+        if p.raw_fitness_ < best_fit:
+            front.append(p)
+            best_fit = p.raw_fitness_
+    exprs = []
+    for p in front[-10:]:
+        e = program_to_sympy(p.program, symbols)
+        exprs.append(polish(e, X, y, names) if polish_constants else e)
+    table = candidates_table(exprs, X, y, names)
+    settings["generations_run"] = g
+    return Search("gplearn", table, select_best(table, y), time.perf_counter() - start, settings)
