@@ -6,7 +6,7 @@ Engines are imported lazily: importing this package imports neither ``pyoperon``
 """
 
 from discovery.crosscheck.base import Search, candidates_table, complexity, evaluate, polish, select_best
-from discovery.crosscheck.compare import ENGINES, Comparison, Guide, compare, run_engine
+from discovery.crosscheck.compare import ENGINES, Comparison, Guide, compare, guide_from_formula, run_engine
 from discovery.crosscheck.equivalence import AGREE, DISAGREE, UP_TO_CONSTANTS, Equivalence, equivalence
 from discovery.crosscheck.pysr import pysr_available, pysr_status, read_hall_of_fame
 
@@ -14,6 +14,7 @@ __all__ = [
     "compare",
     "Comparison",
     "Guide",
+    "guide_from_formula",
     "run_engine",
     "ENGINES",
     "equivalence",

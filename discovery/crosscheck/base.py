@@ -232,7 +232,7 @@ def _refit(expr: sympy.Expr, X: np.ndarray, y: np.ndarray, names: Sequence[str])
 
 
 def polish(
-    expr: sympy.Expr, X: np.ndarray, y: np.ndarray, names: Sequence[str], *, snap: bool = True
+    expr: sympy.Expr, X: np.ndarray, y: np.ndarray, names: Sequence[str], *, snap: bool = True, tidy: bool = True
 ) -> sympy.Expr:
     """Refit the numeric constants of ``expr`` by float64 least squares, then drop or snap each
     to a clean number (0, integer, simple fraction, short decimal) when the loss does not get
@@ -240,7 +240,9 @@ def polish(
     ``n**(1/n)`` of mean squared error).
 
     Engines such as Operon store constants in float32; this recovers full precision and turns
-    ``0.49999997*x`` into ``x/2`` on exact data.
+    ``0.49999997*x`` into ``x/2`` on exact data. With ``tidy``, the expanded form is polished
+    too and kept when it is as accurate and no less tidy (complexity, with each unrounded float
+    counting 4 more): ``1.0625*x**2 - (x/4 - y)**2`` becomes ``x**2 + x*y/2 - y**2``.
 
     Examples
     --------
@@ -249,13 +251,30 @@ def polish(
     >>> polish(sympy.Float(0.4999999) * x**2, X, 0.5 * X[:, 0] ** 2, ["x"])
     x**2/2
     """
-    from discovery.symbolic import clean_number
-
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    expr, loss = _refit(sympy.sympify(expr), X, y, names)
+    out, loss = _polish_once(sympy.sympify(expr), X, y, names, snap)
+    if tidy:
+        expanded = sympy.expand(out)
+        if expanded != out:
+            alt, alt_loss = _polish_once(expanded, X, y, names, snap)
+            floor = 1e-24 * float(np.mean(y**2)) + 1e-300
+            if _untidiness(alt) <= _untidiness(out) and alt_loss <= max(loss * (1 + 1e-9), floor):
+                out = alt
+    return out
+
+
+def _untidiness(expr: sympy.Expr) -> int:
+    """Complexity, with each unrounded float constant counting as 4 more nodes."""
+    return complexity(expr) + 4 * len(expr.atoms(sympy.Float))
+
+
+def _polish_once(expr: sympy.Expr, X: np.ndarray, y: np.ndarray, names: Sequence[str], snap: bool) -> tuple[sympy.Expr, float]:
+    from discovery.symbolic import clean_number
+
+    expr, loss = _refit(expr, X, y, names)
     if not snap:
-        return expr
+        return expr, loss
     n = len(y)
     floor = 1e-24 * float(np.mean(y**2)) + 1e-300
     for fl in _float_atoms(expr):
@@ -265,22 +284,35 @@ def polish(
         options = [sympy.Integer(0)]  # a constant that does not matter is dropped
         for tol in (1e-6 * abs(v), 1e-4 * abs(v), 1e-2 * abs(v)):
             clean = clean_number(v, tol)
-            if clean is not None and clean[1] != fl and clean[1] not in options:
-                options.append(clean[1])
+            if clean is not None:
+                exact = _exact(clean[1])  # exact numbers are frozen: refits only move Floats
+                if exact not in options:
+                    options.append(exact)
         for value in options:
             trial, trial_loss = _refit(expr.xreplace({fl: value}), X, y, names)
             # BIC: one constant fewer is worth a factor exp(log(n)/n) of loss
             if trial_loss <= max(loss * math.exp(math.log(n) / n), floor):
                 expr, loss = trial, trial_loss
                 break
-    return _rationals(expr)
+    return _rationals(expr), loss
+
+
+def _exact(number: sympy.Expr) -> sympy.Expr:
+    """A snapped value as an exact SymPy number (``6.674 -> 3337/500``)."""
+    if isinstance(number, sympy.Float):
+        return sympy.Rational(repr(float(number)))
+    return number
 
 
 def _rationals(expr: sympy.Expr) -> sympy.Expr:
-    """Floats that are exactly ``p/q`` with ``q <= 6`` become SymPy rationals (``0.5 -> 1/2``)."""
+    """Numbers as a reader wants them: ``p/q`` with ``q <= 6`` stays or becomes a rational
+    (``0.5 -> 1/2``); other rationals (snapped decimals such as ``3337/500``) print as floats."""
     swap = {}
     for fl in expr.atoms(sympy.Float):
         frac = Fraction(float(fl)).limit_denominator(6)
         if float(frac) == float(fl) and abs(frac.numerator) < 10**6:
             swap[fl] = sympy.Rational(frac.numerator, frac.denominator)
+    for r in expr.atoms(sympy.Rational):
+        if r.q > 6 and not r.is_Integer:
+            swap[r] = sympy.Float(float(r))
     return expr.xreplace(swap) if swap else expr

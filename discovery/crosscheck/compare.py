@@ -17,7 +17,7 @@ from discovery.crosscheck.base import Search, candidates_table, complexity, eval
 from discovery.crosscheck.equivalence import AGREE, equivalence
 from discovery.errors import CrosscheckError
 
-__all__ = ["Comparison", "Guide", "compare", "run_engine", "ENGINES"]
+__all__ = ["Comparison", "Guide", "compare", "guide_from_formula", "run_engine", "ENGINES"]
 
 
 def _operon(*args, **kwargs) -> Search:
@@ -128,6 +128,35 @@ class Comparison:
             f"cross-check ({e}): {self.verdict}; recommended: {self.recommended} "
             f"(R^2 held-out: expansion {self.r2['expansion']:.6f}, {e} {self.r2[e]:.6f}; {self.reason})"
         )
+
+
+def guide_from_formula(formula: sympy.Expr, names: Sequence[str]) -> Guide:
+    """The guide an expansion's formula implies: the variables it uses, and an additive split
+    when its terms fall into groups of variables that never share a term.
+
+    Examples
+    --------
+    >>> a, b, c = sympy.symbols("a b c")
+    >>> guide_from_formula(a - a**3 / 6 + b**2 / 2, ["a", "b", "c"])
+    Guide(variables=['a', 'b'], additive=[['a'], ['b']])
+    >>> guide_from_formula(a * b + b * c, ["a", "b", "c"]).additive is None
+    True
+    """
+    names = list(names)
+    used = {s.name for s in sympy.sympify(formula).free_symbols}
+    variables = [n for n in names if n in used]
+    groups: list[set[str]] = []
+    for term in sympy.Add.make_args(sympy.expand(formula)):
+        vs = {s.name for s in term.free_symbols}
+        if not vs:
+            continue
+        touching = [g for g in groups if g & vs]
+        merged = vs.union(*touching)
+        groups = [g for g in groups if not (g & vs)] + [merged]
+    additive = None
+    if len(groups) > 1:
+        additive = sorted(([n for n in names if n in g] for g in groups), key=lambda g: names.index(g[0]))
+    return Guide(variables=variables, additive=additive)
 
 
 def _resolve_engine(engine: str) -> str:
@@ -254,7 +283,7 @@ def compare(
     engine: str = "operon",
     time_budget: float = 30.0,
     seed: int = 0,
-    guide: Guide | Mapping[str, Any] | Sequence[str] | None = None,
+    guide: Guide | Mapping[str, Any] | Sequence[str] | str | None = None,
     test_index: np.ndarray | None = None,
     rtol: float = 1e-3,
     **options: Any,
@@ -279,8 +308,9 @@ def compare(
         Seconds the engine may search at most.
     seed : int
         Random seed of the split and the engine.
-    guide : Guide, dict, or list of str, optional
-        HOPE-guided search: the variables that matter and any additive split (see :class:`Guide`).
+    guide : Guide, dict, list of str, or "auto", optional
+        HOPE-guided search: the variables that matter and any additive split (see :class:`Guide`);
+        ``"auto"`` derives both from ``formula`` (:func:`guide_from_formula`).
     test_index : ndarray of int, optional
         Rows held out for R^2 (e.g. the network's validation rows).
     rtol : float
@@ -316,6 +346,8 @@ def compare(
     if unknown:
         raise CrosscheckError(f"compare(formula, X, y, names): formula uses {unknown}, not among names {names}")
     engine = _resolve_engine(engine)
+    if isinstance(guide, str) and guide == "auto":
+        guide = guide_from_formula(formula, names)
     rng = np.random.default_rng(seed)
     if test_index is None:
         test_index = rng.choice(len(y), max(1, len(y) // 5), replace=False)
