@@ -233,3 +233,27 @@ def test_far_from_origin_but_sparse_at_origin_reads_at_origin():
     assert f.expression == p_ * q_
     assert f.center.tolist() == [0.0, 0.0] and "moved to the origin" in f.center_reason
     assert f.terms.set_index("exponents").loc[[(1, 1)]].iloc[0].kept
+
+
+@pytest.mark.slow
+def test_fitted_ensemble_merges_to_the_paper_law():
+    fit = pytest.importorskip("discovery.fit")
+    from discovery.engine import expand
+    from discovery.symbolic import to_original_units
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (600, 2))
+    y = (X[:, 0] ** 2 + X[:, 1]) / 2
+    ens = fit.fit_ensemble(
+        X, y, members=2, hidden=(16, 16), seed=0, max_epochs=300, patience=100, lbfgs_steps=200, progress=False
+    )
+    points = (X[rng.choice(len(X), 16, replace=False)] - ens.x_mean) / ens.x_scale
+    e = expand(ens.model, torch.from_numpy(points), 3)
+    C, centers = to_original_units(e.monomials, e.coefficients, e.center, ens.x_mean, ens.x_scale, ens.y_mean, ens.y_scale)
+    f = merge(e.monomials, C, centers, X, y, names=["x1", "x2"], val_index=ens.val_index)
+    x1, x2 = symbols("x1", "x2")
+    assert sympy.expand(f.expression - (x1**2 + x2) / 2) == 0
+    assert f.val_r2 > 0.999999
+    # The networks' own expansions already agree on the law before the data refit.
+    kept = f.terms[f.terms.kept].set_index("exponents")
+    np.testing.assert_allclose(kept.consensus[[(2, 0), (0, 1)]], 0.5, rtol=0.3)
