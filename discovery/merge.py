@@ -401,20 +401,7 @@ def merge(
     if len(train) < 2:
         raise ValueError(f"{call}: only {len(train)} rows left to refit after the validation split; pass fewer val_index")
 
-    if isinstance(center, str):
-        if center == "auto":
-            c, center_reason = choose_center(V)
-        elif center == "origin":
-            c, center_reason = np.zeros(p), "origin (requested)"
-        elif center == "mean":
-            c, center_reason = V.mean(axis=0), "data mean (requested)"
-        else:
-            raise ValueError(f"{call}: center={center!r}; pass 'auto', 'origin', 'mean' or {p} values")
-    else:
-        c = np.asarray(center, dtype=np.float64).reshape(-1)
-        if c.shape != (p,):
-            raise ValueError(f"{call}: center has {c.size} values; pass {p}")
-        center_reason = "given"
+    c, center_reason = _resolve_center(center, V, call)
     notes = [f"common centre: {center_reason}"]
     first_center = c.copy()
 
@@ -432,49 +419,18 @@ def merge(
     eps_t = float(np.sqrt(np.mean((D[val] @ full_coef - t[val]) ** 2)))
     floor = 1e-9 * float(np.std(y)) + 1e-300
 
-    reasons: dict[int, str] = {}
-    keep: list[int] = []
-    for j in range(T):
-        if signif[j] < significance:
-            reasons[j] = (
-                f"pruned: consensus {consensus[j]:.3g} is within {significance:g} x spread {spread[j]:.3g} of 0 "
-                "across reference points"
-            )
-        elif contrib[j] < contribution * eps_t:
-            reasons[j] = (
-                f"pruned: contribution {contrib[j]:.3g} is below {contribution:g} x validation RMSE {eps_t:.3g} "
-                "of the full fit"
-            )
-        else:
-            keep.append(j)
-            reasons[j] = f"kept: consensus {consensus[j]:.3g} is {signif[j]:.3g} x its spread"
-    prior = np.lexsort((contrib, signif))  # ascending significance, contribution breaks ties
+    keep, reasons = _initial_prune(consensus, spread, signif, contrib, eps_t, significance, contribution)
     rank = np.empty(T, dtype=np.int64)
-    rank[prior] = np.arange(T)
-
+    rank[np.lexsort((contrib, signif))] = np.arange(T)  # ascending significance, then contribution
     keep, current = _stepwise(fitter, keep, rank, reasons, add_tol, rel_tol, floor)
 
-    if center == "auto" and np.any(c != 0) and keep:
-        # The data sit far from 0, yet the law may still be sparse in powers of x itself:
-        # read the same fit at the origin and keep that reading when it is sparser and as good.
-        origin = np.zeros(p)
-        refit_c, _, _ = fitter.fit(keep)
-        at_origin = shift_coefficients(
-            torch.from_numpy(refit_c)[None, :, None], table, torch.from_numpy(c)[None], torch.from_numpy(origin)
-        )[0, :, 0].numpy()
-        D0 = _design(V, table, origin)
-        fitter0 = _Fitter(D0, t, y, train, val, space, sign)
-        size0 = np.abs(at_origin) * np.sqrt(np.mean(D0**2, axis=0))
-        start0 = [j for j in range(T) if size0[j] > 1e-12 * size0.max()]
-        rank0 = np.empty(T, dtype=np.int64)
-        rank0[np.argsort(size0)] = np.arange(T)
-        reasons0 = {j: "pruned: zero in the fit read at the origin" for j in range(T)}
-        reasons0.update({j: "kept: read at the origin" for j in start0})
-        keep0, current0 = _stepwise(fitter0, start0, rank0, reasons0, add_tol, rel_tol, floor)
-        if len(keep0) < len(keep) and current0 <= current * (1 + rel_tol) + floor:
-            c, D, fitter, keep, current, reasons = origin, D0, fitter0, keep0, current0, reasons0
-            center_reason += f"; moved to the origin, where the same accuracy needs {len(keep0)} terms, not {len(keep)}"
+    if isinstance(center, str) and center == "auto" and np.any(c != 0) and keep:
+        origin = _read_at_origin(fitter, keep, table, c, V, (t, y, train, val, space, sign), add_tol, rel_tol, floor)
+        if origin is not None and len(origin[2]) < len(keep) and origin[3] <= current * (1 + rel_tol) + floor:
+            center_reason += f"; moved to the origin, where the same accuracy needs {len(origin[2])} terms, not {len(keep)}"
             notes[0] = f"common centre: {center_reason}"
+            D, fitter, keep, current, reasons = origin
+            c = np.zeros(p)
 
     # A power law reads best at u = 0 (x = 1): its constant is then log of the prefactor.
     affine_log = space == "log" and all(table[j].sum() <= 1 for j in keep)
@@ -489,8 +445,9 @@ def merge(
     snapped: dict[int, str] = {}
     final = refit
     if snap and keep:
-        final, numbers, snapped = _snap(fitter, keep, table, refit, se, refit_rmse, affine_log, c, rel_tol,
-                                        floor, snap_z, snap_max_rel, rms)
+        final, numbers, snapped = _snap(
+            fitter, keep, table, refit, se, refit_rmse, affine_log, rel_tol, floor, snap_z, snap_max_rel
+        )
         notes.extend(f"snapped {table[j].tolist()}: {s}" for j, s in snapped.items())
     val_rmse = fitter.rmse(final)
     pred_val = _to_target(D[val] @ final, space, sign)
@@ -539,6 +496,66 @@ def merge(
         full_val_rmse=full_rmse,
         notes=notes,
     )
+
+
+def _resolve_center(center, V: np.ndarray, call: str) -> tuple[np.ndarray, str]:
+    p = V.shape[1]
+    if isinstance(center, str):
+        if center == "auto":
+            return choose_center(V)
+        if center == "origin":
+            return np.zeros(p), "origin (requested)"
+        if center == "mean":
+            return V.mean(axis=0), "data mean (requested)"
+        raise ValueError(f"{call}: center={center!r}; pass 'auto', 'origin', 'mean' or {p} values")
+    c = np.asarray(center, dtype=np.float64).reshape(-1)
+    if c.shape != (p,):
+        raise ValueError(f"{call}: center has {c.size} values; pass {p}")
+    return c, "given"
+
+
+def _initial_prune(consensus, spread, signif, contrib, eps_t, significance, contribution):
+    """Terms the consensus supports, and a reason for every term."""
+    reasons: dict[int, str] = {}
+    keep: list[int] = []
+    for j in range(len(consensus)):
+        if signif[j] < significance:
+            reasons[j] = (
+                f"pruned: consensus {consensus[j]:.3g} is within {significance:g} x spread {spread[j]:.3g} of 0 "
+                "across reference points"
+            )
+        elif contrib[j] < contribution * eps_t:
+            reasons[j] = (
+                f"pruned: contribution {contrib[j]:.3g} is below {contribution:g} x validation RMSE {eps_t:.3g} "
+                "of the full fit"
+            )
+        else:
+            keep.append(j)
+            reasons[j] = f"kept: consensus {consensus[j]:.3g} is {signif[j]:.3g} x its spread"
+    return keep, reasons
+
+
+def _read_at_origin(fitter, keep, table, c, V, data, add_tol, rel_tol, floor):
+    """The data sit far from 0, yet the law may be sparse in powers of x itself: shift the
+    fit to the origin exactly and select terms there. Returns (D, fitter, keep, RMSE, reasons)."""
+    T, p = table.shape
+    refit_c, _, _ = fitter.fit(keep)
+    origin = torch.zeros(p, dtype=torch.float64)
+    at_origin = shift_coefficients(
+        torch.from_numpy(refit_c)[None, :, None], table, torch.from_numpy(c)[None], origin
+    )[0, :, 0].numpy()
+    D0 = _design(V, table, origin.numpy())
+    fitter0 = _Fitter(D0, *data)
+    size0 = np.abs(at_origin) * np.sqrt(np.mean(D0**2, axis=0))
+    if not np.any(size0 > 0):
+        return None
+    start0 = [j for j in range(T) if size0[j] > 1e-12 * size0.max()]
+    rank0 = np.empty(T, dtype=np.int64)
+    rank0[np.argsort(size0)] = np.arange(T)
+    reasons0 = {j: "pruned: zero once the fit is read at the origin" for j in range(T)}
+    reasons0.update({j: "kept: read at the origin" for j in start0})
+    keep0, current0 = _stepwise(fitter0, start0, rank0, reasons0, add_tol, rel_tol, floor)
+    return D0, fitter0, keep0, current0, reasons0
 
 
 def _consensus(C, centers, table, c, trim):
@@ -595,9 +612,10 @@ def _stepwise(fitter, keep, rank, reasons, add_tol, rel_tol, floor):
     return sorted(keep), current
 
 
-def _snap(fitter, keep, table, refit, se, refit_rmse, affine_log, c, rel_tol, floor, snap_z, snap_max_rel, rms):
+def _snap(fitter, keep, table, refit, se, refit_rmse, affine_log, rel_tol, floor, snap_z, snap_max_rel):
     """Snap kept coefficients one by one (others refit); returns values, SymPy numbers, log."""
     degrees = table.sum(axis=1)
+    rms = np.sqrt(np.mean(fitter.D**2, axis=0))
     exponents = [j for j in keep if fitter.space == "log" and degrees[j] == 1]
     constant = [j for j in keep if degrees[j] == 0]
     others = sorted((j for j in keep if j not in exponents and j not in constant), key=lambda j: -abs(refit[j]) * rms[j])
