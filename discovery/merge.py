@@ -127,6 +127,31 @@ class MergedFormula:
         """Plain text of the formula with ``precision`` significant digits."""
         return text(self.expression, precision=precision)
 
+    def to_dict(self, precision: int = 6) -> dict:
+        """JSON-ready summary: formula (text and LaTeX), centre, scores, notes and terms."""
+        table = self.terms.copy()
+        table["exponents"] = [list(e) for e in table["exponents"]]
+        table["degree"] = table["degree"].astype(int)
+        table = table.astype(object).where(pd.notna(table), None)
+        return {
+            "formula": self.text(precision),
+            "latex": self.latex(precision),
+            "sympy": sympy.srepr(self.expression),
+            "space": self.space,
+            "sign": self.sign,
+            "names": list(self.names),
+            "center": [float(v) for v in self.center],
+            "center_reason": self.center_reason,
+            "complexity": self.complexity,
+            "val_rmse": self.val_rmse,
+            "val_r2": self.val_r2,
+            "refit_val_rmse": self.refit_val_rmse,
+            "consensus_val_rmse": self.consensus_val_rmse,
+            "full_val_rmse": self.full_val_rmse,
+            "notes": list(self.notes),
+            "terms": table.to_dict(orient="records"),
+        }
+
     def predict(self, X) -> np.ndarray:
         """Evaluate the formula on rows ``X`` (n, p) in original units -> (n,)."""
         X = np.asarray(X, dtype=np.float64)

@@ -257,3 +257,19 @@ def test_fitted_ensemble_merges_to_the_paper_law():
     # The networks' own expansions already agree on the law before the data refit.
     kept = f.terms[f.terms.kept].set_index("exponents")
     np.testing.assert_allclose(kept.consensus[[(2, 0), (0, 1)]], 0.5, rtol=0.3)
+
+
+def test_to_dict_is_json_ready():
+    import json
+
+    rng = np.random.default_rng(9)
+    table = monomials(2, 2)
+    true = coefficients_of(table, {(1, 1): 2.0})
+    X = rng.uniform(-1, 1, (300, 2))
+    y = polynomial_data(table, true, X)
+    f = merge(table, local_expansions(table, true, X[:8], rng), X[:8], X, y, names=["a", "b"])
+    d = json.loads(json.dumps(f.to_dict()))
+    assert d["formula"] == "2*a*b" and d["complexity"] == 1 and len(d["terms"]) == len(table)
+    assert sympy.sympify(f.text()) == sympy.sympify(d["formula"])
+    kept = [t for t in d["terms"] if t["kept"]]
+    assert kept[0]["exponents"] == [1, 1] and kept[0]["coefficient"] == 2.0
