@@ -544,7 +544,9 @@ def _initial_prune(consensus, spread, signif, contrib, eps_t, significance, cont
     reasons: dict[int, str] = {}
     keep: list[int] = []
     for j in range(len(consensus)):
-        if signif[j] < significance:
+        if consensus[j] == 0 and spread[j] == 0:
+            reasons[j] = "pruned: zero in every local polynomial"
+        elif signif[j] < significance:
             reasons[j] = (
                 f"pruned: consensus {consensus[j]:.3g} is within {significance:g} x spread {spread[j]:.3g} of 0 "
                 "across reference points"
@@ -556,7 +558,8 @@ def _initial_prune(consensus, spread, signif, contrib, eps_t, significance, cont
             )
         else:
             keep.append(j)
-            reasons[j] = f"kept: consensus {consensus[j]:.3g} is {signif[j]:.3g} x its spread"
+            ratio = f"{signif[j]:.3g} x its spread" if np.isfinite(signif[j]) else "with no spread"
+            reasons[j] = f"kept: consensus {consensus[j]:.3g} is {ratio}"
     return keep, reasons
 
 

@@ -273,3 +273,23 @@ def test_to_dict_is_json_ready():
     assert sympy.sympify(f.text()) == sympy.sympify(d["formula"])
     kept = [t for t in d["terms"] if t["kept"]]
     assert kept[0]["exponents"] == [1, 1] and kept[0]["coefficient"] == 2.0
+
+
+def test_the_papers_three_local_polynomials_merge_to_its_law():
+    # HOPE paper, eq. (72): 2nd-order expansions of an MLP fitted to y = (x1^2 + x2)/2 at three points.
+    table = monomials(2, 2)
+    local = np.array(
+        [
+            [-0.01, 0.00, 0.51, 0.55, -0.00, 0.03],
+            [0.38, 0.54, 0.51, 0.53, 0.06, 0.03],
+            [-0.13, -0.51, 0.49, 0.50, -0.07, 0.02],
+        ]
+    )
+    centers = np.array([[0.0, 0.0], [0.5, 0.5], [-0.5, -0.5]])
+    rng = np.random.default_rng(10)
+    X = rng.uniform(-1, 1, (400, 2))
+    f = merge(table, local, centers, X, (X[:, 0] ** 2 + X[:, 1]) / 2, names=["x1", "x2"])
+    assert f.latex() == r"0.5 x_{1}^{2} + 0.5 x_{2}"
+    by_term = f.terms.set_index("term")
+    assert by_term.loc["x1**2", "consensus"] == pytest.approx(0.53, abs=0.03)
+    assert not by_term.loc["x1*x2", "kept"] and by_term.loc["x1*x2", "reason"].startswith("pruned:")
