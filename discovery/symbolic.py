@@ -288,9 +288,10 @@ def clean_candidates(value: float, kind: str) -> list[tuple[float, sympy.Expr, s
 def clean_number(value: float, tolerance: float, kind: str = "coefficient") -> tuple[float, sympy.Expr] | None:
     """The simplest clean number within ``tolerance`` of ``value``, or ``None``.
 
-    Coefficients are tried as integers, one-digit decimals, thirds and sixths, two-digit decimals, ``sqrt(n)`` and ``k*pi/q``, then 3 to 5
-    significant digits. Exponents (``kind="exponent"``) are tried as multiples of 1, 1/2, 1/3
-    and 1/4. Zero is never returned (dropping a term is pruning, not snapping).
+    Coefficients are tried as integers, one-digit decimals, thirds and sixths, two-digit
+    decimals, ``sqrt(n)`` and ``k*pi/q``, then 3 to 5 significant digits. Exponents
+    (``kind="exponent"``) are tried as multiples of 1, 1/2, 1/3 and 1/4. Zero is never
+    returned (dropping a term is pruning, not snapping).
 
     Examples
     --------
