@@ -5,7 +5,7 @@ works; gplearn as a pure-Python fallback), with one candidates table shaped like
 Engines are imported lazily: importing this package imports neither ``pyoperon`` nor ``pysr``.
 """
 
-from discovery.crosscheck.base import Search, candidates_table, complexity, evaluate, polish, select_best
+from discovery.crosscheck.base import Search, candidates_table, complexity, evaluate, finish, polish, select_best
 from discovery.crosscheck.compare import ENGINES, Comparison, Guide, compare, guide_from_formula, run_engine
 from discovery.crosscheck.equivalence import AGREE, DISAGREE, UP_TO_CONSTANTS, Equivalence, equivalence
 from discovery.crosscheck.pysr import pysr_available, pysr_status, read_hall_of_fame
@@ -26,6 +26,7 @@ __all__ = [
     "candidates_table",
     "complexity",
     "evaluate",
+    "finish",
     "polish",
     "select_best",
     "pysr_status",

@@ -25,6 +25,7 @@ __all__ = [
     "candidates_table",
     "complexity",
     "evaluate",
+    "finish",
     "polish",
     "select_best",
 ]
@@ -193,6 +194,29 @@ def select_best(table: pd.DataFrame, y: np.ndarray) -> int:
     return int(table.index[idx[np.argmax(table["score"].to_numpy()[idx])]])
 
 
+def finish(
+    exprs: Sequence[sympy.Expr], X: np.ndarray, y: np.ndarray, names: Sequence[str], *, polish_constants: bool = True
+) -> tuple[pd.DataFrame, int]:
+    """Candidates table and best row for an engine's raw formulas.
+
+    The few candidates that :func:`select_best` chooses among (loss within 1.5x the lowest, or
+    within float32 round-off of it; the simplest four) get their constants refitted in float64,
+    snapped to clean numbers and tidied (:func:`polish`), then the choice is made again. The
+    others keep the engine's constants: polishing every member of a long front costs more than
+    the search.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    table = candidates_table(exprs, X, y, names)
+    if not polish_constants:
+        return table, select_best(table, y)
+    loss = table["loss"].to_numpy()
+    pool = list(table.index[loss <= max(1.5 * loss.min(), 1e-9 * float(np.var(y)))][:4])
+    rest = [e for i, e in zip(table.index, table["sympy_format"]) if i not in pool]
+    table = candidates_table(rest + [polish(table.loc[i, "sympy_format"], X, y, names) for i in pool], X, y, names)
+    return table, select_best(table, y)
+
+
 # --------------------------------------------------------------------------------------------
 # float64 polishing of constants
 
@@ -211,7 +235,9 @@ def _refit(expr: sympy.Expr, X: np.ndarray, y: np.ndarray, names: Sequence[str])
         return expr, base
     params = sympy.symbols(f"_c0:{len(floats)}")
     template = expr.xreplace(dict(zip(floats, params)))
-    f: Callable = sympy.lambdify(list(params) + _symbols(names), template, modules="numpy")
+    args = list(params) + _symbols(names)
+    f: Callable = sympy.lambdify(args, template, modules="numpy")
+    grads = [sympy.lambdify(args, sympy.diff(template, p), modules="numpy") for p in params]
     cols = [X[:, j] for j in range(X.shape[1])]
 
     def residual(theta: np.ndarray) -> np.ndarray:
@@ -219,11 +245,17 @@ def _refit(expr: sympy.Expr, X: np.ndarray, y: np.ndarray, names: Sequence[str])
             r = np.broadcast_to(np.asarray(f(*theta, *cols), dtype=np.float64), y.shape) - y
         return np.where(np.isfinite(r), r, 1e150)
 
+    def jacobian(theta: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            J = np.column_stack([np.broadcast_to(np.asarray(g(*theta, *cols), dtype=np.float64), y.shape) for g in grads])
+        return np.where(np.isfinite(J), J, 0.0)
+
     theta0 = np.array([float(v) for v in floats])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sol = least_squares(residual, theta0, method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=200 * (len(theta0) + 1))
+            sol = least_squares(residual, theta0, jac=jacobian, method="lm", xtol=1e-12, ftol=1e-10, gtol=1e-12,
+                                max_nfev=20 * (len(theta0) + 1))
     except (ValueError, TypeError, ZeroDivisionError, OverflowError):
         return expr, base
     new = template.xreplace({p: sympy.Float(v) for p, v in zip(params, sol.x)})
@@ -277,12 +309,13 @@ def _polish_once(expr: sympy.Expr, X: np.ndarray, y: np.ndarray, names: Sequence
         return expr, loss
     n = len(y)
     floor = 1e-24 * float(np.mean(y**2)) + 1e-300
-    for fl in _float_atoms(expr):
-        if fl not in expr.atoms(sympy.Float):
-            continue
+    position = 0
+    while position < len(floats := _float_atoms(expr)):
+        fl = floats[position]
+        position += 1
         v = float(fl)
         options = [sympy.Integer(0)]  # a constant that does not matter is dropped
-        for tol in (1e-6 * abs(v), 1e-4 * abs(v), 1e-2 * abs(v)):
+        for tol in (1e-2 * abs(v), 1e-4 * abs(v), 1e-6 * abs(v)):  # simplest first
             clean = clean_number(v, tol)
             if clean is not None:
                 exact = _exact(clean[1])  # exact numbers are frozen: refits only move Floats
@@ -293,6 +326,7 @@ def _polish_once(expr: sympy.Expr, X: np.ndarray, y: np.ndarray, names: Sequence
             # BIC: one constant fewer is worth a factor exp(log(n)/n) of loss
             if trial_loss <= max(loss * math.exp(math.log(n) / n), floor):
                 expr, loss = trial, trial_loss
+                position -= 1  # this float is gone; the next one moved into its place
                 break
     return _rationals(expr), loss
 

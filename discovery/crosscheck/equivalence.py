@@ -138,7 +138,7 @@ def equivalence(
     X: np.ndarray,
     names: Sequence[str],
     *,
-    rtol: float = 1e-3,
+    rtol: float = 1e-2,
     seed: int = 0,
 ) -> Equivalence:
     """Decide whether formulas ``a`` and ``b`` are the same law on the range of ``X``.

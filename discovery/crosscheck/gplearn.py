@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 import sympy
 
-from discovery.crosscheck.base import Search, candidates_table, polish, select_best
+from discovery.crosscheck.base import Search, finish
 from discovery.errors import CrosscheckError
 
 __all__ = ["fit_gplearn", "program_to_sympy", "GPLEARN_DEFAULTS"]
@@ -128,10 +128,7 @@ def fit_gplearn(
         if p.raw_fitness_ < best_fit:
             front.append(p)
             best_fit = p.raw_fitness_
-    exprs = []
-    for p in front[-10:]:
-        e = program_to_sympy(p.program, symbols)
-        exprs.append(polish(e, X, y, names) if polish_constants else e)
-    table = candidates_table(exprs, X, y, names)
+    exprs = [program_to_sympy(p.program, symbols) for p in front[-10:]]
+    table, best = finish(exprs, X, y, names, polish_constants=polish_constants)
     settings["generations_run"] = g
-    return Search("gplearn", table, select_best(table, y), time.perf_counter() - start, settings)
+    return Search("gplearn", table, best, time.perf_counter() - start, settings)

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import sympy
 
-from discovery.crosscheck.base import Search, candidates_table, polish, select_best
+from discovery.crosscheck.base import Search, finish
 from discovery.errors import CrosscheckError
 
 __all__ = ["fit_operon", "tree_to_sympy", "OPERON_DEFAULTS", "default_threads"]
@@ -166,7 +166,8 @@ def fit_operon(
     n_threads : int, optional
         Threads for Operon (default: all available cores).
     polish_constants : bool
-        Refit every front member's constants in float64 and snap clean numbers.
+        Refit every front member's constants in float64; snap clean numbers in the few that
+        compete for best (see :func:`~discovery.crosscheck.base.finish`).
     **options
         Any ``pyoperon.sklearn.SymbolicRegressor`` parameter, overriding ``OPERON_DEFAULTS``.
 
@@ -207,14 +208,9 @@ def fit_operon(
         raise CrosscheckError(f"fit_operon(X, y, names): Operon failed: {exc}") from exc
     symbols = [sympy.Symbol(n) for n in names]
     by_hash = {h: symbols[j] for j, h in enumerate(reg.variables_)}
-    exprs = []
-    for member in reg.pareto_front_:
-        expr = tree_to_sympy(member["tree"], by_hash)
-        if polish_constants:
-            expr = polish(expr, X, y, names)
-        exprs.append(expr)
-    table = candidates_table(exprs, X, y, names)
+    exprs = [tree_to_sympy(member["tree"], by_hash) for member in reg.pareto_front_]
+    table, best = finish(exprs, X, y, names, polish_constants=polish_constants)
     seconds = time.perf_counter() - start
     settings["search_rows"] = len(rows)
     settings["generations_run"] = reg.stats_.get("generations")
-    return Search("operon", table, select_best(table, y), seconds, settings)
+    return Search("operon", table, best, seconds, settings)
