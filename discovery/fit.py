@@ -1,0 +1,506 @@
+"""Training small smooth networks on a table; knows nothing of Taylor series or SymPy.
+
+:func:`fit_ensemble` trains every member of an ensemble at once as one batched model (weights of
+shape ``(members, in, out)``): full-batch Adam with per-member early stopping on a validation
+split, then a full-batch L-BFGS polish kept per member only where it does not hurt validation.
+The result exports the whole ensemble as one plain ``nn.Sequential`` of ``nn.Linear`` and
+activation modules with block-diagonal weights, so one engine pass expands every member.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from discovery.errors import DataError
+from discovery.nn import Sine
+
+__all__ = ["ACTIVATIONS", "FittedEnsemble", "fit_ensemble"]
+
+#: Smooth activations the ensemble can use; each value builds the module placed in the export.
+ACTIVATIONS = {
+    "tanh": nn.Tanh,
+    "silu": nn.SiLU,
+    "sine": lambda: Sine(1.0),
+}
+
+_CHECK_EVERY = 25  # epochs between host-side stopping checks (each check syncs with the device)
+
+
+@dataclass
+class FittedEnsemble:
+    """An ensemble of trained networks and the standardisation around them.
+
+    Attributes
+    ----------
+    model : torch.nn.Module
+        One ``nn.Sequential`` (float64, CPU) mapping standardised inputs
+        ``z = (x - x_mean) / x_scale`` of shape ``(B, p)`` to the standardised prediction of every
+        member, shape ``(B, members)``.
+    x_mean, x_scale : numpy.ndarray
+        ``(p,)`` input standardisation.
+    y_mean, y_scale : float
+        Target standardisation: ``y = y_mean + y_scale * model(z)``.
+    members : int
+        Number of networks.
+    val_rmse : numpy.ndarray
+        ``(members,)`` validation RMSE of each member, in the target's units.
+    train_index, val_index : numpy.ndarray
+        Rows of the input used for training and validation.
+    history : list of dict
+        Per member: ``train`` and ``val`` loss curves (standardised MSE per Adam epoch),
+        ``best_epoch``, ``val_before_polish``, ``val_after_polish`` and ``polish_kept``.
+    """
+
+    model: nn.Module
+    x_mean: np.ndarray
+    x_scale: np.ndarray
+    y_mean: float
+    y_scale: float
+    members: int
+    val_rmse: np.ndarray
+    train_index: np.ndarray
+    val_index: np.ndarray
+    history: list = field(default_factory=list)
+    activation: str = "tanh"
+    hidden: tuple = (32, 32)
+    seconds: float = 0.0
+
+    @property
+    def n_features(self) -> int:
+        """Number of input features."""
+        return int(self.x_mean.shape[0])
+
+    def predict_members(self, X) -> np.ndarray:
+        """Predictions of every member, ``(n, members)``, in the target's units.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> X = np.random.default_rng(0).uniform(-1, 1, (200, 2))
+        >>> fit = fit_ensemble(X, X[:, 0] + X[:, 1], members=2, max_epochs=50, lbfgs_steps=0,
+        ...                    progress=False)
+        >>> fit.predict_members(X[:3]).shape
+        (3, 2)
+        """
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim == 1 and self.n_features == 1:
+            X = X[:, None]
+        if X.ndim != 2 or X.shape[1] != self.n_features:
+            raise DataError(
+                f"FittedEnsemble.predict(X): X has shape {X.shape}; pass an array of shape "
+                f"(n, {self.n_features})"
+            )
+        z = torch.from_numpy((X - self.x_mean) / self.x_scale)
+        with torch.no_grad():
+            out = self.model(z).numpy()
+        return self.y_mean + self.y_scale * out
+
+    def predict(self, X) -> np.ndarray:
+        """Ensemble mean prediction, ``(n,)``, in the target's units."""
+        return self.predict_members(X).mean(axis=1)
+
+
+class _BatchedMLP(nn.Module):
+    """``members`` independent MLPs evaluated together with batched matrix products."""
+
+    def __init__(self, sizes: Sequence[int], members: int, activation: str,
+                 generator: torch.Generator, dtype: torch.dtype):
+        super().__init__()
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            # Glorot-normal weights, small uniform biases; every member draws its own.
+            std = math.sqrt(2.0 / (fan_in + fan_out))
+            w = torch.randn(members, fan_in, fan_out, generator=generator, dtype=torch.float64) * std
+            bound = 1.0 / math.sqrt(fan_in)
+            b = (torch.rand(members, 1, fan_out, generator=generator, dtype=torch.float64) * 2 - 1) * bound
+            self.weights.append(nn.Parameter(w.to(dtype)))
+            self.biases.append(nn.Parameter(b.to(dtype)))
+        self.act = ACTIVATIONS[activation]()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``z`` (N, p) shared by all members -> (members, N)."""
+        h = torch.matmul(z, self.weights[0]) + self.biases[0]
+        for w, b in zip(self.weights[1:], self.biases[1:]):
+            h = torch.baddbmm(b, self.act(h), w)
+        return h.squeeze(-1)
+
+
+def _export(net: _BatchedMLP, activation: str) -> nn.Sequential:
+    """The batched ensemble as one plain Sequential with block-diagonal float64 weights."""
+    ws = [w.detach().to("cpu", torch.float64) for w in net.weights]
+    bs = [b.detach().to("cpu", torch.float64) for b in net.biases]
+    members = ws[0].shape[0]
+    layers: list[nn.Module] = []
+    for k, (w, b) in enumerate(zip(ws, bs)):
+        fan_in, fan_out = w.shape[1], w.shape[2]
+        if k == 0:
+            weight = w.permute(0, 2, 1).reshape(members * fan_out, fan_in)
+        else:
+            weight = torch.block_diag(*[w[m].T for m in range(members)])
+        linear = nn.Linear(weight.shape[1], weight.shape[0], dtype=torch.float64)
+        with torch.no_grad():
+            linear.weight.copy_(weight)
+            linear.bias.copy_(b.reshape(-1))
+        layers.append(linear)
+        if k < len(ws) - 1:
+            layers.append(ACTIVATIONS[activation]())
+    model = nn.Sequential(*layers)
+    model.requires_grad_(False)
+    return model.eval()
+
+
+def _resolve_device(device) -> torch.device:
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _split(n: int, val_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    order = rng.permutation(n)
+    n_val = int(round(n * val_fraction)) if val_fraction > 0 else 0
+    if val_fraction > 0:
+        n_val = min(max(n_val, 1), n - 2)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def _check_inputs(X, y, members, hidden, activation, val_fraction) -> tuple[np.ndarray, np.ndarray]:
+    call = "fit_ensemble(X, y)"
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2 or y.ndim != 1 or X.shape[0] != y.shape[0]:
+        raise DataError(f"{call}: X has shape {X.shape} and y {y.shape}; pass X (n, p) and y (n,)")
+    if X.shape[0] < 4:
+        raise DataError(f"{call}: only {X.shape[0]} rows; pass at least 4")
+    if not (np.isfinite(X).all() and np.isfinite(y).all()):
+        raise DataError(f"{call}: X or y has NaN or infinite values; load data with load_table first")
+    if np.ptp(y) == 0:
+        raise DataError(f"{call}: y is constant; pass a target that varies")
+    if not isinstance(members, (int, np.integer)) or members < 1:
+        raise DataError(f"fit_ensemble(members={members!r}): pass a positive integer")
+    if not hidden or any((not isinstance(h, (int, np.integer))) or h < 1 for h in hidden):
+        raise DataError(f"fit_ensemble(hidden={hidden!r}): pass a tuple of positive layer widths, e.g. (32, 32)")
+    if activation not in ACTIVATIONS:
+        raise DataError(
+            f"fit_ensemble(activation={activation!r}): pass one of {', '.join(map(repr, ACTIVATIONS))}"
+        )
+    if not 0 <= val_fraction < 1:
+        raise DataError(f"fit_ensemble(val_fraction={val_fraction!r}): pass a number in [0, 1)")
+    return X, y
+
+
+def fit_ensemble(
+    X,
+    y,
+    *,
+    members: int = 5,
+    hidden: Sequence[int] = (32, 32),
+    activation: str = "tanh",
+    seed: int = 0,
+    device="auto",
+    val_fraction: float = 0.2,
+    max_epochs: int = 300,
+    patience: int = 100,
+    lbfgs_steps: int = 300,
+    lr: float = 1e-2,
+    bootstrap: bool = True,
+    dtype: torch.dtype = torch.float32,
+    threads: int | None = 1,
+    progress: bool = True,
+) -> FittedEnsemble:
+    """Train an ensemble of small smooth MLPs on ``y = f(X)``.
+
+    Parameters
+    ----------
+    X : array-like, shape (n, p)
+        Features (finite).
+    y : array-like, shape (n,)
+        Target (finite, not constant).
+    members : int, default 5
+        Networks trained together; each has its own initialisation and bootstrap resample.
+    hidden : sequence of int, default (32, 32)
+        Hidden layer widths of every member.
+    activation : {"tanh", "silu", "sine"}
+        Smooth activation of the hidden layers (``"sine"`` is ``Sine(1.0)``).
+    seed : int, default 0
+        Seeds the split, the bootstrap and the initialisation; same seed, same model (on CPU,
+        bit for bit).
+    device : "auto", str or torch.device
+        ``"auto"`` trains on CUDA when available. The returned model is always on the CPU.
+    val_fraction : float, default 0.2
+        Share of rows held out for early stopping and ``val_rmse`` (0 uses the training rows).
+    max_epochs, patience : int
+        Full-batch Adam steps at most; a member stops improving after ``patience`` epochs
+        without a better validation loss (its best weights are kept).
+    lbfgs_steps : int, default 300
+        L-BFGS iterations of the final polish (0 skips it). Kept per member only where the
+        validation loss does not get worse.
+    lr : float, default 1e-2
+        Adam learning rate.
+    bootstrap : bool, default True
+        Weight each member's training rows by its own bootstrap resample.
+    dtype : torch.dtype, default torch.float32
+        Training precision; the exported model is float64 either way. float32 trains about
+        2-3 times faster on CPU and reaches the same validation error (the optimiser, not the
+        precision, limits it at these sizes).
+    threads : int or None, default 1
+        CPU threads torch uses while training (restored afterwards); these small models train
+        as fast on one thread as on two and much faster when the cores are busy. ``None``
+        leaves torch's setting alone.
+    progress : bool, default True
+        Show a progress bar.
+
+    Returns
+    -------
+    FittedEnsemble
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).uniform(-1, 1, (500, 2))
+    >>> fit = fit_ensemble(X, (X[:, 0] ** 2 + X[:, 1]) / 2, members=3, progress=False)
+    >>> fit.model(torch.zeros(1, 2, dtype=torch.float64)).shape
+    torch.Size([1, 3])
+    >>> bool(fit.val_rmse.max() < 1e-2)
+    True
+    """
+    dev = _resolve_device(device)
+    previous = torch.get_num_threads()
+    if threads is not None and dev.type == "cpu":
+        torch.set_num_threads(int(threads))
+    try:
+        return _fit(X, y, members=members, hidden=tuple(hidden), activation=activation, seed=seed,
+                    dev=dev, val_fraction=val_fraction, max_epochs=max_epochs, patience=patience,
+                    lbfgs_steps=lbfgs_steps, lr=lr, bootstrap=bootstrap, dtype=dtype,
+                    progress=progress)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _fit(X, y, *, members, hidden, activation, seed, dev, val_fraction, max_epochs, patience,
+         lbfgs_steps, lr, bootstrap, dtype, progress) -> FittedEnsemble:
+    start = time.perf_counter()
+    X, y = _check_inputs(X, y, members, hidden, activation, val_fraction)
+    n, p = X.shape
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    train_index, val_index = _split(n, val_fraction, rng)
+
+    x_mean = X[train_index].mean(axis=0)
+    x_scale = X[train_index].std(axis=0)
+    x_scale = np.where(x_scale > 0, x_scale, 1.0)
+    y_mean = float(y[train_index].mean())
+    y_scale = float(y[train_index].std()) or 1.0
+
+    Z = torch.from_numpy((X - x_mean) / x_scale).to(dev, dtype)
+    t = torch.from_numpy((y - y_mean) / y_scale).to(dev, dtype)
+    tr = torch.from_numpy(train_index).to(dev)
+    z_tr, t_tr = Z[tr], t[tr]
+    if val_index.size:
+        va = torch.from_numpy(val_index).to(dev)
+        z_va, t_va = Z[va], t[va]
+    else:
+        z_va, t_va = z_tr, t_tr
+
+    if bootstrap:
+        counts = rng.multinomial(len(train_index), np.full(len(train_index), 1 / len(train_index)),
+                                 size=members)
+    else:
+        counts = np.ones((members, len(train_index)))
+    weights = torch.from_numpy(counts / counts.sum(axis=1, keepdims=True)).to(dev, dtype)
+
+    net = _BatchedMLP((p, *hidden, 1), members, activation, generator, dtype).to(dev)
+    params = list(net.parameters())
+
+    def train_losses() -> torch.Tensor:
+        return (weights * (net(z_tr) - t_tr) ** 2).sum(dim=1)
+
+    def val_losses() -> torch.Tensor:
+        with torch.no_grad():
+            return ((net(z_va) - t_va) ** 2).mean(dim=1)
+
+    best = [q.detach().clone() for q in params]
+    best_val = torch.full((members,), math.inf, device=dev, dtype=dtype)
+    best_epoch = torch.zeros(members, dtype=torch.long, device=dev)
+    stall = torch.zeros(members, dtype=torch.long, device=dev)
+    train_curve, val_curve = [], []
+
+    def keep_improved(val: torch.Tensor, epoch: int | None = None) -> torch.Tensor:
+        improved = val < best_val
+        best_val.copy_(torch.where(improved, val, best_val))
+        for q, b in zip(params, best):
+            b.copy_(torch.where(improved.view(-1, 1, 1), q.detach(), b))
+        if epoch is not None:
+            best_epoch.copy_(torch.where(improved, epoch, best_epoch))
+        return improved
+
+    optimizer = torch.optim.Adam(params, lr=lr)
+    bar = tqdm(total=max_epochs, desc="fit: Adam", disable=not progress, leave=False)
+    epoch = 0
+    for epoch in range(max_epochs):
+        optimizer.zero_grad(set_to_none=True)
+        loss = train_losses()
+        loss.sum().backward()
+        optimizer.step()
+        val = val_losses()
+        train_curve.append(loss.detach())
+        val_curve.append(val)
+        improved = keep_improved(val, epoch)
+        stall = torch.where(improved, 0, stall + 1)
+        if (epoch + 1) % _CHECK_EVERY == 0:
+            bar.update(_CHECK_EVERY)
+            if progress:
+                bar.set_postfix(val_rmse=f"{math.sqrt(float(best_val.min())) * y_scale:.3g}")
+            if bool((stall >= patience).all()):
+                break
+    bar.close()
+    with torch.no_grad():
+        for q, b in zip(params, best):
+            q.copy_(b)
+    val_before = best_val.clone()
+
+    if lbfgs_steps > 0:
+        _polish(params, train_losses, val_losses, keep_improved, lbfgs_steps, progress)
+        with torch.no_grad():
+            for q, b in zip(params, best):
+                q.copy_(b)
+    val_after = val_losses()
+
+    history = []
+    train_np = torch.stack(train_curve).cpu().numpy() if train_curve else np.zeros((0, members))
+    val_np = torch.stack(val_curve).cpu().numpy() if val_curve else np.zeros((0, members))
+    for m in range(members):
+        history.append({
+            "train": train_np[:, m].astype(np.float64),
+            "val": val_np[:, m].astype(np.float64),
+            "best_epoch": int(best_epoch[m]),
+            "val_before_polish": float(val_before[m]),
+            "val_after_polish": float(val_after[m]),
+            "polish_kept": bool(val_after[m] < val_before[m]),
+        })
+
+    model = _export(net, activation)
+    with torch.no_grad():
+        z_val = torch.from_numpy((X[val_index if val_index.size else train_index] - x_mean) / x_scale)
+        y_val = y[val_index if val_index.size else train_index]
+        pred = y_mean + y_scale * model(z_val).numpy()
+    val_rmse = np.sqrt(((pred - y_val[:, None]) ** 2).mean(axis=0))
+    return FittedEnsemble(
+        model=model,
+        x_mean=x_mean,
+        x_scale=x_scale,
+        y_mean=y_mean,
+        y_scale=y_scale,
+        members=members,
+        val_rmse=val_rmse,
+        train_index=train_index,
+        val_index=val_index,
+        history=history,
+        activation=activation,
+        hidden=hidden,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _polish(params, losses, val_losses, keep_improved, steps: int, progress: bool,
+            history_size: int = 20) -> None:
+    """Batched L-BFGS: every member runs its own L-BFGS (own curvature pairs, own step length).
+
+    ``losses()`` returns the ``(members,)`` training losses of the current parameters, whose
+    leading dimension is the member. Each member takes the unit quasi-Newton step or halves it
+    until its own Armijo condition holds, so one badly conditioned member does not slow the
+    others down the way one shared line search would. Each member's best validation weights
+    are kept by ``keep_improved``.
+    """
+    members = params[0].shape[0]
+    shapes = [q.shape for q in params]
+    sizes = [q[0].numel() for q in params]
+
+    def flat(tensors) -> torch.Tensor:
+        return torch.cat([t.reshape(members, -1) for t in tensors], dim=1)
+
+    def assign(x: torch.Tensor) -> None:
+        with torch.no_grad():
+            for q, part, shape in zip(params, torch.split(x, sizes, dim=1), shapes):
+                q.copy_(part.reshape(shape))
+
+    def evaluate(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        assign(x)
+        for q in params:
+            q.grad = None
+        f = losses()
+        f.sum().backward()
+        return f.detach(), flat([q.grad for q in params])
+
+    def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return (a * b).sum(dim=1)
+
+    x = flat([q.detach() for q in params]).clone()
+    f, g = evaluate(x)
+    pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    first = True
+    bar = tqdm(total=steps, desc="fit: L-BFGS", disable=not progress, leave=False)
+    for step in range(steps):
+        q = -g
+        alphas = []
+        for s, y, rho in reversed(pairs):
+            a = rho * dot(s, q)
+            q = q - a[:, None] * y
+            alphas.append(a)
+        if pairs:
+            s, y, rho = pairs[-1]
+            yy = dot(y, y)
+            gamma = torch.where(rho > 0, 1.0 / (rho * yy).clamp_min(1e-300), torch.ones_like(yy))
+            q = q * gamma[:, None]
+        for (s, y, rho), a in zip(pairs, reversed(alphas)):
+            b = rho * dot(y, q)
+            q = q + (a - b)[:, None] * s
+        direction = q
+        slope = dot(g, direction)
+        descent = slope < 0
+        direction = torch.where(descent[:, None], direction, -g)
+        slope = torch.where(descent, slope, -dot(g, g))
+        if first:
+            t = (1.0 / g.abs().sum(dim=1).clamp_min(1e-12)).clamp(max=1.0)
+            first = False
+        else:
+            t = torch.ones_like(f)
+        accepted = torch.zeros_like(descent)
+        x_new, f_new, g_new = x, f, g
+        for _ in range(20):
+            trial = torch.where(accepted[:, None], x_new, x + t[:, None] * direction)
+            f_try, g_try = evaluate(trial)
+            ok = (f_try <= f + 1e-4 * t * slope) & torch.isfinite(f_try) & ~accepted
+            x_new = torch.where(ok[:, None], trial, x_new)
+            f_new = torch.where(ok, f_try, f_new)
+            g_new = torch.where(ok[:, None], g_try, g_new)
+            accepted = accepted | ok
+            if bool(accepted.all()):
+                break
+            t = torch.where(accepted, t, t * 0.5)
+        s_vec, y_vec = x_new - x, g_new - g
+        sy = dot(s_vec, y_vec)
+        rho = torch.where(sy > 1e-12 * dot(s_vec, s_vec).sqrt() * dot(y_vec, y_vec).sqrt(),
+                          1.0 / sy, torch.zeros_like(sy))
+        pairs.append((s_vec, y_vec, rho))
+        if len(pairs) > history_size:
+            pairs.pop(0)
+        x, f, g = x_new, f_new, g_new
+        if (step + 1) % _CHECK_EVERY == 0 or step + 1 == steps:
+            assign(x)
+            keep_improved(val_losses())
+            bar.update(_CHECK_EVERY if (step + 1) % _CHECK_EVERY == 0 else steps % _CHECK_EVERY)
+            if not bool(accepted.any()):
+                break
+    assign(x)
+    bar.close()

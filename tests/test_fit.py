@@ -1,0 +1,178 @@
+"""Training the ensemble: reproducible, exported exactly, accurate on a known law."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from discovery.errors import DataError
+from discovery.fit import FittedEnsemble, _BatchedMLP, _export, fit_ensemble
+from discovery.nn import Sine
+
+
+def quadratic(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    X = np.random.default_rng(seed).uniform(-1, 1, (n, 2))
+    return X, (X[:, 0] ** 2 + X[:, 1]) / 2
+
+
+@pytest.fixture(scope="module")
+def trained() -> FittedEnsemble:
+    X, y = quadratic(1000, 0)
+    return fit_ensemble(X, y, members=3, hidden=(16, 16), seed=1, max_epochs=300, lbfgs_steps=200,
+                        progress=False)
+
+
+def test_learns_the_paper_quadratic_on_held_out_data(trained):
+    X, y = quadratic(2000, 99)
+    pred = trained.predict(X)
+    r2 = 1 - ((pred - y) ** 2).sum() / ((y - y.mean()) ** 2).sum()
+    assert r2 > 0.999
+    assert trained.val_rmse.shape == (3,) and np.all(trained.val_rmse < 0.01)
+    assert trained.predict_members(X).shape == (2000, 3)
+
+
+def test_result_is_one_float64_sequential_with_one_output_per_member(trained):
+    model = trained.model
+    assert isinstance(model, nn.Sequential)
+    assert all(isinstance(m, (nn.Linear, nn.Tanh)) for m in model)
+    assert all(p.dtype == torch.float64 and p.device.type == "cpu" for p in model.parameters())
+    assert model[0].in_features == 2 and model[0].out_features == 3 * 16
+    assert model[-1].out_features == 3
+    z = torch.zeros(5, 2, dtype=torch.float64)
+    assert model(z).shape == (5, 3)
+
+
+def test_hidden_and_output_weights_are_block_diagonal(trained):
+    hidden = trained.model[2].weight
+    mask = torch.block_diag(*[torch.ones(16, 16)] * 3).bool()
+    assert torch.all(hidden[~mask] == 0)
+    out = trained.model[-1].weight
+    assert torch.all(out[~torch.block_diag(*[torch.ones(1, 16)] * 3).bool()] == 0)
+
+
+def test_members_are_independent_in_the_export(trained):
+    # Changing one member's weights moves only that member's output column.
+    model = trained.model
+    z = torch.randn(7, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    before = model(z)
+    with torch.no_grad():
+        model[2].weight[16:32, 16:32] += 0.1
+        after = model(z)
+        model[2].weight[16:32, 16:32] -= 0.1
+    assert torch.equal(before[:, [0, 2]], after[:, [0, 2]])
+    assert not torch.allclose(before[:, 1], after[:, 1])
+
+
+@pytest.mark.parametrize("activation, module", [("tanh", nn.Tanh), ("silu", nn.SiLU), ("sine", Sine)])
+def test_export_reproduces_the_batched_model(activation, module):
+    gen = torch.Generator().manual_seed(3)
+    net = _BatchedMLP((3, 8, 6, 1), 4, activation, gen, torch.float64)
+    z = torch.randn(50, 3, dtype=torch.float64, generator=gen)
+    model = _export(net, activation)
+    assert sum(isinstance(m, module) for m in model) == 2
+    with torch.no_grad():
+        torch.testing.assert_close(model(z), net(z).T, rtol=0, atol=1e-12)
+
+
+def test_export_of_float32_training_is_float64_and_matches():
+    gen = torch.Generator().manual_seed(4)
+    net = _BatchedMLP((2, 8, 8, 1), 3, "tanh", gen, torch.float32)
+    model = _export(net, "tanh")
+    z = torch.randn(20, 2, dtype=torch.float64, generator=gen)
+    reference = net.double()
+    with torch.no_grad():
+        torch.testing.assert_close(model(z), reference(z).T, rtol=0, atol=1e-12)
+
+
+def test_same_seed_gives_a_bitwise_identical_model():
+    X, y = quadratic(200, 5)
+    kwargs = dict(members=2, hidden=(8, 8), max_epochs=60, lbfgs_steps=30, progress=False)
+    a = fit_ensemble(X, y, seed=7, **kwargs)
+    b = fit_ensemble(X, y, seed=7, **kwargs)
+    c = fit_ensemble(X, y, seed=8, **kwargs)
+    for pa, pb in zip(a.model.state_dict().values(), b.model.state_dict().values()):
+        assert torch.equal(pa, pb)
+    np.testing.assert_array_equal(a.val_index, b.val_index)
+    assert not torch.equal(a.model[0].weight, c.model[0].weight)
+
+
+def test_members_differ_and_each_reports_its_validation_error(trained):
+    w = trained.model[0].weight
+    assert not torch.allclose(w[:16], w[16:32])
+    X = trained.x_mean + trained.x_scale * np.zeros((1, 2))
+    spread = trained.predict_members(X).std()
+    assert 0 < spread < 0.05
+
+
+def test_split_standardisation_and_history():
+    X, y = quadratic(300, 6)
+    X = X * [10.0, 0.1] + [5.0, -3.0]
+    fit = fit_ensemble(X, y, members=2, hidden=(8,), max_epochs=50, lbfgs_steps=10, progress=False)
+    assert len(fit.train_index) == 240 and len(fit.val_index) == 60
+    assert not set(fit.train_index) & set(fit.val_index)
+    np.testing.assert_allclose(fit.x_mean, X[fit.train_index].mean(axis=0))
+    np.testing.assert_allclose(fit.x_scale, X[fit.train_index].std(axis=0))
+    assert fit.y_scale == pytest.approx(y[fit.train_index].std())
+    assert len(fit.history) == 2 and len(fit.history[0]["train"]) == len(fit.history[0]["val"]) > 0
+    assert fit.history[0]["val_after_polish"] <= fit.history[0]["val_before_polish"]
+
+
+def test_polish_never_makes_validation_worse():
+    X, y = quadratic(300, 8)
+    y = y + np.random.default_rng(0).normal(scale=0.05, size=y.shape)  # noisy: polish may overfit
+    fit = fit_ensemble(X, y, members=3, hidden=(16, 16), max_epochs=100, lbfgs_steps=100, progress=False)
+    for h in fit.history:
+        assert h["val_after_polish"] <= h["val_before_polish"]
+
+
+def test_without_validation_split_uses_training_rows():
+    X, y = quadratic(100, 9)
+    fit = fit_ensemble(X, y, members=1, hidden=(8,), val_fraction=0, max_epochs=30, lbfgs_steps=5,
+                       progress=False)
+    assert fit.val_index.size == 0 and fit.train_index.size == 100 and np.isfinite(fit.val_rmse).all()
+
+
+def test_one_feature_given_as_a_vector():
+    x = np.linspace(-3, 3, 200)
+    fit = fit_ensemble(x, np.exp(-x**2 / 2), members=2, hidden=(8,), activation="sine",
+                       max_epochs=50, lbfgs_steps=10, progress=False)
+    assert fit.predict(x).shape == (200,) and fit.n_features == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(activation="relu"), "'tanh', 'silu', 'sine'"),
+        (dict(members=0), "members=0"),
+        (dict(hidden=(8, 0)), "hidden=(8, 0)"),
+        (dict(val_fraction=1.0), "val_fraction=1.0"),
+    ],
+)
+def test_bad_arguments_say_what_to_pass(kwargs, words):
+    X, y = quadratic(50, 0)
+    with pytest.raises(DataError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        fit_ensemble(X, y, progress=False, **kwargs)
+
+
+def test_bad_data_is_refused():
+    X, y = quadratic(50, 0)
+    with pytest.raises(DataError, match="pass X"):
+        fit_ensemble(X, y[:-1], progress=False)
+    with pytest.raises(DataError, match="NaN"):
+        fit_ensemble(np.where(X > 0.9, np.nan, X), y, progress=False)
+    with pytest.raises(DataError, match="constant"):
+        fit_ensemble(X, np.ones(50), progress=False)
+    with pytest.raises(DataError, match=r"shape \(3, 3\)"):
+        fit_ensemble(X, y, members=1, max_epochs=5, lbfgs_steps=0, progress=False).predict(np.ones((3, 3)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
+def test_trains_on_cuda_and_returns_a_cpu_model():
+    X, y = quadratic(500, 2)
+    fit = fit_ensemble(X, y, members=2, hidden=(16, 16), device="cuda", max_epochs=200,
+                       lbfgs_steps=100, progress=False)
+    assert all(p.device.type == "cpu" and p.dtype == torch.float64 for p in fit.model.parameters())
+    assert np.all(fit.val_rmse < 0.02)
