@@ -205,3 +205,28 @@ def test_other_pickled_objects_are_refused(tmp_path):
     torch.save([1, 2, 3], tmp_path / "list.pt")
     with pytest.raises(ModelLoadError, match="holds a list, not a torch.nn.Module"):
         load_model(tmp_path / "list.pt")
+
+
+def _uniform_tanh_mlp(w0: float, width: int = 64, depth: int = 4, seed: int = 0) -> nn.Module:
+    """Every Linear layer ~ U(-w0 / sqrt(fan_in), w0 / sqrt(fan_in)), as in HOPE Table 2."""
+    gen = torch.Generator().manual_seed(seed)
+    sizes = [1] + [width] * (depth - 1) + [1]
+    layers: list[nn.Module] = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        layer = nn.Linear(fan_in, fan_out, dtype=torch.float64)
+        bound = w0 / math.sqrt(fan_in)
+        with torch.no_grad():
+            layer.weight.copy_((torch.rand(fan_out, fan_in, generator=gen, dtype=torch.float64) * 2 - 1) * bound)
+            layer.bias.copy_((torch.rand(fan_out, generator=gen, dtype=torch.float64) * 2 - 1) * bound)
+        layers += [layer, nn.Tanh()]
+    return nn.Sequential(*layers[:-1])
+
+
+@pytest.mark.parametrize("w0, falls", [(0.01, True), (0.1, True), (10.0, False), (100.0, False)])
+def test_convergence_trend_follows_the_weight_scale(w0, falls):
+    ratios = convergence_table(_uniform_tanh_mlp(w0), [0.5], order=10)["x0"].to_numpy()
+    slope = np.polyfit(np.arange(1, 11), np.log10(ratios), 1)[0]  # decades per order
+    if falls:
+        assert slope < -0.3 and ratios[-1] < 1e-3 and ratios[-1] < ratios[1]
+    else:
+        assert slope > 0.3 and ratios[-1] > 1e3 and ratios[-1] > ratios[1]
