@@ -592,10 +592,9 @@ def _consensus(C, centers, table, c, trim):
     Each point's member median is shifted (not each member), so high-order noise is averaged
     before the shift multiplies it; the spread is taken over every shifted member.
     """
-    tc = torch.from_numpy(centers)
-    target = torch.from_numpy(c)
-    per_point = shift_coefficients(torch.from_numpy(np.median(C, axis=2)), table, tc, target).numpy()
-    every = shift_coefficients(torch.from_numpy(C), table, tc, target).numpy()
+    both = np.concatenate([C, np.median(C, axis=2, keepdims=True)], axis=2)  # one shift for both
+    shifted = shift_coefficients(torch.from_numpy(both), table, torch.from_numpy(centers), torch.from_numpy(c)).numpy()
+    per_point, every = shifted[:, :, -1], shifted[:, :, :-1]
     consensus = np.median(per_point, axis=0)
     trimmed = stats.trim_mean(per_point, trim, axis=0)
     flat = every.transpose(1, 0, 2).reshape(len(table), -1)
