@@ -52,6 +52,7 @@ from discovery.symbolic import (
 __all__ = ["merge", "MergedFormula", "clean_number", "choose_center"]
 
 _MAD_TO_SD = 1.4826
+_SELECT_ROWS = 20_000
 
 
 @dataclass
@@ -447,14 +448,20 @@ def merge(
     keep, reasons = _initial_prune(consensus, spread, signif, contrib, eps_t, significance, contribution)
     rank = np.empty(T, dtype=np.int64)
     rank[np.lexsort((contrib, signif))] = np.arange(T)  # ascending significance, then contribution
-    keep, current = _stepwise(fitter, keep, rank, reasons, add_tol, rel_tol, floor)
+    # Term selection fits hundreds of candidate sets: on very large tables it uses a seeded
+    # subsample of rows; the final refit and the snapping use every row.
+    sample = np.random.default_rng(seed + 1)
+    select_rows = (_subsample(train, _SELECT_ROWS, sample), _subsample(val, _SELECT_ROWS // 4, sample))
+    select = _Fitter(D, t, y, *select_rows, space, sign)
+    keep, current = _stepwise(select, keep, rank, reasons, add_tol, rel_tol, floor)
 
     if isinstance(center, str) and center == "auto" and np.any(c != 0) and keep:
-        origin = _read_at_origin(fitter, keep, table, c, V, (t, y, train, val, space, sign), add_tol, rel_tol, floor)
+        data = (t, y, select.train, select.val, space, sign)
+        origin = _read_at_origin(select, keep, table, c, V, data, add_tol, rel_tol, floor)
         if origin is not None and len(origin[2]) < len(keep) and origin[3] <= current * (1 + rel_tol) + floor:
             center_reason += f"; moved to the origin, where the same accuracy needs {len(origin[2])} terms, not {len(keep)}"
             notes[0] = f"common centre: {center_reason}"
-            D, fitter, keep, current, reasons = origin
+            D, _, keep, current, reasons = origin
             c = np.zeros(p)
 
     # A power law reads best at u = 0 (x = 1): its constant is then log of the prefactor.
@@ -464,7 +471,7 @@ def merge(
         center_reason += "; moved to the origin (x = 1) for the power law, exact for an affine polynomial"
         notes[0] = f"common centre: {center_reason}"
         D = _design(V, table, c)
-        fitter = _Fitter(D, t, y, train, val, space, sign)
+    fitter = _Fitter(D, t, y, train, val, space, sign)
     refit, refit_rmse, se = fitter.fit(keep)
     numbers: dict[int, sympy.Expr] = {}
     snapped: dict[int, str] = {}
@@ -602,6 +609,10 @@ def _consensus(C, centers, table, c, trim):
     with np.errstate(divide="ignore", invalid="ignore"):
         signif = np.where(spread > 0, np.abs(consensus) / spread, np.where(consensus != 0, np.inf, 0.0))
     return consensus, trimmed, spread, signif
+
+
+def _subsample(index: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
+    return index if len(index) <= limit else np.sort(rng.choice(index, limit, replace=False))
 
 
 def _stepwise(fitter, keep, rank, reasons, add_tol, rel_tol, floor):
