@@ -1,0 +1,353 @@
+"""``discover``: from a table of observations to one clean global formula (glue only).
+
+    load_table -> fit_ensemble (per space) -> reference points (k-means on standardised inputs)
+    -> one batched ``expand`` for every point and member -> units -> merge (per order)
+    -> pick space and order -> optional cross-check -> :class:`~discovery.result.Discovery`
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from discovery.crosscheck.base import complexity
+from discovery.data import load_table
+from discovery.engine import expand
+from discovery.errors import DataError, DiscoveryError
+from discovery.fit import fit_ensemble
+from discovery.merge import merge
+from discovery.result import Discovery, LocalPolynomials
+from discovery.symbolic import text, to_original_units
+
+__all__ = ["discover", "FIT_DEFAULTS"]
+
+FIT_DEFAULTS = {"hidden": (32, 32), "activation": "tanh", "max_epochs": 400, "patience": 100, "lbfgs_steps": 400}
+"""Training settings ``discover`` passes to :func:`discovery.fit.fit_ensemble` unless overridden."""
+
+MAX_ORDER = 4
+_MEMBER_FACTOR = 3.0  # a member is dropped when its validation RMSE is this many times the best
+_ACCURACY_TOL = 0.05  # candidates within 5 % of the best validation RMSE count as equally accurate
+
+
+def discover(
+    data,
+    target: str | None = None,
+    order: int | str = 2,
+    *,
+    features: Sequence[str] | None = None,
+    space: str = "auto",
+    seed: int = 0,
+    device="auto",
+    crosscheck: str | None = "auto",
+    members: int = 5,
+    reference_points: int | str | np.ndarray = "auto",
+    progress: bool = True,
+    test_fraction: float = 0.2,
+    crosscheck_budget: float = 30.0,
+    crosscheck_options: dict | None = None,
+    fit_options: dict | None = None,
+    merge_options: dict | None = None,
+    min_rows: int = 10,
+) -> Discovery:
+    """Find the formula behind a table: train, expand, merge, cross-check.
+
+    Parameters
+    ----------
+    data : str, Path or pandas.DataFrame
+        A CSV file or a DataFrame; never modified.
+    target : str, optional
+        Column to explain (default: the last column).
+    order : int or "auto", default 2
+        Highest total degree of the Taylor polynomials. ``"auto"`` tries 1 to 4 and keeps the
+        most parsimonious formula that is as accurate (validation RMSE within 5 % of the best).
+    features : sequence of str, optional
+        Columns to explain it with (default: every other column).
+    space : {"auto", "raw", "log"}
+        ``"log"`` fits ``log y`` on ``log x`` (needs positive features and a target of one sign),
+        so power laws come out as monomials with clean exponents. ``"auto"`` tries both where
+        possible and picks by validation error, then complexity; ``space_reason`` says why.
+    seed : int, default 0
+        Seeds the splits, the networks and the reference points.
+    device : "auto", str or torch.device
+        Where to train (``"auto"``: CUDA when available).
+    crosscheck : {"auto", "operon", "pysr", "gplearn", "off", None}
+        Symbolic-regression engine to cross-check the formula with. ``"auto"`` runs Operon
+        when ``pyoperon`` imports. A failing engine becomes a note on the result, not an error.
+    members : int, default 5
+        Networks in the ensemble; members far worse than the best (3x validation RMSE) are dropped.
+    reference_points : "auto", int or (B, p) array
+        Where to expand: ``"auto"`` places up to 32 k-means centres over the data; an int sets
+        their number; an array gives the points in original units.
+    progress : bool, default True
+        Progress bars while training.
+    test_fraction : float, default 0.2
+        Rows held out from everything (training, merging, selection) to score the result.
+    crosscheck_budget : float, default 30
+        Seconds the cross-check engine may search at most.
+    crosscheck_options, fit_options, merge_options : dict, optional
+        Passed to :func:`discovery.crosscheck.compare`, :func:`discovery.fit.fit_ensemble`
+        (over :data:`FIT_DEFAULTS`) and :func:`discovery.merge.merge`.
+    min_rows : int, default 10
+        Fewest usable rows accepted.
+
+    Returns
+    -------
+    Discovery
+
+    Examples
+    --------
+    >>> d = discover("datasets/paper_quadratic.csv", order=2, crosscheck="off")  # doctest: +SKIP
+    >>> d.formula  # doctest: +SKIP
+    x1**2/2 + x2/2
+    """
+    start = time.perf_counter()
+    call = "discover(data, ...)"
+    orders = _orders(order, call)
+    engine = _engine(crosscheck, call)
+    if not 0 <= test_fraction < 0.9:
+        raise DataError(f"{call}: test_fraction={test_fraction!r}; pass a number in [0, 0.9)")
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = load_table(data, target, features, min_rows=min_rows)
+    for w in caught:  # re-emit: the table records them too, the user sees them once
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    timings["load"] = time.perf_counter() - t0
+    X, y, names = table.X, table.y, list(table.feature_names)
+    n, p = X.shape
+
+    rng = np.random.default_rng(seed)
+    n_test = int(round(test_fraction * n)) if n >= 50 else 0
+    perm = rng.permutation(n)
+    test_index = np.sort(perm[:n_test])
+    fit_index = np.sort(perm[n_test:])
+    if n_test == 0:
+        notes.append(f"only {n} rows: no rows held out; scores are on the validation rows")
+
+    spaces, space_note = _spaces(space, X, y, call)
+    fit_settings = {**FIT_DEFAULTS, **(fit_options or {})}
+    max_order = max(orders)
+    candidates = []
+    fitted_by_space = {}
+    for sp in spaces:
+        t0 = time.perf_counter()
+        V, t, sign = _to_space(X[fit_index], y[fit_index], sp)
+        fitted = fit_ensemble(V, t, members=members, seed=seed, device=device, progress=progress, **fit_settings)
+        timings[f"fit {sp}"] = time.perf_counter() - t0
+        kept = np.flatnonzero(fitted.val_rmse <= _MEMBER_FACTOR * fitted.val_rmse.min() + 1e-300)
+        if len(kept) < fitted.members:
+            notes.append(
+                f"{sp} space: dropped {fitted.members - len(kept)} of {fitted.members} networks whose validation "
+                f"RMSE exceeds {_MEMBER_FACTOR:g} x the best ({fitted.val_rmse.min():.3g})"
+            )
+
+        t0 = time.perf_counter()
+        z_refs = _reference_points(reference_points, V, fitted, sp, seed, call)
+        expansion = expand(fitted.model, torch.from_numpy(z_refs), max_order)
+        coefficients, centers = to_original_units(
+            expansion.monomials, expansion.coefficients[:, :, kept], z_refs,
+            fitted.x_mean, fitted.x_scale, fitted.y_mean, fitted.y_scale,
+        )
+        timings[f"expand {sp}"] = time.perf_counter() - t0
+        local = LocalPolynomials(centers=centers, monomials=np.asarray(expansion.monomials), coefficients=coefficients,
+                                 names=names, space=sp, sign=sign)
+        fitted_by_space[sp] = (fitted, kept, local)
+
+        t0 = time.perf_counter()
+        degree = local.monomials.sum(axis=1)
+        for k in orders:
+            rows = np.flatnonzero(degree <= k)
+            merged = merge(local.monomials[rows], coefficients[:, rows, :], centers, X[fit_index], y[fit_index],
+                           names=names, val_index=fitted.val_index, space=sp, seed=seed, **(merge_options or {}))
+            candidates.append({
+                "space": sp, "order": k, "val_rmse": merged.val_rmse, "val_r2": merged.val_r2,
+                "terms": merged.complexity, "complexity": complexity(merged.expression),
+                "formula": text(merged.expression, precision=6), "merged": merged,
+            })
+        timings[f"merge {sp}"] = time.perf_counter() - t0
+
+    best, space_reason, order_reason = _choose(candidates, spaces, space_note, orders, y[fit_index])
+    fitted, kept, local = fitted_by_space[best["space"]]
+    merged = best["merged"]
+    table_candidates = pd.DataFrame([{k: v for k, v in c.items() if k != "merged"} for c in candidates])
+    table_candidates["chosen"] = [c is best for c in candidates]
+
+    comparison = None
+    if engine is not None:
+        t0 = time.perf_counter()
+        comparison = _crosscheck(engine, merged.expression, X, y, names, test_index, seed, crosscheck_budget,
+                                 crosscheck_options, notes)
+        timings["crosscheck"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - start
+    return Discovery(
+        expansion_formula=merged.expression,
+        crosscheck=comparison,
+        merged=merged,
+        space=best["space"],
+        space_reason=space_reason,
+        order=int(best["order"]),
+        order_reason=order_reason,
+        candidates=table_candidates,
+        local=local,
+        fitted=fitted,
+        members_kept=kept,
+        X=X,
+        y=y,
+        names=names,
+        target_name=table.target_name,
+        renamed=dict(table.renamed),
+        source=table.source,
+        data_warnings=list(table.warnings),
+        test_index=test_index,
+        fit_index=fit_index,
+        timings=timings,
+        notes=notes,
+        settings={"order": order, "space": space, "seed": seed, "members": members, "crosscheck": engine or "off",
+                  "reference_points": int(local.centers.shape[0]), "fit": {k: list(v) if isinstance(v, tuple) else v
+                                                                         for k, v in fit_settings.items()}},
+    )
+
+
+def _orders(order, call: str) -> list[int]:
+    if isinstance(order, str):
+        if order == "auto":
+            return list(range(1, MAX_ORDER + 1))
+        if order.isdigit():
+            order = int(order)
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or not 1 <= order <= 8:
+        raise DataError(f"{call}: order={order!r}; pass an integer from 1 to 8 or 'auto'")
+    return [int(order)]
+
+
+def _engine(crosscheck, call: str) -> str | None:
+    if crosscheck in (None, False, "off", "none"):
+        return None
+    if crosscheck == "auto":
+        try:
+            import pyoperon  # noqa: F401
+        except Exception:  # pragma: no cover - pyoperon is a dependency
+            return None
+        return "operon"
+    if crosscheck in ("operon", "pysr", "gplearn"):
+        return crosscheck
+    raise DataError(f"{call}: crosscheck={crosscheck!r}; pass 'auto', 'operon', 'pysr', 'gplearn' or 'off'")
+
+
+def _spaces(space: str, X: np.ndarray, y: np.ndarray, call: str) -> tuple[list[str], str]:
+    positive = bool(np.all(X > 0)) and (bool(np.all(y > 0)) or bool(np.all(y < 0)))
+    if space == "raw":
+        return ["raw"], "raw space (requested)"
+    if space == "log":
+        if not positive:
+            raise DataError(f"{call}: space='log' needs positive features and a target of one sign; use space='raw'")
+        return ["log"], "log space (requested)"
+    if space != "auto":
+        raise DataError(f"{call}: space={space!r}; pass 'auto', 'raw' or 'log'")
+    if not positive:
+        why = "features with values <= 0" if not np.all(X > 0) else "a target that changes sign or is 0"
+        return ["raw"], f"raw space: log space needs positive features and a target of one sign, the data have {why}"
+    return ["raw", "log"], ""
+
+
+def _to_space(X: np.ndarray, y: np.ndarray, space: str) -> tuple[np.ndarray, np.ndarray, float]:
+    if space == "log":
+        sign = 1.0 if np.all(y > 0) else -1.0
+        return np.log(X), np.log(sign * y), sign
+    return X, y, 1.0
+
+
+def _reference_points(reference_points, V, fitted, space, seed, call) -> np.ndarray:
+    Z = (V - fitted.x_mean) / fitted.x_scale
+    if isinstance(reference_points, (str, int, np.integer)) and not isinstance(reference_points, bool):
+        if isinstance(reference_points, str):
+            if reference_points != "auto":
+                raise DataError(f"{call}: reference_points={reference_points!r}; pass 'auto', an integer or an array")
+            k = int(min(32, max(4, len(Z) // 25)))
+        else:
+            k = int(reference_points)
+            if k < 1:
+                raise DataError(f"{call}: reference_points={k}; pass a positive integer")
+        k = min(k, len(Z))
+        from sklearn.cluster import KMeans
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            centres = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(Z).cluster_centers_
+        return np.ascontiguousarray(centres, dtype=np.float64)
+    points = np.asarray(reference_points, dtype=np.float64)
+    if points.ndim == 1:
+        points = points[None, :]
+    if points.ndim != 2 or points.shape[1] != V.shape[1]:
+        raise DataError(f"{call}: reference_points has shape {points.shape}; pass (B, {V.shape[1]}) points in original units")
+    if space == "log":
+        if np.any(points <= 0):
+            raise DataError(f"{call}: reference points must be positive in log space; pass positive points or space='raw'")
+        points = np.log(points)
+    return (points - fitted.x_mean) / fitted.x_scale
+
+
+def _choose(candidates, spaces, space_note, orders, y) -> tuple[dict, str, str]:
+    """The most parsimonious candidate among those as accurate as the best."""
+    floor = 1e-9 * float(np.std(y)) + 1e-300
+    best_rmse = min(c["val_rmse"] for c in candidates)
+    bound = best_rmse * (1 + _ACCURACY_TOL) + floor
+    accurate = [c for c in candidates if c["val_rmse"] <= bound]
+    rank = {sp: i for i, sp in enumerate(spaces)}
+    chosen = min(accurate, key=lambda c: (c["complexity"], c["order"], rank[c["space"]]))
+
+    if len(spaces) == 1:
+        space_reason = space_note
+    else:
+        per_space = {sp: min((c for c in candidates if c["space"] == sp), key=lambda c: c["val_rmse"]) for sp in spaces}
+        other = [sp for sp in spaces if sp != chosen["space"]][0]
+        o = per_space[other]
+        o_ok = [c for c in accurate if c["space"] == other]
+        if not o_ok:
+            space_reason = (
+                f"{chosen['space']} space: validation RMSE {chosen['val_rmse']:.3g} against {o['val_rmse']:.3g} "
+                f"at best in {other} space"
+            )
+        else:
+            alt = min(o_ok, key=lambda c: (c["complexity"], c["order"]))
+            if alt["complexity"] == chosen["complexity"]:
+                space_reason = (
+                    f"{chosen['space']} space: both spaces are as accurate (validation RMSE {chosen['val_rmse']:.3g} vs "
+                    f"{alt['val_rmse']:.3g}) with formulas of equal complexity ({chosen['complexity']} nodes); "
+                    f"{chosen['space']} is the plainer reading"
+                )
+            else:
+                space_reason = (
+                    f"{chosen['space']} space: as accurate as {other} space (validation RMSE {chosen['val_rmse']:.3g} vs "
+                    f"{alt['val_rmse']:.3g}) with a simpler formula ({chosen['complexity']} vs {alt['complexity']} nodes)"
+                )
+    if len(orders) == 1:
+        order_reason = f"order {orders[0]} (requested)"
+    else:
+        same = [c for c in candidates if c["space"] == chosen["space"]]
+        listing = ", ".join(f"{c['order']}: {c['val_rmse']:.3g}" for c in same)
+        order_reason = (
+            f"order {chosen['order']}: the simplest formula within {_ACCURACY_TOL:.0%} of the best validation RMSE "
+            f"(validation RMSE by order in {chosen['space']} space: {listing})"
+        )
+    return chosen, space_reason, order_reason
+
+
+def _crosscheck(engine, formula, X, y, names, test_index, seed, budget, options, notes):
+    from discovery.crosscheck import compare
+
+    try:
+        return compare(formula, X, y, names, engine=engine, time_budget=budget, seed=seed,
+                       test_index=test_index if len(test_index) else None, **(options or {}))
+    except DiscoveryError as exc:
+        notes.append(f"cross-check with {engine} did not run: {exc}")
+    except Exception as exc:  # a backend crash must not lose the discovered formula
+        notes.append(f"cross-check with {engine} failed ({type(exc).__name__}): {exc}")
+    return None

@@ -1,0 +1,412 @@
+"""The :class:`Discovery` result: the formula, its scores, terms, local polynomials and exports."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sympy
+
+from discovery.errors import DataError
+from discovery.report import write_folder, write_report
+from discovery.symbolic import latex as formula_latex
+from discovery.symbolic import polynomial_to_sympy, text as formula_text
+
+__all__ = ["Discovery", "LocalPolynomials"]
+
+_TERM_COLUMNS = ["term", "coefficient", "refit", "consensus", "trimmed_mean", "spread", "significance",
+                 "contribution", "snapped", "kept", "reason", "degree", "exponents"]
+
+
+@dataclass
+class LocalPolynomials:
+    """The Taylor polynomials of every network at every reference point, in original units.
+
+    Attributes
+    ----------
+    centers : (B, p) array
+        Reference points in the polynomials' variables (``x``, or ``log x`` in log space).
+    monomials : (T, p) int array
+        Exponents shared by every polynomial.
+    coefficients : (B, T, M) array
+        Coefficient of each term at each point for each of the ``M`` kept networks.
+    names : list of str
+    space : {"raw", "log"}
+    sign : float
+        Sign of the target in log space.
+    """
+
+    centers: np.ndarray
+    monomials: np.ndarray
+    coefficients: np.ndarray
+    names: list[str]
+    space: str = "raw"
+    sign: float = 1.0
+
+    def __len__(self) -> int:
+        return int(self.centers.shape[0])
+
+    @property
+    def points(self) -> np.ndarray:
+        """Reference points in original units, ``(B, p)``."""
+        return np.exp(self.centers) if self.space == "log" else self.centers
+
+    def sympy(self, i: int, member: int | None = None) -> sympy.Expr:
+        """Polynomial at point ``i`` (median over networks, or one ``member``) as SymPy.
+
+        Examples
+        --------
+        >>> d.local.sympy(0)  # doctest: +SKIP
+        0.5*(x1 - 0.31)**2 + ...
+        """
+        c = self.coefficients[i]
+        c = np.median(c, axis=1) if member is None else c[:, member]
+        return polynomial_to_sympy(self.monomials, c, self.centers[i], self.names, space=self.space, sign=self.sign)
+
+    def frame(self) -> pd.DataFrame:
+        """One row per point: its coordinates and the member-median coefficient of every term."""
+        labels = ["*".join(f"{n}^{a}" if a > 1 else n for n, a in zip(self.names, row) if a) or "1"
+                  for row in self.monomials]
+        out = pd.DataFrame(self.points, columns=list(self.names))
+        coefs = pd.DataFrame(np.median(self.coefficients, axis=2), columns=[f"c[{lab}]" for lab in labels])
+        return pd.concat([out, coefs], axis=1)
+
+
+@dataclass
+class Discovery:
+    """What :func:`discovery.discover` found.
+
+    Attributes
+    ----------
+    formula : sympy.Expr
+        The recommended formula in the table's column names: the cross-check's recommendation
+        when one ran, else the expansion's formula.
+    expansion_formula : sympy.Expr
+        The formula merged from the Taylor expansions (always kept).
+    crosscheck : Comparison or None
+        The comparison with a symbolic-regression engine.
+    space, space_reason : str
+        ``"raw"`` or ``"log"`` and why it was chosen.
+    order, order_reason :
+        Taylor order used and why.
+    terms : pandas.DataFrame
+        Every candidate term: coefficient, spread across reference points, kept or pruned and why.
+    local : LocalPolynomials
+        The per-point polynomials.
+    r2, rmse : float
+        Scores of ``formula`` on held-out rows (never used for training or selection).
+    timings : dict
+        Seconds per stage.
+
+    Examples
+    --------
+    >>> d = discover("datasets/paper_quadratic.csv", crosscheck="off")  # doctest: +SKIP
+    >>> d.latex()  # doctest: +SKIP
+    '\\\\frac{x_{1}^{2}}{2} + \\\\frac{x_{2}}{2}'
+    """
+
+    expansion_formula: sympy.Expr
+    crosscheck: Any
+    merged: Any
+    space: str
+    space_reason: str
+    order: int
+    order_reason: str
+    candidates: pd.DataFrame
+    local: LocalPolynomials
+    fitted: Any
+    members_kept: np.ndarray
+    X: np.ndarray
+    y: np.ndarray
+    names: list[str]
+    target_name: str
+    renamed: dict[str, str] = field(default_factory=dict)
+    source: str | None = None
+    data_warnings: list[str] = field(default_factory=list)
+    test_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    fit_index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+
+    # ----------------------------------------------------------------------------- formula
+    @property
+    def formula(self) -> sympy.Expr:
+        """The recommended formula (SymPy, in column names)."""
+        if self.crosscheck is not None:
+            return self.crosscheck.recommended_formula
+        return self.expansion_formula
+
+    @property
+    def recommended(self) -> str:
+        """Which formula ``formula`` is: ``"expansion"`` or the cross-check engine's name."""
+        return "expansion" if self.crosscheck is None else self.crosscheck.recommended
+
+    def sympy(self) -> sympy.Expr:
+        """The recommended formula (same as ``formula``)."""
+        return self.formula
+
+    def latex(self, precision: int = 3) -> str:
+        """LaTeX of the recommended formula with ``precision`` significant digits.
+
+        Examples
+        --------
+        >>> d.latex(precision=3)  # doctest: +SKIP
+        '\\\\frac{x_{1}^{2}}{2} + \\\\frac{x_{2}}{2}'
+        """
+        return formula_latex(self.formula, precision=precision)
+
+    def text(self, precision: int = 6) -> str:
+        """Plain text of the recommended formula (SymPy syntax)."""
+        return formula_text(self.formula, precision=precision)
+
+    @property
+    def terms(self) -> pd.DataFrame:
+        """Every candidate term of the expansion's formula and what happened to it."""
+        t = self.merged.terms
+        return t[[c for c in _TERM_COLUMNS if c in t.columns]].copy()
+
+    # ----------------------------------------------------------------------------- predictions
+    def _matrix(self, X, call: str) -> np.ndarray:
+        if isinstance(X, pd.DataFrame):
+            original = {new: old for old, new in self.renamed.items()}
+            cols = []
+            for name in self.names:
+                for key in (original.get(name, name), name):
+                    if key in X.columns:
+                        cols.append(key)
+                        break
+                else:
+                    raise DataError(f"{call}: the DataFrame has no column {original.get(name, name)!r}; pass columns "
+                                    f"{', '.join(repr(original.get(n, n)) for n in self.names)}")
+            X = X[cols].to_numpy(dtype=np.float64)
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim == 1 and len(self.names) == 1:
+            X = X[:, None]
+        elif X.ndim == 1:
+            X = X[None, :]
+        if X.ndim != 2 or X.shape[1] != len(self.names):
+            raise DataError(f"{call}: X has shape {X.shape}; pass (n, {len(self.names)}) columns "
+                            f"{', '.join(self.names)} in that order, or a DataFrame")
+        return X
+
+    def predict(self, X) -> np.ndarray:
+        """Evaluate the recommended formula on ``X`` (DataFrame with the feature columns, or array).
+
+        Examples
+        --------
+        >>> d.predict(np.array([[1.0, 2.0]]))  # doctest: +SKIP
+        array([1.5])
+        """
+        return evaluate_formula(self.formula, self._matrix(X, "Discovery.predict(X)"), self.names)
+
+    def predict_network(self, X) -> np.ndarray:
+        """The trained ensemble's mean prediction on ``X``, in the target's units."""
+        X = self._matrix(X, "Discovery.predict_network(X)")
+        if self.space == "log":
+            pred = self.fitted.predict_members(np.log(X))[:, self.members_kept].mean(axis=1)
+            return self.local.sign * np.exp(pred)
+        return self.fitted.predict_members(X)[:, self.members_kept].mean(axis=1)
+
+    @property
+    def score_index(self) -> np.ndarray:
+        """Rows the scores are computed on: held-out rows, or all rows when none were held out."""
+        return self.test_index if len(self.test_index) else np.arange(len(self.y))
+
+    def _scores(self, formula) -> tuple[float, float]:
+        idx = self.score_index
+        pred = evaluate_formula(formula, self.X[idx], self.names)
+        y = self.y[idx]
+        rmse = float(np.sqrt(np.mean((pred - y) ** 2)))
+        ss = float(np.sum((y - y.mean()) ** 2))
+        r2 = 1.0 - float(np.sum((pred - y) ** 2)) / ss if ss > 0 else float("nan")
+        return r2, rmse
+
+    @property
+    def r2(self) -> float:
+        """R^2 of ``formula`` on the held-out rows."""
+        return self._scores(self.formula)[0]
+
+    @property
+    def rmse(self) -> float:
+        """RMSE of ``formula`` on the held-out rows, in the target's units."""
+        return self._scores(self.formula)[1]
+
+    # ----------------------------------------------------------------------------- exports
+    def to_dict(self) -> dict:
+        """Everything a reader needs, as JSON-ready values."""
+        r2, rmse = self._scores(self.formula)
+        e_r2, e_rmse = self._scores(self.expansion_formula)
+        out = {
+            "formula": formula_text(self.formula, precision=17),
+            "formula_latex": self.latex(precision=6),
+            "formula_srepr": sympy.srepr(self.formula),
+            "recommended": self.recommended,
+            "expansion_formula": formula_text(self.expansion_formula, precision=17),
+            "expansion_formula_latex": formula_latex(self.expansion_formula, precision=6),
+            "target": self.target_name,
+            "features": list(self.names),
+            "renamed": dict(self.renamed),
+            "source": self.source,
+            "space": self.space,
+            "space_reason": self.space_reason,
+            "order": self.order,
+            "order_reason": self.order_reason,
+            "scores": {"r2": r2, "rmse": rmse, "expansion_r2": e_r2, "expansion_rmse": e_rmse,
+                       "rows_scored": int(len(self.score_index)), "held_out": bool(len(self.test_index)),
+                       "validation_rmse": float(self.merged.val_rmse), "validation_r2": float(self.merged.val_r2)},
+            "terms": _records(self.terms),
+            "candidates": _records(self.candidates),
+            "reference_points": int(len(self.local)),
+            "networks": {"members": int(self.fitted.members), "kept": [int(i) for i in self.members_kept],
+                         "validation_rmse": [float(v) for v in self.fitted.val_rmse]},
+            "timings": {k: float(v) for k, v in self.timings.items()},
+            "notes": list(self.notes) + list(self.merged.notes),
+            "data_warnings": list(self.data_warnings),
+            "settings": self.settings,
+            "crosscheck": None,
+        }
+        c = self.crosscheck
+        if c is not None:
+            out["crosscheck"] = {
+                "engine": c.engine, "verdict": c.verdict, "recommended": c.recommended, "reason": c.reason,
+                "engine_formula": formula_text(c.engine_formula, precision=17), "evidence": list(c.evidence),
+                "r2": {k: float(v) for k, v in c.r2.items()}, "complexity": {k: int(v) for k, v in c.complexity.items()},
+                "times": {k: float(v) for k, v in c.times.items()}, "guided": c.guided,
+            }
+        return out
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The result as a JSON string (see :meth:`to_dict`)."""
+        return json.dumps(self.to_dict(), indent=indent, default=_json_default)
+
+    def save(self, directory, *, report: bool = True) -> Path:
+        """Write the result folder atomically: ``result.json``, ``formula.txt``, ``formula.tex``,
+        ``terms.csv``, ``candidates.csv``, ``local.npz``, ``model.pt`` (the ensemble in original
+        units) and, with ``report``, ``report.html`` and its figures.
+
+        The folder is written under a temporary name and renamed into place; an existing folder
+        is replaced only when it is an earlier result folder, and never when it holds the input.
+
+        Examples
+        --------
+        >>> d.save("results/paper_quadratic")  # doctest: +SKIP
+        PosixPath('results/paper_quadratic')
+        """
+
+        def write(tmp: Path) -> None:
+            (tmp / "result.json").write_text(self.to_json() + "\n")
+            (tmp / "formula.txt").write_text(self.text(precision=17) + "\n")
+            (tmp / "formula.tex").write_text(self.latex(precision=6) + "\n")
+            self.terms.to_csv(tmp / "terms.csv", index=False)
+            self.candidates.to_csv(tmp / "candidates.csv", index=False)
+            np.savez(tmp / "local.npz", centers=self.local.centers, points=self.local.points,
+                     monomials=self.local.monomials, coefficients=self.local.coefficients,
+                     names=np.array(self.names), space=np.array(self.space))
+            _save_model(self, tmp / "model.pt")
+            if report:
+                write_report(self, tmp)
+
+        return write_folder(directory, write, "Discovery.save(directory)", self.source)
+
+    def report(self, directory) -> Path:
+        """Write ``report.html`` with PNG figures into ``directory`` (atomically); returns the path of the HTML."""
+        path = write_folder(directory, lambda tmp: write_report(self, tmp), "Discovery.report(directory)", self.source)
+        return path / "report.html"
+
+    # ----------------------------------------------------------------------------- display
+    def summary(self) -> str:
+        """A few lines for a terminal: formula, scores, space, order, cross-check."""
+        r2, rmse = self._scores(self.formula)
+        where = "held-out" if len(self.test_index) else "all"
+        lines = [
+            f"{self.target_name} = {self.text(precision=6)}",
+            f"  LaTeX: {self.latex()}",
+            f"  R^2 {r2:.6f}, RMSE {rmse:.4g} on {len(self.score_index)} {where} rows",
+            f"  {self.space_reason or self.space + ' space'}",
+            f"  {self.order_reason}",
+        ]
+        if self.crosscheck is not None:
+            c = self.crosscheck
+            lines.append(f"  cross-check ({c.engine}): {c.verdict}; recommended: {c.recommended} ({c.reason})")
+            if c.recommended != "expansion":
+                lines.append(f"  expansion's formula: {formula_text(self.expansion_formula, precision=6)}")
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        r2, rmse = self._scores(self.formula)
+        cc = "" if self.crosscheck is None else f", crosscheck={self.crosscheck.verdict!r}"
+        return (f"Discovery({self.target_name} = {self.text(precision=6)}, r2={r2:.6g}, rmse={rmse:.4g}, "
+                f"space={self.space!r}, order={self.order}{cc})")
+
+    def _repr_html_(self) -> str:
+        import html
+
+        r2, rmse = self._scores(self.formula)
+        rows = [("formula", f"$${self.latex()}$$"), ("R<sup>2</sup> (held-out)", f"{r2:.6f}"),
+                ("RMSE (held-out)", f"{rmse:.4g}"), ("space", html.escape(self.space_reason or self.space)),
+                ("order", html.escape(self.order_reason))]
+        if self.crosscheck is not None:
+            rows.append(("cross-check", html.escape(f"{self.crosscheck.engine}: {self.crosscheck.verdict}; "
+                                                    f"recommended {self.crosscheck.recommended}")))
+        body = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>"
+                       for k, v in rows)
+        return f"<table><caption>Discovery of {html.escape(self.target_name)}</caption>{body}</table>"
+
+
+def evaluate_formula(formula: sympy.Expr, X: np.ndarray, names: list[str]) -> np.ndarray:
+    """Evaluate ``formula`` (symbols matched by name) on the columns of ``X`` -> (n,) float64."""
+    symbols = {s.name: s for s in formula.free_symbols}
+    args = [symbols.get(n, sympy.Symbol(n)) for n in names]
+    f = sympy.lambdify(args, formula, modules="numpy")
+    with np.errstate(all="ignore"):
+        out = f(*[X[:, j] for j in range(X.shape[1])])
+    out = np.asarray(out)
+    if np.iscomplexobj(out):
+        out = np.where(np.abs(out.imag) > 1e-12 * (1 + np.abs(out.real)), np.nan, out.real)
+    return np.broadcast_to(np.asarray(out, dtype=np.float64), (X.shape[0],)).copy()
+
+
+def _records(frame: pd.DataFrame) -> list[dict]:
+    return json.loads(frame.to_json(orient="records", default_handler=str))
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    return str(value)
+
+
+def _save_model(d: "Discovery", path: Path) -> None:
+    """The kept networks as one module from original-unit features (``log x`` in log space) to
+    the ensemble-mean target (``log|y|`` in log space): standardisation folded into two Linear layers."""
+    import torch
+    from torch import nn
+
+    f = d.fitted
+    p = len(d.names)
+    first = nn.Linear(p, p, dtype=torch.float64)
+    last = nn.Linear(f.members, 1, dtype=torch.float64)
+    weights = np.zeros(f.members)
+    weights[d.members_kept] = f.y_scale / len(d.members_kept)
+    with torch.no_grad():
+        first.weight.copy_(torch.diag(torch.from_numpy(1.0 / f.x_scale)))
+        first.bias.copy_(torch.from_numpy(-f.x_mean / f.x_scale))
+        last.weight.copy_(torch.from_numpy(weights)[None, :])
+        last.bias.fill_(f.y_mean)
+    model = nn.Sequential(first, *f.model, last).eval()
+    model.requires_grad_(False)
+    torch.save(model, path)
