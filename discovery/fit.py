@@ -449,6 +449,8 @@ def _polish(params, losses, val_losses, keep_improved, steps: int, progress: boo
     f, g = evaluate(x)
     pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     first = True
+    # A member whose line search fails (its loss is at the precision floor) stops moving.
+    active = torch.ones_like(f, dtype=torch.bool)
     bar = tqdm(total=steps, desc="fit: L-BFGS", disable=not progress, leave=False)
     for step in range(steps):
         q = -g
@@ -475,9 +477,9 @@ def _polish(params, losses, val_losses, keep_improved, steps: int, progress: boo
             first = False
         else:
             t = torch.ones_like(f)
-        accepted = torch.zeros_like(descent)
+        accepted = ~active
         x_new, f_new, g_new = x, f, g
-        for _ in range(20):
+        for _ in range(12):
             trial = torch.where(accepted[:, None], x_new, x + t[:, None] * direction)
             f_try, g_try = evaluate(trial)
             ok = (f_try <= f + 1e-4 * t * slope) & torch.isfinite(f_try) & ~accepted
@@ -488,6 +490,7 @@ def _polish(params, losses, val_losses, keep_improved, steps: int, progress: boo
             if bool(accepted.all()):
                 break
             t = torch.where(accepted, t, t * 0.5)
+        active = active & accepted
         s_vec, y_vec = x_new - x, g_new - g
         sy = dot(s_vec, y_vec)
         rho = torch.where(sy > 1e-12 * dot(s_vec, s_vec).sqrt() * dot(y_vec, y_vec).sqrt(),
@@ -500,7 +503,9 @@ def _polish(params, losses, val_losses, keep_improved, steps: int, progress: boo
             assign(x)
             keep_improved(val_losses())
             bar.update(_CHECK_EVERY if (step + 1) % _CHECK_EVERY == 0 else steps % _CHECK_EVERY)
-            if not bool(accepted.any()):
-                break
+        if not bool(active.any()):
+            assign(x)
+            keep_improved(val_losses())
+            break
     assign(x)
     bar.close()

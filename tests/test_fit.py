@@ -176,3 +176,18 @@ def test_trains_on_cuda_and_returns_a_cpu_model():
                        lbfgs_steps=100, progress=False)
     assert all(p.device.type == "cpu" and p.dtype == torch.float64 for p in fit.model.parameters())
     assert np.all(fit.val_rmse < 0.02)
+
+
+def test_engine_expands_every_member_in_one_pass(trained):
+    from discovery.engine import expand
+
+    at = torch.zeros(2, 2, dtype=torch.float64)  # the training mean, in standardised units
+    e = expand(trained.model, at, 2)
+    assert e.n_outputs == trained.members
+    torch.testing.assert_close(e.coefficients[:, 0, :], trained.model(at), rtol=0, atol=1e-12)
+    # y = (x1^2 + x2)/2: dy/dx2 = 1/2 and (d2y/dx1^2)/2 = 1/2 everywhere, here in standardised units.
+    rows = {tuple(m): i for i, m in enumerate(e.monomials.tolist())}
+    c01 = e.coefficients[:, rows[(0, 1)], :].numpy() * trained.y_scale / trained.x_scale[1]
+    c20 = e.coefficients[:, rows[(2, 0)], :].numpy() * trained.y_scale / trained.x_scale[0] ** 2
+    np.testing.assert_allclose(c01, 0.5, rtol=0.05)
+    np.testing.assert_allclose(c20, 0.5, rtol=0.05)
