@@ -1,0 +1,140 @@
+"""``DiscoveryRegressor``: :func:`discovery.discover` as a scikit-learn estimator."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import sympy
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+__all__ = ["DiscoveryRegressor"]
+
+
+class DiscoveryRegressor(RegressorMixin, BaseEstimator):
+    """Find a formula for ``y = f(X)`` and predict with it (scikit-learn API, PySR's method names).
+
+    Parameters
+    ----------
+    order : int or "auto", default 2
+        Taylor order of the local polynomials (``"auto"`` tries 1 to 4).
+    space : {"auto", "raw", "log"}, default "auto"
+        Variable space (see :func:`discovery.discover`).
+    members : int, default 5
+        Networks in the ensemble.
+    hidden : tuple of int, default (32, 32)
+        Hidden layer widths of each network.
+    max_epochs, lbfgs_steps : int, optional
+        Training budget (default: :data:`discovery.pipeline.FIT_DEFAULTS`).
+    reference_points : "auto" or int, default "auto"
+        Number of reference points.
+    crosscheck : str, default "off"
+        Cross-check engine (``"auto"``, ``"operon"``, ...); off by default inside pipelines.
+    device : str, default "auto"
+    random_state : int, RandomState or None
+        Seed of everything random in ``fit``.
+    progress : bool, default False
+
+    Attributes
+    ----------
+    discovery_ : Discovery
+        The full result (terms, local polynomials, report, ...).
+    formula_ : sympy.Expr
+        The recommended formula in ``feature_names_in_`` (or ``x0, x1, ...``).
+    equations_ : pandas.DataFrame
+        Every (space, order) candidate with ``complexity``, ``loss`` (validation MSE), ``score``
+        and ``equation``, like PySR's table.
+    n_features_in_, feature_names_in_
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).uniform(-1, 1, (500, 2))
+    >>> model = DiscoveryRegressor(order=2, random_state=0).fit(X, (X[:, 0] ** 2 + X[:, 1]) / 2)  # doctest: +SKIP
+    >>> model.sympy()  # doctest: +SKIP
+    x0**2/2 + x1/2
+    """
+
+    def __init__(self, order=2, space="auto", members=5, hidden=(32, 32), max_epochs=None, lbfgs_steps=None,
+                 reference_points="auto", crosscheck="off", device="auto", random_state=None, progress=False):
+        self.order = order
+        self.space = space
+        self.members = members
+        self.hidden = hidden
+        self.max_epochs = max_epochs
+        self.lbfgs_steps = lbfgs_steps
+        self.reference_points = reference_points
+        self.crosscheck = crosscheck
+        self.device = device
+        self.random_state = random_state
+        self.progress = progress
+
+    def fit(self, X, y):
+        """Discover a formula for ``y`` from ``X``; returns ``self``."""
+        from discovery.data import safe_name
+        from discovery.pipeline import discover
+
+        X, y = validate_data(self, X, y, y_numeric=True, ensure_min_samples=2, dtype=np.float64)
+        names = [str(n) for n in getattr(self, "feature_names_in_", [f"x{i}" for i in range(X.shape[1])])]
+        target = "y"
+        while target in names:
+            target += "_"
+        frame = pd.DataFrame(np.column_stack([X, y]), columns=[*map(str, names), target])
+        seed = int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        fit_options = {"hidden": tuple(self.hidden)}
+        if self.max_epochs is not None:
+            fit_options["max_epochs"] = int(self.max_epochs)
+            fit_options["patience"] = max(10, int(self.max_epochs) // 4)
+        if self.lbfgs_steps is not None:
+            fit_options["lbfgs_steps"] = int(self.lbfgs_steps)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # renamed columns are mapped back below
+            self.discovery_ = discover(
+                frame, target=target, order=self.order, space=self.space, seed=seed, device=self.device,
+                crosscheck=self.crosscheck, members=self.members, reference_points=self.reference_points,
+                progress=self.progress, fit_options=fit_options, min_rows=2,
+            )
+        used = self.discovery_.names
+        self._columns = [names.index(_original(n, self.discovery_.renamed)) for n in used]
+        safe = {safe_name(str(n)): str(n) for n in names}
+        self.formula_ = self.discovery_.formula.xreplace(
+            {s: sympy.Symbol(safe.get(s.name, s.name)) for s in self.discovery_.formula.free_symbols}
+        )
+        c = self.discovery_.candidates
+        self.equations_ = pd.DataFrame({
+            "complexity": c["complexity"], "loss": c["val_rmse"] ** 2, "score": c["val_r2"],
+            "equation": c["formula"], "space": c["space"], "order": c["order"], "chosen": c["chosen"],
+        })
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        """Evaluate the discovered formula on ``X``."""
+        check_is_fitted(self, "discovery_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return self.discovery_.predict(X[:, self._columns])
+
+    def sympy(self) -> sympy.Expr:
+        """The discovered formula as SymPy, in the training columns' names."""
+        check_is_fitted(self, "discovery_")
+        return self.formula_
+
+    def latex(self, precision: int = 3) -> str:
+        """LaTeX of the discovered formula with ``precision`` significant digits."""
+        from discovery.symbolic import latex
+
+        check_is_fitted(self, "discovery_")
+        return latex(self.formula_, precision=precision)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+def _original(name: str, renamed: dict) -> str:
+    back = {new: old for old, new in renamed.items()}
+    return back.get(name, name)
