@@ -364,6 +364,13 @@ def _numeric_column(column: pd.Series, name: str, call: str, locate) -> np.ndarr
         dtype=np.float64, na_value=np.nan
     )
     bad = np.flatnonzero(np.isnan(numbers) & ~missing)
+    if not bad.size:
+        # pandas' fast parser may be off by an ulp on 17-digit values; NumPy's cast is exact.
+        present = ~missing
+        try:
+            numbers[present] = text[present].to_numpy(dtype=str).astype(np.float64)
+        except ValueError:
+            pass  # a spelling only pandas understands: keep its value
     if bad.size:
         value = str(text.iloc[bad[0]])
         hint = ""
