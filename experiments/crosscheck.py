@@ -83,8 +83,7 @@ def run_law(name: str, rhs: str, mode: str, noise: float, threads: int, guided: 
     truth = parse_truth(rhs, table)
     row: dict = {"law": name, "true law": rhs}
     if mode == "discover":
-        from discovery import discover
-
+        discover = _discover()
         data = path
         if noise > 0:
             frame = pd.DataFrame(np.column_stack([X, y]), columns=names + [table.target_name])
@@ -130,9 +129,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
     mode = args.mode
     if mode == "auto":
-        import discovery
-
-        mode = "discover" if hasattr(discovery, "discover") else "operon"
+        mode = "discover" if _discover() is not None else "operon"
     laws = true_laws()
     chosen = [n for n in args.laws.split(",") if n] or list(laws)
     options = {} if args.generations is None else {"generations": args.generations}
@@ -171,6 +168,19 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     write_atomic(OUT / f"crosscheck{suffix}.md", text)
     write_atomic(OUT / f"crosscheck{suffix}.csv", frame.to_csv(index=False))
     return frame
+
+
+def _discover():
+    """``discovery.discover`` (or the pipeline's, before it is exported), or ``None``."""
+    import discovery
+
+    if hasattr(discovery, "discover"):
+        return discovery.discover
+    try:
+        from discovery.pipeline import discover
+    except ImportError:
+        return None
+    return discover
 
 
 def _has_tabulate() -> bool:

@@ -233,9 +233,30 @@ def test_gplearn_programs_convert_to_the_formula_gplearn_evaluates():
 
 def test_candidates_table_keeps_the_pareto_front_with_pysr_scores():
     X = np.linspace(1, 2, 50)[:, None]
-    t = 2 * X[:, 0] ** 2
+    t = 2 * X[:, 0] ** 2 + 0.01 * np.sin(7 * X[:, 0])
     a = sympy.Symbol("a")
     table = candidates_table([a, 2 * a, 2 * a**2, 2 * a**2 + 0 * a + 1e-30, a + 5], X, t, ["a"])
-    assert list(table["equation"]) == ["a", "2*a", "2*a**2"]
+    # the mean beats "a" at complexity 1 and "2*a" at 3; the rest is dominated by 2*a**2
+    assert list(table["equation"][1:]) == ["2*a**2"]
+    assert table.loc[0, "sympy_format"] == pytest.approx(t.mean()) and table.loc[0, "complexity"] == 1
     assert table.loc[0, "score"] == 0.0
-    assert table.loc[1, "score"] == pytest.approx(-(math.log(table.loc[1, "loss"]) - math.log(table.loc[0, "loss"])) / 2)
+    assert table.loc[1, "score"] == pytest.approx(-(math.log(table.loc[1, "loss"]) - math.log(table.loc[0, "loss"])) / 4)
+
+
+def test_polish_snaps_within_noise_but_keeps_real_differences():
+    rng = np.random.default_rng(9)
+    X = rng.uniform(-1, 1, (2000, 2))
+    clean = (X[:, 0] ** 2 + X[:, 1]) / 2
+    t = clean + 0.01 * clean.std() * rng.standard_normal(2000)
+    assert polish(0.5003 * x1**2 + 0.50004 * x2, X, t, ["x1", "x2"]) == x1**2 / 2 + x2 / 2
+    t2 = 0.47 * X[:, 0] ** 2 + X[:, 1] / 2 + 0.01 * clean.std() * rng.standard_normal(2000)
+    kept = polish(0.4703 * x1**2 + 0.5 * x2, X, t2, ["x1", "x2"])
+    assert kept.coeff(x1**2) == pytest.approx(0.47, abs=2e-3)
+
+
+def test_guide_from_formula_finds_variables_and_additive_parts():
+    from discovery.crosscheck import guide_from_formula
+
+    g = guide_from_formula(x1 - x1**3 / 6 + x3**2 / 2 + 1, ["x1", "x2", "x3"])
+    assert g.variables == ["x1", "x3"] and g.additive == [["x1"], ["x3"]]
+    assert guide_from_formula(x1 * x2 + x2 * x3, ["x1", "x2", "x3"]).additive is None

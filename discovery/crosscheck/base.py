@@ -134,6 +134,8 @@ def candidates_table(
 
     ``score`` follows PySR: for consecutive front members,
     ``-(log(loss_i) - log(loss_{i-1})) / (complexity_i - complexity_{i-1})``, and 0 for the first.
+    The mean of ``y`` is always a candidate (as in PySR's hall of fame), so the first real
+    formula's score measures how much it explains.
 
     Examples
     --------
@@ -141,12 +143,14 @@ def candidates_table(
     >>> X = np.linspace(1, 2, 20)[:, None]
     >>> candidates_table([a, 2 * a, a + 3], X, 2 * X[:, 0], ["a"])[["complexity", "equation"]]
        complexity equation
-    0           1        a
+    0           1        3
     1           3      2*a
     """
     y = np.asarray(y, dtype=np.float64)
     rows = []
-    for e in exprs:
+    mean = float(np.mean(y))
+    baseline = sympy.Integer(int(mean)) if mean.is_integer() else sympy.Float(mean)
+    for e in [baseline, *exprs]:
         e = sympy.sympify(e)
         pred = evaluate(e, X, names)
         rows.append((complexity(e), _mse(pred, y), str(e), e, r2_score(pred, y)))
@@ -291,7 +295,9 @@ def polish(
         if expanded != out:
             alt, alt_loss = _polish_once(expanded, X, y, names, snap)
             floor = 1e-24 * float(np.mean(y**2)) + 1e-300
-            if _untidiness(alt) <= _untidiness(out) and alt_loss <= max(loss * (1 + 1e-9), floor):
+            fewer = max(1, len(out.atoms(sympy.Float)) - len(alt.atoms(sympy.Float)))
+            allowed = loss * math.exp(fewer * math.log(len(y)) / len(y))  # BIC, as for snapping
+            if _untidiness(alt) <= _untidiness(out) and alt_loss <= max(allowed, floor):
                 out = alt
     return out
 
