@@ -245,7 +245,13 @@ class Validation:
 
         if orders is None:
             orders = sorted({1, max(1, self.order // 3), max(1, 2 * self.order // 3), self.order})
-        fig, axes = plt.subplots(1, 2 + len(orders), figsize=(4.2 * (2 + len(orders)), 3.6))
+        panels = 2 + len(orders)
+        ncols = min(4, panels)
+        nrows = -(-panels // ncols)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.6 * nrows), squeeze=False)
+        axes = axes.ravel()
+        for ax in axes[panels:]:
+            ax.axis("off")
         ax = axes[0]
         for col in self.convergence.columns:
             ax.semilogy(self.convergence.index, self.convergence[col], "o-", ms=3, label=col)
