@@ -99,9 +99,13 @@ def simulate(controller, h0: np.ndarray, q0: np.ndarray, dt: float = 0.02, t_end
     return np.arange(n + 1) * dt, hist[:, 0], hist[:, 1]
 
 
-def time_call(fn, x, min_time: float = 0.05, repeats: int = 7) -> float:
-    """Best over ``repeats`` of the mean seconds per call (each repeat runs for ~``min_time``)."""
+def time_call(fn, x, min_time: float = 0.05, repeats: int = 7, sync=lambda: None) -> float:
+    """Best over ``repeats`` of the mean seconds per call (each repeat runs for ~``min_time``).
+
+    ``sync`` waits for queued device work (``torch.cuda.synchronize`` on a GPU).
+    """
     fn(x)
+    sync()
     n, start = 1, time.perf_counter()
     while time.perf_counter() - start < min_time / 5:
         fn(x)
@@ -112,19 +116,23 @@ def time_call(fn, x, min_time: float = 0.05, repeats: int = 7) -> float:
         start = time.perf_counter()
         for _ in range(per_repeat):
             fn(x)
+        sync()
         best = min(best, (time.perf_counter() - start) / per_repeat)
     return best
 
 
-def timing_table(net: nn.Module, poly: nn.Module, numpy_fn, seed: int = 0) -> pd.DataFrame:
+def timing_table(net: nn.Module, poly: nn.Module, numpy_fn, seed: int = 0, device: str = "cpu") -> pd.DataFrame:
     gen = torch.Generator().manual_seed(seed)
+    net, poly = net.to(device), poly.to(device)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     rows = []
     for b in BATCHES:
         x = torch.rand(b, 1, generator=gen) * 2 - 1
         xn = x.numpy().astype(np.float64)
+        x = x.to(device)
         with torch.inference_mode():
-            t_net = time_call(net, x)
-            t_poly = time_call(poly, x)
+            t_net = time_call(net, x, sync=sync)
+            t_poly = time_call(poly, x, sync=sync)
         t_np = time_call(numpy_fn, xn)
         rows.append({"batch": b, "network_ms": 1e3 * t_net, "polynomial_torch_ms": 1e3 * t_poly,
                      "polynomial_numpy_ms": 1e3 * t_np, "speedup_torch": t_net / t_poly, "speedup_numpy": t_net / t_np})
@@ -167,6 +175,7 @@ def _write(path: Path, text: str) -> None:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=600, help="training steps of the controller network")
+    parser.add_argument("--device", default="cpu", help="where the timed torch calls run (cpu or cuda)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads while timing (same for both)")
     args = parser.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -191,7 +200,7 @@ def main(argv=None) -> dict:
     plot(t, [(h_net, q_net), (h_poly, q_poly)], labels, OUT / "controller_trajectories.png")
 
     torch.set_num_threads(args.threads)
-    timing = timing_table(net, poly, numpy_fn)
+    timing = timing_table(net, poly, numpy_fn, device=args.device)
     sizes = expansion_size(expansion, net, dtype=torch.float32)
 
     coeffs = expansion.coefficients[0, :, 0].tolist()
@@ -214,13 +223,14 @@ def main(argv=None) -> dict:
         f"polynomial {sizes['polynomial_bytes']} B of numbers (file {sizes['polynomial_file_bytes']} B); "
         f"ratio {sizes['ratio']:.0f}x",
         "",
-        f"inference time per call (ms), float32, torch threads={args.threads}, best of 7 repeats, one run:",
+        f"inference time per call (ms), float32, torch on {args.device} (NumPy on CPU), torch threads={args.threads}, best of 7 repeats, one run:",
         timing.to_string(index=False, float_format=lambda v: f"{v:.4f}"),
     ]
     report = "\n".join(lines)
     print(report)
-    _write(OUT / "controller.md", report + "\n")
-    _write(OUT / "controller_timing.csv", timing.to_csv(index=False))
+    suffix = "" if args.device == "cpu" else f"_{torch.device(args.device).type}"
+    _write(OUT / f"controller{suffix}.md", report + "\n")
+    _write(OUT / f"controller_timing{suffix}.csv", timing.to_csv(index=False))
     return {"deviation_h": dev_h, "deviation_q": dev_q, "timing": timing, "sizes": sizes}
 
 
