@@ -189,7 +189,9 @@ def _check_inputs(X, y, members, hidden, activation, val_fraction) -> tuple[np.n
     if not isinstance(members, (int, np.integer)) or members < 1:
         raise DataError(f"fit_ensemble(members={members!r}): pass a positive integer")
     if not hidden or any((not isinstance(h, (int, np.integer))) or h < 1 for h in hidden):
-        raise DataError(f"fit_ensemble(hidden={hidden!r}): pass a tuple of positive layer widths, e.g. (32, 32)")
+        raise DataError(
+            f"fit_ensemble(hidden={hidden!r}): pass a tuple of positive layer widths, e.g. (32, 32)"
+        )
     if activation not in ACTIVATIONS:
         raise DataError(
             f"fit_ensemble(activation={activation!r}): pass one of {', '.join(map(repr, ACTIVATIONS))}"

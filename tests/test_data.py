@@ -245,7 +245,8 @@ def test_decimal_comma_gets_a_hint(tmp_path):
 
 
 def test_non_numeric_in_dataframe_names_the_index_label():
-    frame = pd.DataFrame({"a": [1, 2, "three", 4] * 3, "y": np.arange(12.0)}, index=[f"r{i}" for i in range(12)])
+    frame = pd.DataFrame({"a": [1, 2, "three", 4] * 3, "y": np.arange(12.0)},
+                         index=[f"r{i}" for i in range(12)])
     message = error(frame)
     assert "column 'a'" in message and "'three'" in message and "index label 'r2'" in message
 
