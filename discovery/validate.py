@@ -84,7 +84,11 @@ def convergence_table(model: nn.Module, at, order: int = 10, *, output: int = 0,
     point = np.asarray(at, dtype=np.float64).reshape(-1)
     p = point.size
     names = _names(names, p, f"convergence_table(model, at, order={order})")
-    pure, norm = _center_derivatives(model, point, order, output, device)
+    pure, norm, _ = _center_derivatives(model, point, order, output, device)
+    return _ratios(pure, norm, names, order)
+
+
+def _ratios(pure: np.ndarray, norm: np.ndarray, names: list, order: int) -> pd.DataFrame:
     with np.errstate(divide="ignore", invalid="ignore"):
         frame = pd.DataFrame(np.abs(pure[1:] / pure[1]), columns=names, index=pd.RangeIndex(1, order + 1, name="n"))
         frame["norm"] = norm[1:] / norm[1]
@@ -92,7 +96,7 @@ def convergence_table(model: nn.Module, at, order: int = 10, *, output: int = 0,
 
 
 def _center_derivatives(model, point: np.ndarray, order: int, output: int, device):
-    """Pure derivatives (order+1, p) and derivative-tensor norms (order+1,) at one point."""
+    """Pure derivatives (order+1, p), derivative-tensor norms (order+1,) and the mixed expansion (or None)."""
     p = point.size
     if n_terms(p, order) <= _MAX_MIXED_TERMS:
         e = expand(model, point[None, :], order, device=device)
@@ -103,11 +107,11 @@ def _center_derivatives(model, point: np.ndarray, order: int, output: int, devic
                 alpha = [0] * p
                 alpha[i] = k
                 pure[k, i] = float(e.derivative(tuple(alpha))[0, output])
-        return pure, _derivative_norm(e, order, output)
+        return pure, _derivative_norm(e, order, output), e
     u = expand(model, point[None, :], order, mixed=False, device=device)
     _check_output(u.n_outputs, output)
     pure = np.stack([u.unmixed(k)[0, output].reshape(-1).cpu().numpy() for k in range(order + 1)])
-    return pure, np.full(order + 1, np.nan)
+    return pure, np.full(order + 1, np.nan), None
 
 
 def _check_output(n_outputs: int, output: int) -> None:
@@ -341,8 +345,8 @@ def validate(model: nn.Module, center, radius, order: int, *, points: int = 401,
     if points < 3 or n_dense < 3:
         raise ExpansionError(f"{call}: points and n_dense must be >= 3 (e.g. points=401, n_dense=201)")
     names = _names(names, p, call)
-    convergence = convergence_table(model, c, order, output=output, names=names, device=device)
-    expansion = (expand(model, c[None, :], order, device=device) if n_terms(p, order) <= _MAX_MIXED_TERMS else None)
+    pure, norm, expansion = _center_derivatives(model, c, order, output, device)
+    convergence = _ratios(pure, norm, names, order)
 
     unit_dense = np.linspace(-1.0, 1.0, n_dense)
     unit_eval = np.linspace(-1.0, 1.0, points)
