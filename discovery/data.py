@@ -13,6 +13,7 @@ import csv
 import io
 import keyword
 import re
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,16 @@ __all__ = ["DataWarning", "Table", "bundled", "list_bundled", "load_table", "saf
 
 _DELIMITERS = (",", ";", "\t", "|")
 _SNIFF_BYTES = 64 * 1024
-_DATASETS_DIR = Path(__file__).resolve().parent.parent / "datasets"
+# A source checkout or editable install keeps datasets/ next to the package; a wheel built with
+# setuptools data-files puts them under <prefix>/share/discovery/datasets.
+_DATASETS_DIRS = (
+    Path(__file__).resolve().parent.parent / "datasets",
+    Path(sys.prefix) / "share" / "discovery" / "datasets",
+)
+
+
+def _datasets_dir() -> Path | None:
+    return next((d for d in _DATASETS_DIRS if d.is_dir() and any(d.glob("*.csv"))), None)
 
 
 class DataWarning(UserWarning):
@@ -261,16 +271,16 @@ def list_bundled() -> list[str]:
     >>> "paper_quadratic" in list_bundled()
     True
     """
-    if not _DATASETS_DIR.is_dir():
-        return []
-    return sorted(p.stem for p in _DATASETS_DIR.glob("*.csv"))
+    folder = _datasets_dir()
+    return [] if folder is None else sorted(p.stem for p in folder.glob("*.csv"))
 
 
 def bundled(name: str) -> Path:
     """Path of a bundled example dataset, e.g. ``bundled("paper_quadratic")``.
 
     The CSVs live in the ``datasets/`` folder next to the ``discovery`` package (a source
-    checkout or an editable install); ``datasets/README.md`` states each true law.
+    checkout or an editable install), or under ``<prefix>/share/discovery/datasets`` when a
+    wheel installs them as data files; ``datasets/README.md`` states each true law.
 
     Examples
     --------
@@ -278,13 +288,14 @@ def bundled(name: str) -> Path:
     'momentum.csv'
     """
     stem = str(name)[:-4] if str(name).endswith(".csv") else str(name)
-    path = _DATASETS_DIR / f"{stem}.csv"
-    if not path.is_file():
+    folder = _datasets_dir()
+    path = folder / f"{stem}.csv" if folder is not None else None
+    if path is None or not path.is_file():
         available = list_bundled()
         if not available:
             raise DataError(
-                f"bundled({name!r}): no datasets folder at {_DATASETS_DIR}; the bundled CSVs ship "
-                "with a source checkout (pip install -e .). Pass the path of your own CSV instead"
+                f"bundled({name!r}): no bundled CSVs in {' or '.join(map(str, _DATASETS_DIRS))}; "
+                "they ship with a source checkout (pip install -e .). Pass the path of your own CSV"
             )
         raise DataError(f"bundled({name!r}): no such dataset; pass one of {', '.join(available)}")
     return path
