@@ -133,3 +133,113 @@ def test_solver_handles_a_batch_with_different_penalties():
     d, objective, _ = solve_interpretation(g, None, torch.tensor([1.0, 0.5], dtype=F64), 0.5)
     torch.testing.assert_close(d, torch.tensor([[2.0, 0.0], [0.0, 3.5]], dtype=F64))
     assert objective.shape == (2,)
+
+
+# -- structure tests on trained networks ---------------------------------------------------------
+
+
+class Members(nn.Module):
+    """An ensemble whose outputs are its members' predictions."""
+
+    def __init__(self, nets):
+        super().__init__()
+        self.nets = nn.ModuleList(nets)
+
+    def forward(self, x):
+        return torch.cat([net(x) for net in self.nets], dim=1)
+
+
+@pytest.fixture
+def one_thread():
+    # tiny networks train several times faster without thread hand-offs on a busy machine
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def trained_ensemble(fn, p, members=3, width=16, seed=0):
+    """Three tanh MLPs fitted to ``fn`` on ``U(0.3, 1.7)^p`` (Adam, then L-BFGS), float64."""
+    rng = np.random.default_rng(seed)
+    x = torch.as_tensor(rng.uniform(0.3, 1.7, (150, p)))
+    y = fn(x).unsqueeze(1)
+    torch.manual_seed(seed)
+    model = Members([nn.Sequential(nn.Linear(p, width), nn.Tanh(), nn.Linear(width, width), nn.Tanh(),
+                                   nn.Linear(width, 1)) for _ in range(members)]).double()
+
+    def loss():
+        return ((model(x) - y) ** 2).mean(dim=0).sum()
+
+    adam = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(300):
+        adam.zero_grad()
+        loss().backward()
+        adam.step()
+    lbfgs = torch.optim.LBFGS(model.parameters(), lr=1, max_iter=100, history_size=50,
+                              line_search_fn="strong_wolfe", tolerance_grad=1e-12, tolerance_change=1e-15)
+
+    def closure():
+        lbfgs.zero_grad()
+        value = loss()
+        value.backward()
+        return value
+
+    for _ in range(4):
+        lbfgs.step(closure)
+    assert float(loss().detach()) / members < 1e-3  # every member fits
+    return model.eval(), x[:40]
+
+
+def test_structure_of_a_trained_additive_law_with_an_unused_input(one_thread):
+    from discovery.engine import expand
+    from discovery.interpret import additive_separability, unused_variables
+
+    model, points = trained_ensemble(lambda x: x[:, 0] ** 2 + torch.sin(x[:, 1]), 3)
+    e = expand(model, points, 2)
+    assert additive_separability(e).groups == [[0], [1], [2]]
+    influence = unused_variables(e)
+    assert influence.groups == [[0, 1], [2]], influence.statistic
+
+
+def test_structure_of_a_trained_product_law(one_thread):
+    from discovery.engine import expand
+    from discovery.interpret import additive_separability, multiplicative_separability
+
+    model, points = trained_ensemble(lambda x: x[:, 0] * torch.exp(-x[:, 1]), 2)
+    members = [expand(nn.Sequential(model, _Pick(m)), points, 2) for m in range(3)]  # a list works too
+    assert multiplicative_separability(members).groups == [[0], [1]]
+    assert not additive_separability(members).separable
+
+
+class _Pick(nn.Module):
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, y):
+        return y[:, self.m:self.m + 1]
+
+
+def test_structure_of_a_trained_inseparable_law(one_thread):
+    from discovery.engine import expand
+    from discovery.interpret import additive_separability, multiplicative_separability, unused_variables
+
+    model, points = trained_ensemble(lambda x: torch.sin(x[:, 0] * x[:, 1]), 2)
+    e = expand(model, points, 2)
+    add, mul = additive_separability(e), multiplicative_separability(e)
+    assert add.groups == [[0, 1]] and mul.groups == [[0, 1]], (add.statistic, mul.statistic)
+    assert unused_variables(e).groups == [[0, 1], []]
+
+
+def test_structure_tests_on_exact_functions_and_output_standardisation():
+    from discovery.engine import expand
+    from discovery.interpret import multiplicative_separability
+
+    class Standardised(nn.Module):  # (x0 * exp(-x1) - 2) / 0.5: a shift hides the product
+        def forward(self, x):
+            return (x[:, :1] * torch.exp(-x[:, 1:2]) - 2.0) / 0.5
+
+    points = torch.rand(30, 2, generator=torch.Generator().manual_seed(0), dtype=F64) + 0.5
+    e = expand(Standardised(), points, 2)
+    assert multiplicative_separability(e, output_offset=2.0, output_scale=0.5).groups == [[0], [1]]
+    assert multiplicative_separability(e).groups == [[0, 1]]

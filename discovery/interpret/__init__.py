@@ -8,8 +8,20 @@ from discovery.interpret.saliency import (
     solve_interpretation,
     soft_threshold,
 )
+from discovery.interpret.structure import (
+    StructureReport,
+    additive_separability,
+    log_hessian,
+    multiplicative_separability,
+    unused_variables,
+)
 
 __all__ = [
+    "StructureReport",
+    "additive_separability",
+    "log_hessian",
+    "multiplicative_separability",
+    "unused_variables",
     "Interpretation",
     "cafo",
     "caso",

@@ -1,0 +1,265 @@
+"""Structure of a learned function from exact derivatives: separability and unused inputs.
+
+Every test reads an :class:`~discovery.engine.Expansion` at many reference points whose outputs
+are the members of an ensemble (or a list of expansions, one per member, at the same points).
+A property is accepted when its derivative statistic is indistinguishable from zero next to
+the members' disagreement:
+
+* additive separability of ``x_i`` and ``x_j``: ``d2f / dx_i dx_j = 0`` at every point;
+* multiplicative separability: the same for ``log |f|`` (its Hessian is
+  ``f_ij / f - f_i f_j / f^2``, the degree-2 part of the logarithm of the truncated series);
+* no influence of ``x_i``: ``df / dx_i = 0`` at every point.
+
+For a derivative ``D`` the statistic is ``median_b |mean_m D| / std_m D`` over points ``b`` and
+members ``m``: a signal-to-spread ratio. It is zero-like when it stays below
+``threshold`` (default 3). A single model has no spread; then the statistic is relative to the
+size of its peers (``rms`` of all second derivatives, or of the gradient) and ``threshold`` is
+read as a fraction (default ``0.02``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from discovery.errors import ExpansionError
+
+__all__ = [
+    "StructureReport",
+    "additive_separability",
+    "multiplicative_separability",
+    "unused_variables",
+    "log_hessian",
+]
+
+
+@dataclass
+class StructureReport:
+    """Outcome of a structure test.
+
+    Attributes
+    ----------
+    kind : str
+        ``"additive"``, ``"multiplicative"`` or ``"influence"``.
+    statistic : numpy.ndarray
+        ``(p, p)`` pairwise statistics (separability; the diagonal is NaN) or ``(p,)`` per input.
+    threshold : float
+        Values below it count as zero.
+    groups : list of list of int
+        Separability: inputs that must stay together (one group means no split). Influence:
+        ``[[inputs with influence], [inputs without]]``.
+    members : int
+        Ensemble members the spread came from (1: relative statistic).
+    points_used : int
+        Reference points that entered the statistic.
+    """
+
+    kind: str
+    statistic: np.ndarray
+    threshold: float
+    groups: list = field(default_factory=list)
+    members: int = 1
+    points_used: int = 0
+
+    @property
+    def separable(self) -> bool:
+        """True when the inputs split into more than one group."""
+        return self.kind != "influence" and len(self.groups) > 1
+
+    def __repr__(self) -> str:
+        return (f"StructureReport(kind={self.kind!r}, groups={self.groups}, threshold={self.threshold:g}, "
+                f"members={self.members}, points={self.points_used})")
+
+
+def _derivatives(expansions, call: str):
+    """Values ``(B, M)``, gradients ``(B, p, M)`` and Hessians ``(B, p, p, M)`` of every member."""
+    items = list(expansions) if isinstance(expansions, (list, tuple)) else [expansions]
+    if not items:
+        raise ExpansionError(f"{call}: pass an Expansion (outputs = ensemble members) or a list of them")
+    first = items[0]
+    for e in items:
+        if not hasattr(e, "monomials") or not hasattr(e, "coefficients"):
+            raise ExpansionError(f"{call}: got {type(e).__name__}; pass expand(model, points, order=2) results")
+        if e.order < 2:
+            raise ExpansionError(f"{call}: the expansion has order {e.order}; expand with order >= 2")
+        if e.center.shape != first.center.shape or not torch.equal(e.center, first.center):
+            raise ExpansionError(f"{call}: the expansions are at different reference points; expand every "
+                                 "member at the same points")
+    p = first.n_inputs
+    index = {tuple(int(v) for v in row): k for k, row in enumerate(first.monomials)}
+    coeffs = torch.cat([e.coefficients for e in items], dim=2).detach().cpu().to(torch.float64)
+    value = coeffs[:, 0, :]
+    grad = torch.stack([coeffs[:, index[tuple(int(i == a) for a in range(p))], :] for i in range(p)], dim=1)
+    hess = torch.zeros(coeffs.shape[0], p, p, coeffs.shape[2], dtype=torch.float64)
+    for i in range(p):
+        for j in range(p):
+            alpha = tuple(int(i == a) + int(j == a) for a in range(p))
+            hess[:, i, j] = coeffs[:, index[alpha], :] * (2.0 if i == j else 1.0)
+    return value, grad, hess
+
+
+def _signal_to_spread(d: torch.Tensor, peers: torch.Tensor) -> np.ndarray:
+    """``d`` (B, ..., M): median over points of ``|member mean| / member spread``.
+
+    The median keeps a few points where ``f`` is nearly singular (``log |f|`` near a zero of
+    ``f``) or the members disagree wildly from deciding the verdict.
+    """
+    members = d.shape[-1]
+    mean = d.mean(dim=-1)
+    if members > 1:
+        floor = max(1e-12 * float(peers.pow(2).mean().sqrt()), 1e-300)
+        ratio = mean.abs() / d.std(dim=-1).clamp(min=floor)
+        return ratio.median(dim=0).values.numpy()
+    scale = float(peers.mean(dim=-1).pow(2).mean().sqrt())
+    return (mean.pow(2).mean(dim=0).sqrt() / max(scale, 1e-300)).numpy()
+
+
+def _default_threshold(members: int, threshold):
+    return float(threshold) if threshold is not None else (3.0 if members > 1 else 0.02)
+
+
+def _groups(coupled: np.ndarray) -> list[list[int]]:
+    """Connected components of the graph whose edges are the coupled pairs."""
+    p = coupled.shape[0]
+    seen, groups = set(), []
+    for start in range(p):
+        if start in seen:
+            continue
+        stack, comp = [start], []
+        seen.add(start)
+        while stack:
+            i = stack.pop()
+            comp.append(i)
+            for j in range(p):
+                if coupled[i, j] and j not in seen:
+                    seen.add(j)
+                    stack.append(j)
+        groups.append(sorted(comp))
+    return groups
+
+
+def _pairwise_report(kind, hess, keep, threshold, members) -> StructureReport:
+    hess = hess[keep]
+    p = hess.shape[1]
+    stat = np.full((p, p), np.nan)
+    off = [(i, j) for i in range(p) for j in range(p) if i != j]
+    if off:
+        values = _signal_to_spread(torch.stack([hess[:, i, j] for i, j in off], dim=1), hess)
+        for (i, j), v in zip(off, values):
+            stat[i, j] = v
+    thr = _default_threshold(members, threshold)
+    coupled = np.nan_to_num(stat, nan=0.0) >= thr
+    coupled = coupled | coupled.T
+    return StructureReport(kind, stat, thr, _groups(coupled), members, int(keep.sum()))
+
+
+def additive_separability(expansion, *, threshold: float | None = None) -> StructureReport:
+    """Which inputs can be split into additive parts ``f = g(x_A) + h(x_B)``.
+
+    Parameters
+    ----------
+    expansion : Expansion or list of Expansion
+        Order >= 2, at many reference points; outputs (or list entries) are ensemble members.
+    threshold : float, optional
+        Signal-to-spread ratio under which a mixed partial counts as zero (default 3; for a
+        single model, a fraction of the rms second derivative, default 0.02).
+
+    Returns
+    -------
+    StructureReport
+        ``groups`` are the additive blocks.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from discovery.engine import expand
+    >>> class F(torch.nn.Module):
+    ...     def forward(self, x):
+    ...         return (x[:, :1] ** 2 + torch.sin(x[:, 1:2]))
+    >>> additive_separability(expand(F(), torch.rand(20, 2, dtype=torch.float64), 2)).groups
+    [[0], [1]]
+    """
+    _, _, hess = _derivatives(expansion, "additive_separability(expansion)")
+    keep = torch.ones(hess.shape[0], dtype=torch.bool)
+    return _pairwise_report("additive", hess, keep, threshold, hess.shape[-1])
+
+
+def log_hessian(value: torch.Tensor, grad: torch.Tensor, hess: torch.Tensor) -> torch.Tensor:
+    """Hessian of ``log |f|``: ``f_ij / f - f_i f_j / f^2`` (exact, from the series of ``f``)."""
+    v = value.unsqueeze(1).unsqueeze(1)
+    return hess / v - grad.unsqueeze(2) * grad.unsqueeze(1) / (v * v)
+
+
+def multiplicative_separability(expansion, *, output_offset: float = 0.0, output_scale: float = 1.0,
+                                threshold: float | None = None, min_relative_value: float = 0.05) -> StructureReport:
+    """Which inputs split into factors ``f = g(x_A) * h(x_B)``: additive separability of ``log |f|``.
+
+    Parameters
+    ----------
+    expansion : Expansion or list of Expansion
+        As for :func:`additive_separability`.
+    output_offset, output_scale : float
+        The modelled quantity is ``output_offset + output_scale * network`` (pass the target
+        standardisation: a shift breaks products, so it must be undone first).
+    threshold : float, optional
+        As for :func:`additive_separability`.
+    min_relative_value : float
+        Points where ``|f|`` is below this fraction of its rms (near a zero of ``f``, where
+        ``log |f|`` is singular) are left out.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from discovery.engine import expand
+    >>> class F(torch.nn.Module):
+    ...     def forward(self, x):
+    ...         return x[:, :1] * torch.exp(-x[:, 1:2])
+    >>> points = torch.rand(20, 2, dtype=torch.float64) + 0.5
+    >>> multiplicative_separability(expand(F(), points, 2)).groups
+    [[0], [1]]
+    """
+    call = "multiplicative_separability(expansion)"
+    value, grad, hess = _derivatives(expansion, call)
+    value = output_offset + output_scale * value
+    grad, hess = output_scale * grad, output_scale * hess
+    mean = value.mean(dim=1)
+    keep = mean.abs() >= min_relative_value * float(mean.pow(2).mean().sqrt())
+    # every member must agree on the sign, or log |f| is not defined for the ensemble
+    keep &= (torch.sign(value) == torch.sign(mean).unsqueeze(1)).all(dim=1)
+    if int(keep.sum()) < 2:
+        raise ExpansionError(f"{call}: f is zero or changes sign at almost every reference point; "
+                             "pass output_offset/output_scale so the expansion models the raw target, "
+                             "or choose reference points where it does not vanish")
+    return _pairwise_report("multiplicative", log_hessian(value, grad, hess), keep, threshold, value.shape[1])
+
+
+def unused_variables(expansion, *, threshold: float | None = None) -> StructureReport:
+    """Inputs the function does not depend on: ``df / dx_i = 0`` at every reference point.
+
+    Returns
+    -------
+    StructureReport
+        ``statistic`` per input; ``groups = [used, unused]``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from discovery.engine import expand
+    >>> class F(torch.nn.Module):
+    ...     def forward(self, x):
+    ...         return torch.sin(x[:, :1]) + 0 * x[:, 1:2]
+    >>> unused_variables(expand(F(), torch.rand(20, 2, dtype=torch.float64), 2)).groups
+    [[0], [1]]
+    """
+    _, grad, _ = _derivatives(expansion, "unused_variables(expansion)")
+    stat = _signal_to_spread(grad, grad)
+    if grad.shape[-1] == 1:  # relative to the largest input's influence, not the average
+        scale = grad.mean(dim=-1).pow(2).mean(dim=0).sqrt()
+        stat = (scale / scale.max().clamp(min=1e-300)).numpy()
+    thr = _default_threshold(grad.shape[-1], threshold)
+    used = [i for i in range(grad.shape[1]) if stat[i] >= thr]
+    unused = [i for i in range(grad.shape[1]) if stat[i] < thr]
+    return StructureReport("influence", stat, thr, [used, unused], grad.shape[-1], grad.shape[0])
