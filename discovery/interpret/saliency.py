@@ -103,8 +103,8 @@ def solve_interpretation(gradient: torch.Tensor, hvp: Callable[[torch.Tensor], t
     --------
     >>> g = torch.tensor([[3.0, -0.5, 1.0]])
     >>> d, _, _ = solve_interpretation(g, None, 1.0, 0.5)   # soft(g, 1) / (2 * 0.5)
-    >>> d
-    tensor([[2., 0., 0.]])
+    >>> d.tolist()
+    [[2.0, -0.0, 0.0]]
     """
     g = gradient
     B = g.shape[0]
