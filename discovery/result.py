@@ -139,7 +139,9 @@ class Discovery:
     def formula(self) -> sympy.Expr:
         """The recommended formula (SymPy, in column names)."""
         if self.crosscheck is not None:
-            return self.crosscheck.recommended_formula
+            # the same real symbols as the expansion's formula, whichever formula is recommended
+            f = sympy.sympify(self.crosscheck.recommended_formula)
+            return f.xreplace({s: sympy.Symbol(s.name, real=True) for s in f.free_symbols})
         return self.expansion_formula
 
     @property
