@@ -1,0 +1,329 @@
+"""Speed and memory of the Taylor engine against nested autograd (HOPE paper, Table 1, scaled).
+
+Configurations:
+- a tanh MLP with 10 hidden layers of width 256 (``--width 1024`` for the paper's size), inputs
+  p = 1, 2, 3, every partial derivative up to order 1..10 at one point;
+- an MNIST-like MLP (784 inputs, ``--mnist 256,128`` hidden widths, tanh, one output) in unmixed
+  mode: d^k f / dx_i^k for all 784 pixels, k <= order;
+- the batched call: 1,000 reference points, p = 3, order 4, a 4x64 tanh MLP.
+
+Each cell runs in a fresh subprocess (time and peak memory are its own; peak memory is the rise
+of the process's maximum resident set over the call, or torch.cuda.max_memory_allocated on
+CUDA). Nested autograd gets ``--limit`` seconds per cell; a cell past it reads ``>limit`` and
+higher orders of that row are not attempted. Nested autograd computes the same derivatives in
+its most economical form: one ``grad`` call per multi-index of degree < n (each call returns
+all p partials), and for unmixed mode one nested ``grad`` chain on a batch of 784 copies of the
+image, each moved along its own pixel.
+
+Usage: ``python experiments/engine_speed.py [--width 1024] [--device cuda] [--limit 60]``
+Writes experiments/out/engine_speed.md and .csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "experiments" / "out"
+
+
+# -- worker: one measurement in this process ----------------------------------------------------
+
+
+def _build_mlp(sizes, seed=0):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    layers = []
+    for a, b in zip(sizes[:-2], sizes[1:-1]):
+        layers += [nn.Linear(a, b), nn.Tanh()]
+    layers.append(nn.Linear(sizes[-2], sizes[-1]))
+    return nn.Sequential(*layers).double().eval()
+
+
+def _autograd_mixed(model, x, order):
+    import torch
+
+    x = x.clone().requires_grad_(True)
+    p = x.shape[1]
+    y = model(x).sum()
+    level = {(0,) * p: y}
+    count = 1
+    for degree in range(order):
+        nxt = {}
+        for beta, g in level.items():
+            start = max([i for i in range(p) if beta[i]], default=0)
+            (d,) = torch.autograd.grad(g, x, create_graph=degree + 1 < order, retain_graph=True)
+            for i in range(start, p):
+                nxt[tuple(b + (j == i) for j, b in enumerate(beta))] = d[:, i].sum()
+        count += len(nxt)
+        level = nxt
+    return count
+
+
+def _autograd_unmixed(model, image, order):
+    import torch
+
+    D = image.numel()
+    t = torch.zeros(D, dtype=image.dtype, device=image.device, requires_grad=True)
+    batch = image.reshape(1, D) + torch.diag(t)  # copy i moves along pixel i
+    g = model(batch).sum()
+    for k in range(order):
+        (g,) = torch.autograd.grad(g, t, create_graph=k + 1 < order)
+        g = g.sum() if k + 1 < order else g
+    return D * order
+
+
+def worker(spec: dict) -> dict:
+    import torch
+
+    import discovery
+
+    torch.set_num_threads(spec["threads"])
+    device = torch.device(spec["device"])
+    model = _build_mlp(spec["sizes"]).to(device)
+    g = torch.Generator().manual_seed(1)
+    x = ((torch.rand(spec["points"], spec["sizes"][0], generator=g, dtype=torch.float64) - 0.5)).to(device)
+    mixed = spec["mode"] != "unmixed"
+
+    def run():
+        if spec["method"] == "engine":
+            discovery.expand(model, x, spec["order"], mixed=mixed)
+        elif mixed:
+            _autograd_mixed(model, x, spec["order"])
+        else:
+            _autograd_unmixed(model, x[0], spec["order"])
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    if spec["method"] == "engine":  # warm up kernels and the tracer once
+        discovery.expand(model, x[:1], 1, mixed=mixed)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    # The best of a few runs (while they stay short) filters out noise from other processes.
+    cpu = []
+    while len(times) < spec.get("repeats", 5) and sum(times) < 2.0:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu.append(after.ru_utime - usage.ru_utime + after.ru_stime - usage.ru_stime)
+    if device.type == "cuda":
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak_mb = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    best = times.index(min(times))
+    return {"seconds": times[best], "cpu_seconds": cpu[best], "peak_mb": peak_mb, "runs": len(times)}
+
+
+# -- driver -------------------------------------------------------------------------------------
+
+
+def measure(spec: dict, limit: float) -> dict:
+    cmd = [sys.executable, __file__, "--worker", json.dumps(spec)]
+    autograd = spec["method"] == "autograd"
+    timeout = limit + 30 if autograd else max(limit, 300.0)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"status": ">limit"}
+    if proc.returncode != 0:
+        oom = proc.returncode in (-9, 137) or "out of memory" in proc.stderr.lower() or "MemoryError" in proc.stderr
+        return {"status": "OOM" if oom else "error", "detail": proc.stderr.strip().splitlines()[-1:]}
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    if autograd and result["seconds"] > limit:
+        result["status"] = ">limit"
+    else:
+        result["status"] = "ok"
+    return result
+
+
+def _fmt_time(r):
+    if r is None:
+        return "-"
+    if r["status"] != "ok":
+        return r["status"]
+    return f"{r['seconds']:.3g}"
+
+
+def _fmt_cpu(r):
+    return f"{r['cpu_seconds']:.3g}" if r and r.get("status") == "ok" else "-"
+
+
+def _fmt_mem(r):
+    return f"{r['peak_mb']:.0f}" if r and r.get("status") == "ok" else "-"
+
+
+def _speedup(ours, theirs, limit):
+    if not ours or ours["status"] != "ok" or theirs is None:
+        return "-", None
+    if theirs["status"] == "ok":
+        ratio = theirs["seconds"] / max(ours["seconds"], 1e-9)
+        return f"{ratio:.0f}x", ratio
+    if theirs["status"] == ">limit":
+        ratio = limit / max(ours["seconds"], 1e-9)
+        return f">{ratio:.0f}x", ratio
+    return f"({theirs['status']})", None
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--width", type=int, default=256)
+    ap.add_argument("--depth", type=int, default=10, help="hidden layers of the Table 1 MLP")
+    ap.add_argument("--dims", default="1,2,3")
+    ap.add_argument("--orders", default="1-10")
+    ap.add_argument("--mnist", default="256,128", help="hidden widths of the 784-input MLP")
+    ap.add_argument("--limit", type=float, default=60.0, help="seconds per autograd cell")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-autograd", action="store_true")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return 0
+
+    lo, _, hi = args.orders.partition("-")
+    orders = list(range(int(lo), int(hi or lo) + 1))
+    dims = [int(d) for d in args.dims.split(",")]
+    mnist_hidden = [int(w) for w in args.mnist.split(",") if w]
+    base = {"device": args.device, "threads": args.threads, "points": 1}
+    rows = []
+
+    def cell(label, sizes, mode, order, points=1):
+        spec = dict(base, sizes=sizes, mode=mode, order=order, points=points)
+        ours = measure(dict(spec, method="engine"), args.limit)
+        return spec, ours
+
+    table_net = f"tanh MLP {args.depth}x{args.width}"
+    for p in dims:
+        sizes = [p] + [args.width] * args.depth + [1]
+        autograd_dead = args.no_autograd
+        for n in orders:
+            spec, ours = cell(table_net, sizes, "mixed", n)
+            theirs = None
+            if not autograd_dead:
+                theirs = measure(dict(spec, method="autograd"), args.limit)
+                autograd_dead = theirs["status"] != "ok"
+            elif not args.no_autograd:
+                theirs = {"status": ">limit"}
+            rows.append(dict(config=table_net, mode="mixed", p=p, order=n, points=1,
+                             derivatives=math.comb(p + n, n) - 1, ours=ours, theirs=theirs))
+            print(_line(rows[-1], args.limit), flush=True)
+
+    mnist_sizes = [784] + mnist_hidden + [1]
+    mnist_net = "tanh MLP " + "-".join(str(s) for s in mnist_sizes)
+    autograd_dead = args.no_autograd
+    for n in orders:
+        spec, ours = cell(mnist_net, mnist_sizes, "unmixed", n)
+        theirs = None
+        if not autograd_dead:
+            theirs = measure(dict(spec, method="autograd"), args.limit)
+            autograd_dead = theirs["status"] != "ok"
+        elif not args.no_autograd:
+            theirs = {"status": ">limit"}
+        rows.append(dict(config=mnist_net, mode="unmixed", p=784, order=n, points=1, derivatives=784 * n,
+                         ours=ours, theirs=theirs))
+        print(_line(rows[-1], args.limit), flush=True)
+
+    batched_net = "tanh MLP 4x64"
+    spec, ours = cell(batched_net, [3, 64, 64, 64, 64, 1], "mixed", 4, points=1000)
+    theirs = None if args.no_autograd else measure(dict(spec, method="autograd"), args.limit)
+    rows.append(dict(config=batched_net, mode="mixed", p=3, order=4, points=1000, derivatives=math.comb(7, 4) - 1,
+                     ours=ours, theirs=theirs))
+    print(_line(rows[-1], args.limit), flush=True)
+
+    goals = _goals(rows, args)
+    _write(rows, goals, args)
+    return 0
+
+
+def _find(rows, **kw):
+    for r in rows:
+        if all(r[k] == v for k, v in kw.items()):
+            return r
+    return None
+
+
+def _goals(rows, args):
+    goals = []
+    r = _find(rows, mode="mixed", p=2, order=6, points=1)
+    if r:
+        text, ratio = _speedup(r["ours"], r["theirs"], args.limit)
+        goals.append(("p = 2, order 6: engine >= 300x faster than nested autograd", text,
+                      ratio is not None and ratio >= 300))
+    r = _find(rows, mode="mixed", p=3, order=10, points=1)
+    if r:
+        goals.append((f"p = 3, order 10 under 2 s ({args.threads} threads, {args.device})", _fmt_time(r["ours"]) + " s",
+                      r["ours"]["status"] == "ok" and r["ours"]["seconds"] < 2.0))
+    r = _find(rows, mode="unmixed", order=10)
+    if r:
+        goals.append((f"unmixed order 10, {r['config']}, under 0.5 s", _fmt_time(r["ours"]) + " s",
+                      r["ours"]["status"] == "ok" and r["ours"]["seconds"] < 0.5))
+    r = _find(rows, points=1000)
+    if r:
+        goals.append(("batched: 1,000 points, p = 3, order 4, 4x64 tanh MLP, under 1 s", _fmt_time(r["ours"]) + " s",
+                      r["ours"]["status"] == "ok" and r["ours"]["seconds"] < 1.0))
+    return goals
+
+
+def _line(r, limit):
+    speed, _ = _speedup(r["ours"], r["theirs"], limit)
+    return (f"{r['config']:<24} {r['mode']:<8} p={r['p']:<4} n={r['order']:<3} B={r['points']:<5} "
+            f"ours {_fmt_time(r['ours']):>8} s (cpu {_fmt_cpu(r['ours'])}) {_fmt_mem(r['ours']):>6} MB | autograd {_fmt_time(r['theirs']):>8} s "
+            f"{_fmt_mem(r['theirs']):>6} MB | {speed}")
+
+
+def _write(rows, goals, args):
+    header = ["network", "mode", "p", "order", "points", "derivatives", "engine_s", "engine_cpu_s", "engine_peak_MB",
+              "autograd_s", "autograd_peak_MB", "speedup"]
+    records = []
+    for r in rows:
+        speed, _ = _speedup(r["ours"], r["theirs"], args.limit)
+        records.append([r["config"], r["mode"], r["p"], r["order"], r["points"], r["derivatives"],
+                        _fmt_time(r["ours"]), _fmt_cpu(r["ours"]), _fmt_mem(r["ours"]), _fmt_time(r["theirs"]), _fmt_mem(r["theirs"]), speed])
+    buf = io.StringIO()
+    csv.writer(buf).writerows([header] + records)
+    _atomic_write(OUT / "engine_speed.csv", buf.getvalue())
+
+    md = [f"# Taylor engine vs nested autograd ({args.device}, {args.threads} threads, autograd limit {args.limit:g} s)", "",
+          "Time: wall seconds of the best run; engine_cpu_s: CPU seconds (all threads) of that run, which "
+          "other processes on the machine do not inflate. Peak memory in MB (rise of max RSS on CPU; max allocated on CUDA), one subprocess per cell, best of up to 5 runs while they total under 2 s.",
+          "`>limit`: nested autograd ran past the limit (higher orders of that row not attempted).", "",
+          "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(str(v) for v in rec) + " |" for rec in records]
+    md += ["", "## Goals", "", "| goal | measured | status |", "|---|---|---|"]
+    md += [f"| {g} | {m} | {'PASS' if ok else 'FAIL'} |" for g, m, ok in goals]
+    text = "\n".join(md) + "\n"
+    _atomic_write(OUT / "engine_speed.md", text)
+    print()
+    print("\n".join(f"{'PASS' if ok else 'FAIL'}  {g}: {m}" for g, m, ok in goals))
+    print(f"\nwrote {OUT / 'engine_speed.md'} and {OUT / 'engine_speed.csv'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
