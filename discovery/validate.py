@@ -13,7 +13,7 @@
   by ``h / 2 * max |g^(n+1)|`` (``h`` the grid spacing) so that the sampled extremes do not miss the
   true ones between grid points.
 * The verdict is the largest radius ``r`` (per input, along its line) for which both ``e2(r)`` and
-  ``e1(r)`` stay below ``tolerance`` times the output's range on the interval.
+  ``e1(r)`` stay below ``tolerance`` times the output's range (the largest range over the lines).
 """
 
 from __future__ import annotations
@@ -373,7 +373,10 @@ def validate(model: nn.Module, center, radius, order: int, *, points: int = 401,
             rows.append({"input": names[i], "n": n, "e1": e1, "e2": e2, "applies": applies,
                          "holds": e1 <= e2 * (1 + 1e-9) + floor})
         ranges[i] = float(line.f.max() - line.f.min())
-        trusted[i] = _trusted_radius(line, order, tolerance * max(ranges[i], 1e-12 * scale), facts[order])
+    # One yardstick for every line: an input without influence has no range of its own.
+    yardstick = max(float(ranges.max()), 1e-12 * max(float(np.abs(f_eval).max()), 1e-300))
+    for i, line in enumerate(lines):
+        trusted[i] = _trusted_radius(line, order, tolerance * yardstick, facts[order])
     bounds = pd.DataFrame(rows, columns=["input", "n", "e1", "e2", "applies", "holds"])
     return Validation(center=c, radius=r, order=order, names=names, convergence=convergence, bounds=bounds,
                       trusted_radius=trusted, tolerance=float(tolerance), output_range=ranges,

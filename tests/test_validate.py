@@ -230,3 +230,21 @@ def test_convergence_trend_follows_the_weight_scale(w0, falls):
         assert slope < -0.3 and ratios[-1] < 1e-3 and ratios[-1] < ratios[1]
     else:
         assert slope > 0.3 and ratios[-1] > 1e3 and ratios[-1] > ratios[1]
+
+
+def test_an_input_without_influence_is_trusted_on_its_whole_line():
+    torch.manual_seed(4)
+    inner = nn.Sequential(nn.Linear(1, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+
+    class FirstInputOnly(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x[:, :1])
+
+    v = validate(FirstInputOnly(), [0.0, 0.0], 0.3, order=6, points=101, n_dense=41, names=["used", "unused"])
+    assert v.trusted_radius[1] == pytest.approx(0.3)
+    assert (v.bounds.loc[v.bounds["input"] == "unused", "e2"] == 0).all()
+    assert v.convergence["unused"].isna().all()  # 0 / 0: no derivative to compare with
