@@ -175,10 +175,10 @@ def _speedup(ours, theirs, limit):
         return "-", None
     if theirs["status"] == "ok":
         ratio = theirs["seconds"] / max(ours["seconds"], 1e-9)
-        return f"{ratio:.0f}x", ratio
+        return f"{ratio:.3g}x", ratio
     if theirs["status"] == ">limit":
         ratio = limit / max(ours["seconds"], 1e-9)
-        return f">{ratio:.0f}x", ratio
+        return f">{ratio:.3g}x", ratio
     return f"({theirs['status']})", None
 
 

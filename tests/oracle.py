@@ -478,12 +478,32 @@ CASES = [
 ]
 
 
+class Residual(nn.Module):
+    """Residual blocks, two branches multiplied and divided, concatenated, then a head."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(5)
+        self.inp = nn.Linear(P, 6)
+        self.blocks = nn.ModuleList([nn.Sequential(nn.Linear(6, 6), nn.Tanh()) for _ in range(2)])
+        self.out = nn.Linear(12, 1)
+
+    def forward(self, x):
+        h = self.inp(x)
+        for block in self.blocks:
+            h = h + block(h)
+        a = torch.sin(h)
+        b = torch.exp(-0.5 * h * h)
+        return self.out(torch.cat([a * b, a / (1.0 + b) - torch.log(1.0 + h**2)], dim=1))
+
+
 class _FDropout(nn.Module):
     def forward(self, x):
         return F.dropout(x, 0.4, training=False)
 
 
 CASES.append(Case("functional_dropout", _seq(lambda: nn.Linear(P, 4), nn.Tanh, _FDropout, lambda: nn.Linear(4, 1))))
+CASES.append(Case("residual_branches", lambda: Residual().double().eval()))
 CASES.append(Case("pow", lambda: Arithmetic("pow").double().eval()))
 
 BY_NAME = {c.name: c for c in CASES}
