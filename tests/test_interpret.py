@@ -243,3 +243,25 @@ def test_structure_tests_on_exact_functions_and_output_standardisation():
     e = expand(Standardised(), points, 2)
     assert multiplicative_separability(e, output_offset=2.0, output_scale=0.5).groups == [[0], [1]]
     assert multiplicative_separability(e).groups == [[0, 1]]
+
+
+# -- heat maps ----------------------------------------------------------------------------------
+
+
+def test_hope_heatmap_predicts_the_measured_output_change_of_every_pixel():
+    from discovery.interpret import heatmap_correlation, hope_heatmap, perturbation_heatmap
+
+    torch.manual_seed(0)
+    cnn = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Tanh(), nn.AvgPool2d(2), nn.Flatten(),
+                        nn.Linear(36, 3)).double().eval()
+    images = torch.rand(4, 1, 6, 6, generator=torch.Generator().manual_seed(1), dtype=F64)
+    measured = perturbation_heatmap(cnn, images, dx=0.05)
+    hope = hope_heatmap(cnn, images, order=6, dx=0.05)
+    assert hope.shape == measured.shape == (4, 3, 1, 6, 6)
+    # the series of one pixel converges fast at a small step: the maps agree almost exactly
+    assert float((hope - measured).abs().max()) <= 1e-9 * float(measured.abs().max())
+    assert (heatmap_correlation(hope, measured) > 0.999999).all()
+    # first order alone is the gradient times dx: worse than the full series at a large step
+    big_first = heatmap_correlation(hope_heatmap(cnn, images, order=1, dx=2.0), perturbation_heatmap(cnn, images, 2.0))
+    big_full = heatmap_correlation(hope_heatmap(cnn, images, order=6, dx=2.0), perturbation_heatmap(cnn, images, 2.0))
+    assert big_full.mean() > big_first.mean()

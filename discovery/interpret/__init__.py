@@ -1,5 +1,11 @@
 """Explaining trained networks: HOPE heat maps, CAFO/CASO interpretations, structure tests."""
 
+from discovery.interpret.heatmaps import (
+    heatmap_correlation,
+    hope_heatmap,
+    hope_heatmap_from,
+    perturbation_heatmap,
+)
 from discovery.interpret.saliency import (
     Interpretation,
     cafo,
@@ -17,6 +23,10 @@ from discovery.interpret.structure import (
 )
 
 __all__ = [
+    "heatmap_correlation",
+    "hope_heatmap",
+    "hope_heatmap_from",
+    "perturbation_heatmap",
     "StructureReport",
     "additive_separability",
     "log_hessian",
