@@ -89,11 +89,14 @@ def _print_result(d, out: Path | None, quiet: bool) -> None:
 
 
 def _run(args) -> int:
+    from discovery.report import check_folder
+
     features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
-    d = _discover(args, args.data, args.target, features)
     out = Path(args.out)
     if args.out == "results":
         out = out / Path(args.data).stem
+    check_folder(out, "discovery run --out", args.data)  # fail before training, not after
+    d = _discover(args, args.data, args.target, features)
     d.save(out, report=not args.no_report)
     _print_result(d, out, args.quiet)
     return 0
@@ -101,12 +104,14 @@ def _run(args) -> int:
 
 def _demo(args) -> int:
     from discovery.data import bundled
+    from discovery.report import check_folder
 
     path = bundled(args.dataset)
     if not args.quiet:
         print(f"demo: discovering the law behind {path} (true law in datasets/README.md)", flush=True)
-    d = _discover(args, path)
     out = Path(args.out) if args.out else Path("results") / "demo"
+    check_folder(out, "discovery demo --out", str(path))
+    d = _discover(args, path)
     d.save(out, report=not args.no_report)
     _print_result(d, out, args.quiet)
     return 0

@@ -18,22 +18,13 @@ import numpy as np
 
 from discovery.errors import DiscoveryError
 
-__all__ = ["write_folder", "write_report"]
+__all__ = ["check_folder", "write_folder", "write_report"]
 
 _MARKERS = ("result.json", "report.html")
 
 
-def write_folder(directory, write: Callable[[Path], None], call: str, source: str | None = None) -> Path:
-    """Fill a new temporary folder with ``write(tmp)`` and rename it to ``directory``.
-
-    An existing ``directory`` is replaced only when it is an earlier result folder (it holds
-    ``result.json`` or ``report.html``) and does not hold the input file ``source``.
-
-    Examples
-    --------
-    >>> write_folder("out", lambda tmp: (tmp / "a.txt").write_text("hi"), "demo")  # doctest: +SKIP
-    PosixPath('out')
-    """
+def check_folder(directory, call: str, source: str | None = None) -> Path:
+    """Raise unless ``directory`` may receive a result folder (see :func:`write_folder`)."""
     target = Path(directory)
     if source is not None:
         src = Path(source).resolve()
@@ -47,6 +38,21 @@ def write_folder(directory, write: Callable[[Path], None], call: str, source: st
             raise DiscoveryError(
                 f"{call}: {target} exists and is not an earlier result folder; pass a new or empty folder"
             )
+    return target
+
+
+def write_folder(directory, write: Callable[[Path], None], call: str, source: str | None = None) -> Path:
+    """Fill a new temporary folder with ``write(tmp)`` and rename it to ``directory``.
+
+    An existing ``directory`` is replaced only when it is an earlier result folder (it holds
+    ``result.json`` or ``report.html``) and does not hold the input file ``source``.
+
+    Examples
+    --------
+    >>> write_folder("out", lambda tmp: (tmp / "a.txt").write_text("hi"), "demo")  # doctest: +SKIP
+    PosixPath('out')
+    """
+    target = check_folder(directory, call, source)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:

@@ -1,0 +1,93 @@
+"""The discovery command: outputs, exit codes, one-line errors, input files left alone."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from discovery.cli import main
+
+
+@pytest.fixture(scope="module")
+def momentum_csv(tmp_path_factory) -> Path:
+    rng = np.random.default_rng(7)
+    X = rng.uniform(1, 5, (300, 2))
+    path = tmp_path_factory.mktemp("data") / "momentum.csv"
+    pd.DataFrame({"m": X[:, 0], "v": X[:, 1], "p": X[:, 0] * X[:, 1]}).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_result(momentum_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out") / "res"
+    before = hashlib.sha256(momentum_csv.read_bytes()).hexdigest()
+    return out, before
+
+
+def test_run_prints_formula_and_writes_folder(momentum_csv, run_result, capsys):
+    out, before = run_result
+    code = main(["run", str(momentum_csv), "--target", "p", "--order", "2", "--crosscheck", "off", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert printed.splitlines()[0] == "p = m*v"
+    assert "LaTeX: m v" in printed and "R^2 1.000000" in printed and f"results written to {out}/" in printed
+    assert json.loads((out / "result.json").read_text())["formula"] == "m*v"
+    assert (out / "report.html").exists() and (out / "model.pt").exists()
+    assert hashlib.sha256(momentum_csv.read_bytes()).hexdigest() == before
+
+
+def test_quiet_prints_only_the_formula(momentum_csv, tmp_path, capsys):
+    code = main(["run", str(momentum_csv), "--order", "1", "--space", "log", "--crosscheck", "off", "--quiet",
+                 "--no-report", "--out", str(tmp_path / "q")])
+    assert code == 0
+    assert capsys.readouterr().out == "m*v\n"
+    assert not (tmp_path / "q" / "report.html").exists()
+
+
+def test_expand_a_saved_model(run_result, capsys):
+    out, _ = run_result
+    if not (out / "model.pt").exists():
+        pytest.skip("needs the run test's result folder")
+    code = main(["expand", str(out / "model.pt"), "--at", "1.0,1.2", "--order", "3"])
+    assert code == 0
+    assert capsys.readouterr().out.strip()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "{missing}"], "no such file"),
+        (["run", "{csv}", "--target", "q"], "'q'"),
+        (["run", "{csv}", "--order", "nine"], "order='nine'"),
+        (["run", "{csv}", "--out", "{csv}"], "holds the input file"),
+        (["run"], "required: data"),
+        (["expand", "{csv}", "--at", "1,2"], "{csv_name}"),
+    ],
+)
+def test_errors_are_one_line_with_nonzero_exit(args, message, momentum_csv, tmp_path):
+    fill = {"missing": str(tmp_path / "nope.csv"), "csv": str(momentum_csv), "csv_name": momentum_csv.name}
+    argv = [a.format(**fill) for a in args]
+    before = momentum_csv.read_bytes()
+    proc = subprocess.run([sys.executable, "-m", "discovery.cli", *argv, "--crosscheck", "off"]
+                          if argv[0] == "run" and len(argv) > 1 else [sys.executable, "-m", "discovery.cli", *argv],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("warning:")]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert message.format(**fill) in lines[0]
+    assert momentum_csv.read_bytes() == before
+
+
+def test_demo_runs_on_a_bundled_dataset(tmp_path, capsys):
+    code = main(["demo", "--out", str(tmp_path / "demo"), "--no-report"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "y = 0.5*x1**2 + 0.5*x2" in printed and f"results written to {tmp_path / 'demo'}/" in printed
