@@ -12,13 +12,14 @@ expansion's formula, at the same settings. With ``--mode operon`` the true law s
 expansion's formula, so the table gives Operon's recovery and its time per law at the defaults
 ``discover`` is compared with.
 
-Writes ``experiments/out/crosscheck.csv`` and ``crosscheck.md``.
+Writes ``experiments/out/crosscheck_<mode>[_noise<level>][_gen<n>].csv`` and ``.md``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import inspect
 import os
 import statistics
 import sys
@@ -72,7 +73,8 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def run_law(name: str, rhs: str, mode: str, noise: float, threads: int, guided: bool, options: dict) -> dict:
+def run_law(name: str, rhs: str, mode: str, noise: float, threads: int, guided: bool, options: dict,
+            distractors: int = 0) -> dict:
     path = ROOT / "datasets" / f"{name}.csv"
     with warnings.catch_warnings():  # renamed columns (E -> E_) are expected here
         warnings.simplefilter("ignore")
@@ -81,15 +83,21 @@ def run_law(name: str, rhs: str, mode: str, noise: float, threads: int, guided: 
     if noise > 0:
         y = y + noise * np.std(y) * np.random.default_rng(0).standard_normal(len(y))
     truth = parse_truth(rhs, table)
+    if distractors:  # columns the law does not use, on the range of the first feature
+        rng = np.random.default_rng(1)
+        extra = rng.uniform(X[:, 0].min(), X[:, 0].max(), (len(y), distractors))
+        X = np.column_stack([X, extra])
+        names = names + [f"z{i + 1}" for i in range(distractors)]
     row: dict = {"law": name, "true law": rhs}
     if mode == "discover":
         discover = _discover()
         data = path
-        if noise > 0:
+        if noise > 0 or distractors:
             frame = pd.DataFrame(np.column_stack([X, y]), columns=names + [table.target_name])
             data = frame
         t0 = time.perf_counter()
-        result = discover(data, order=3, crosscheck="operon")
+        extra = {"progress": False} if "progress" in inspect.signature(discover).parameters else {}
+        result = discover(data, order=3, crosscheck="operon", **extra)
         row["discover s"] = time.perf_counter() - t0
         hope = result.expansion_formula
         c = result.crosscheck
@@ -125,6 +133,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--threads", type=int, default=default_threads())
     parser.add_argument("--no-guided", action="store_true", help="skip the guided-search measurement")
     parser.add_argument("--generations", type=int, default=None, help="override Operon's generations")
+    parser.add_argument("--distractors", type=int, default=0, help="add this many irrelevant uniform columns")
     args = parser.parse_args(argv)
 
     mode = args.mode
@@ -136,7 +145,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     print(f"mode={mode} noise={args.noise} threads={args.threads} laws={len(chosen)}", flush=True)
     rows = []
     for name in chosen:
-        row = run_law(name, laws[name], mode, args.noise, args.threads, not args.no_guided, options)
+        row = run_law(name, laws[name], mode, args.noise, args.threads, not args.no_guided, options, args.distractors)
         rows.append(row)
         print(f"{name:16s} {row['verdict']:27s} rec={row['recommended']:9s} Operon {row['Operon s']:5.1f}s  "
               f"{row['Operon formula']}", flush=True)
@@ -144,7 +153,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
 
     agree = int((frame["verdict"] == AGREE).sum())
     lines = [
-        f"# Cross-check of the bundled laws (mode {mode}, noise {args.noise:g}, {args.threads} threads)",
+        f"# Cross-check of the bundled laws (mode {mode}, noise {args.noise:g}, {args.threads} threads, "
+        f"generations {args.generations or 'default'}, {args.distractors} irrelevant columns)",
         "",
         frame.to_markdown(index=False, floatfmt=".6g") if _has_tabulate() else frame.to_string(index=False),
         "",
@@ -164,7 +174,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     text = "\n".join(lines) + "\n"
     print()
     print(text)
-    suffix = "" if args.noise == 0 else f"_noise{args.noise:g}"
+    suffix = f"_{mode}" + ("" if args.noise == 0 else f"_noise{args.noise:g}")
+    suffix += "" if args.generations is None else f"_gen{args.generations}"
+    suffix += "" if not args.distractors else f"_distractors{args.distractors}"
     write_atomic(OUT / f"crosscheck{suffix}.md", text)
     write_atomic(OUT / f"crosscheck{suffix}.csv", frame.to_csv(index=False))
     return frame

@@ -207,6 +207,11 @@ def run_engine(
     if g.additive and len(g.additive) > 1 and formula is not None:
         parts = _additive_parts(formula, g.additive)
         if parts is not None:
+            if engine == "operon":  # each part is a smaller search: share the generations
+                from discovery.crosscheck.operon import OPERON_DEFAULTS
+
+                total = int(options.get("generations", OPERON_DEFAULTS["generations"]))
+                options = {**options, "generations": max(5, total // len(g.additive))}
             return _fit_additive(fit, X, y, names, g.additive, parts, time_budget, seed, options), (
                 "additive parts " + " + ".join("f(" + ", ".join(grp) + ")" for grp in g.additive)
             )
