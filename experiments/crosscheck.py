@@ -111,6 +111,7 @@ def run_law(name: str, rhs: str, mode: str, noise: float, threads: int, guided: 
     row["R2 HOPE"] = c.r2["expansion"]
     row["R2 Operon"] = c.r2[c.engine]
     row["Operon s"] = c.times["engine"]
+    row["Operon CPU s"] = c.times.get("engine_cpu", float("nan"))
     recommended = c.recommended_formula
     row["recommended = true law"] = equivalence(truth, recommended, X, names).verdict == AGREE
     row["Operon = true law"] = equivalence(truth, c.engine_formula, X, names).verdict == AGREE
@@ -162,7 +163,9 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         f"- Operon recovers the true law: {int(frame['Operon = true law'].sum())} of {len(frame)}",
         f"- recommended formula is the true law: {int(frame['recommended = true law'].sum())} of {len(frame)}",
         f"- Operon time per law: median {statistics.median(frame['Operon s']):.2f} s, "
-        f"max {frame['Operon s'].max():.2f} s",
+        f"max {frame['Operon s'].max():.2f} s (CPU time over all threads: median "
+        f"{statistics.median(frame['Operon CPU s']):.2f} s)",
+        f"- load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall times stretch with it)",
     ]
     if "discover s" in frame:
         lines.append(f"- discover time per law (with cross-check): median {statistics.median(frame['discover s']):.2f} s")

@@ -111,6 +111,8 @@ TRICKY = [
     (sympy.exp(x), 1 + x + x**2 / 2 + x**3 / 6, (-0.3, 0.3), DISAGREE),
     (sympy.exp(-(x**2) / 2) / sympy.sqrt(2 * sympy.pi), 0.3989 - 0.1995 * x**2 + 0.0499 * x**4, (-0.5, 0.5), DISAGREE),
     (x / y, x * y, (0.5, 2), DISAGREE),
+    (x**2 - y**2 + x * y / 2, x**2 - 1.02 * y**2, (-2, 2), DISAGREE),  # a term missing
+    (sympy.sin(x) + y, sympy.sin(x) + y + 1e-5 * x * y**3, (-1, 1), AGREE),  # a negligible extra term
     (6.674 * x * y / z**2, sympy.Float(6.674) * x * y * z**-2, (1, 5), AGREE),
 ]
 

@@ -145,12 +145,14 @@ def equivalence(
 
     - ``"agree"``: the difference simplifies to 0, or the two are numerically identical on the
       probe points (data rows and uniform points in the data's box), or they have the same form
-      and their values differ by at most ``rtol`` (relative to the spread of ``a``).
-    - ``"equivalent up to constants"``: the same form (refitting the constants of one reproduces
-      the other exactly, or the difference or ratio simplifies to a constant) with values that
-      differ by more than ``rtol``.
-    - ``"disagree"``: neither; formulas with close values but a different form (``sin(x)`` and
-      ``x - x**3/6`` on a small range) disagree.
+      (or one is the other plus terms that are negligible on the data) and their values differ
+      by at most ``rtol`` (relative to the spread of ``a``).
+    - ``"equivalent up to constants"``: the same form (refitting the constants of each
+      reproduces the other exactly, or the difference or ratio simplifies to a constant) with
+      values that differ by more than ``rtol``.
+    - ``"disagree"``: neither. Formulas with close values but a different form (``sin(x)`` and
+      ``x - x**3/6`` on a small range) disagree, and so does a formula that lacks terms of the
+      other that matter.
 
     Examples
     --------
@@ -189,13 +191,22 @@ def equivalence(
     same_form = kind is not None and _numeric_constant(va, vb, kind)
     if kind is not None and not same_form:
         evidence.append("numeric probing contradicts SymPy's constant; trusting the numbers")
+    contains = False
     if not same_form:
-        fit_b = _refit_residual(b, va, P, names)
-        fit_a = _refit_residual(a, vb, P, names) if fit_b > _SAME_FORM else fit_b
-        best = min(fit_a, fit_b)
-        evidence.append(f"refitting the constants of one formula to the other leaves {best:.3g} relative residual")
-        same_form = best <= _SAME_FORM
+        b_covers_a = _refit_residual(b, va, P, names)  # a is b's form with some constants (maybe 0)
+        a_covers_b = _refit_residual(a, vb, P, names)
+        evidence.append(
+            f"refitting b's constants to a leaves {b_covers_a:.3g} relative residual, "
+            f"a's constants to b {a_covers_b:.3g}"
+        )
+        same_form = max(b_covers_a, a_covers_b) <= _SAME_FORM
+        contains = min(b_covers_a, a_covers_b) <= _SAME_FORM
     if not same_form:
+        if contains and rel <= rtol:
+            evidence.append(f"one formula has extra terms that are negligible on the data (values within {rel:.3g})")
+            return Equivalence(AGREE, evidence, rel, symbolic)
+        if contains:
+            evidence.append("one formula has terms the other lacks, and they matter on the data")
         return Equivalence(DISAGREE, evidence, rel, symbolic)
     if rel <= rtol:
         evidence.append(f"same form; values differ by at most {rel:.3g} <= rtol={rtol:g}")

@@ -206,9 +206,11 @@ def fit_operon(
         reg.fit(X[rows], y[rows])
     except (RuntimeError, ValueError) as exc:
         raise CrosscheckError(f"fit_operon(X, y, names): Operon failed: {exc}") from exc
-    symbols = [sympy.Symbol(n) for n in names]
-    by_hash = {h: symbols[j] for j, h in enumerate(reg.variables_)}
-    exprs = [tree_to_sympy(member["tree"], by_hash) for member in reg.pareto_front_]
+    # real symbols while building, so SymPy folds log(exp(u)) and the like; plain ones after
+    real = [sympy.Symbol(n, real=True) for n in names]
+    plain = {r: sympy.Symbol(r.name) for r in real}
+    by_hash = {h: real[j] for j, h in enumerate(reg.variables_)}
+    exprs = [tree_to_sympy(member["tree"], by_hash).xreplace(plain) for member in reg.pareto_front_]
     table, best = finish(exprs, X, y, names, polish_constants=polish_constants)
     seconds = time.perf_counter() - start
     settings["search_rows"] = len(rows)
