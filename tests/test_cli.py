@@ -71,19 +71,28 @@ def test_expand_a_saved_model(run_result, capsys):
         (["expand", "{csv}", "--at", "1,2"], "{csv_name}"),
     ],
 )
-def test_errors_are_one_line_with_nonzero_exit(args, message, momentum_csv, tmp_path):
+def test_errors_are_one_line_with_nonzero_exit(args, message, momentum_csv, tmp_path, capsys):
     fill = {"missing": str(tmp_path / "nope.csv"), "csv": str(momentum_csv), "csv_name": momentum_csv.name}
     argv = [a.format(**fill) for a in args]
     before = momentum_csv.read_bytes()
-    proc = subprocess.run([sys.executable, "-m", "discovery.cli", *argv, "--crosscheck", "off"]
-                          if argv[0] == "run" and len(argv) > 1 else [sys.executable, "-m", "discovery.cli", *argv],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0
-    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("warning:")]
-    assert len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
+    try:
+        code = main(argv + (["--crosscheck", "off"] if argv[0] == "run" and len(argv) > 1 else []))
+    except SystemExit as exc:  # usage errors leave through argparse
+        code = exc.code
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning:")]
+    assert code != 0
+    assert len(lines) == 1, err
     assert message.format(**fill) in lines[0]
     assert momentum_csv.read_bytes() == before
+
+
+def test_installed_command_prints_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "discovery.cli", "run", str(tmp_path / "none.csv")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("discovery run: load_table(")
 
 
 def test_demo_runs_on_a_bundled_dataset(tmp_path, capsys):
