@@ -31,6 +31,7 @@ FIT_DEFAULTS = {"hidden": (32, 32), "activation": "tanh", "max_epochs": 200, "pa
 
 MAX_ORDER = 4
 _MEMBER_FACTOR = 3.0  # a member is dropped when its validation RMSE is this many times the best
+_SCREEN_FACTOR = 10.0  # a space is not trained when its polynomial screen is this much worse
 _ACCURACY_TOL = 0.05  # candidates within 5 % of the best validation RMSE count as equally accurate
 
 
@@ -133,6 +134,8 @@ def discover(
         notes.append(f"only {n} rows: no rows held out; scores are on the validation rows")
 
     spaces, space_note = _spaces(space, X, y, call)
+    if len(spaces) > 1:
+        spaces, space_note = _screen(spaces, X[fit_index], y[fit_index], min(max(orders), MAX_ORDER), seed)
     fit_settings = {**FIT_DEFAULTS, **(fit_options or {})}
     max_order = max(orders)
     candidates = []
@@ -255,6 +258,39 @@ def _spaces(space: str, X: np.ndarray, y: np.ndarray, call: str) -> tuple[list[s
         why = "features with values <= 0" if not np.all(X > 0) else "a target that changes sign or is 0"
         return ["raw"], f"raw space: log space needs positive features and a target of one sign, the data have {why}"
     return ["raw", "log"], ""
+
+
+def _screen(spaces: list[str], X: np.ndarray, y: np.ndarray, degree: int, seed: int) -> tuple[list[str], str]:
+    """Skip training a space whose best polynomial of the same degree (least squares, validation
+    rows) is more than ``_SCREEN_FACTOR`` times worse than the other space's: the networks there
+    could not do better than the polynomial the merge refits anyway."""
+    from sklearn.preprocessing import PolynomialFeatures
+
+    rng = np.random.default_rng(seed + 1)
+    perm = rng.permutation(len(y))
+    n_val = max(1, len(y) // 5)
+    val, train = perm[:n_val], perm[n_val:]
+    floor = 1e-9 * float(np.std(y)) + 1e-300
+    rmse = {}
+    for sp in spaces:
+        V, t, sign = _to_space(X, y, sp)
+        Z = (V - V[train].mean(axis=0)) / np.where(V[train].std(axis=0) > 0, V[train].std(axis=0), 1.0)
+        D = PolynomialFeatures(degree).fit_transform(Z)
+        coef = np.linalg.lstsq(D[train], t[train], rcond=None)[0]
+        with np.errstate(all="ignore"):
+            pred = D[val] @ coef
+            pred = sign * np.exp(pred) if sp == "log" else pred
+        err = float(np.sqrt(np.mean((pred - y[val]) ** 2)))
+        rmse[sp] = err if np.isfinite(err) else np.inf
+    best = min(spaces, key=lambda sp: rmse[sp])
+    other = [sp for sp in spaces if sp != best][0]
+    if rmse[other] > _SCREEN_FACTOR * (rmse[best] + floor):
+        return [best], (
+            f"{best} space: a degree-{degree} polynomial screen reaches validation RMSE {rmse[best]:.3g} in {best} space "
+            f"against {rmse[other]:.3g} in {other} space (more than {_SCREEN_FACTOR:g}x better), so only {best} "
+            "space was trained"
+        )
+    return spaces, ""
 
 
 def _to_space(X: np.ndarray, y: np.ndarray, space: str) -> tuple[np.ndarray, np.ndarray, float]:
