@@ -135,7 +135,10 @@ def main() -> None:
     parser.add_argument("--dx", type=float, default=1.0, help="pixel change (inputs are scaled to [0, 1])")
     parser.add_argument("--sweep", type=int, default=16, help="number of dx values in the sweep timing")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1 keeps small-op timings free of thread hand-off noise)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     net, images, labels, accuracy = train_cnn(args.seed)
     images, labels = images[:args.images], labels[:args.images]

@@ -74,13 +74,20 @@ def _order_of(z: torch.Tensor) -> int:
 
 
 def mc_mul(z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Product of two multicomplex tensors of the same order: ``(2^k, ...)`` each."""
+    """Product of two multicomplex tensors of the same order: ``(2^k, ...)`` each.
+
+    ``out[U] = sum_S sign(S, U ^ S) z[S] w[U ^ S]``: the real block (Cauchy-Riemann) matrix of
+    ``z`` applied to ``w``, one pass per component of ``z`` (a single gather of all ``4^k``
+    products moves more memory than it saves).
+    """
     n = z.shape[0]
     xor, sign = _tables(_order_of(z), z.device)
-    tail = (1,) * (max(z.ndim, w.ndim) - 1)
+    sign = sign.to(z.dtype)
+    z, w = torch.broadcast_tensors(z, w)
+    tail = (1,) * (z.ndim - 1)
     out = None
     for s in range(n):
-        term = sign[s].to(z.dtype).reshape(n, *tail) * z[s].unsqueeze(0) * w[xor[s]]
+        term = sign[s].reshape(n, *tail) * z[s].unsqueeze(0) * w[xor[s]]
         out = term if out is None else out + term
     return out
 

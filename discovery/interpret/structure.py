@@ -19,7 +19,6 @@ read as a fraction (default ``0.02``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
