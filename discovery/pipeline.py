@@ -26,7 +26,7 @@ from discovery.symbolic import text, to_original_units
 
 __all__ = ["discover", "FIT_DEFAULTS"]
 
-FIT_DEFAULTS = {"hidden": (32, 32), "activation": "tanh", "max_epochs": 200, "patience": 50, "lbfgs_steps": 200}
+FIT_DEFAULTS = {"hidden": (32, 32), "activation": "tanh", "max_epochs": 200, "patience": 50, "lbfgs_steps": 100}
 """Training settings ``discover`` passes to :func:`discovery.fit.fit_ensemble` unless overridden."""
 
 MAX_ORDER = 4
