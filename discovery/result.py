@@ -328,7 +328,7 @@ class Discovery:
         where = "held-out" if len(self.test_index) else "all"
         lines = [
             f"{self.target_name} = {self.text(precision=6)}",
-            f"  LaTeX: {self.latex()}",
+            f"  LaTeX: {self.latex(precision=6)}",
             f"  R^2 {r2:.6f}, RMSE {rmse:.4g} on {len(self.score_index)} {where} rows",
             f"  {self.space_reason or self.space + ' space'}",
             f"  {self.order_reason}",
