@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import subprocess
 import sys
@@ -26,15 +28,17 @@ def momentum_csv(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def run_result(momentum_csv, tmp_path_factory):
+    """``discovery run`` once: the output folder, the input's hash before, exit code and stdout."""
     out = tmp_path_factory.mktemp("out") / "res"
     before = hashlib.sha256(momentum_csv.read_bytes()).hexdigest()
-    return out, before
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = main(["run", str(momentum_csv), "--target", "p", "--order", "2", "--crosscheck", "off", "--out", str(out)])
+    return out, before, code, buffer.getvalue()
 
 
-def test_run_prints_formula_and_writes_folder(momentum_csv, run_result, capsys):
-    out, before = run_result
-    code = main(["run", str(momentum_csv), "--target", "p", "--order", "2", "--crosscheck", "off", "--out", str(out)])
-    printed = capsys.readouterr().out
+def test_run_prints_formula_and_writes_folder(momentum_csv, run_result):
+    out, before, code, printed = run_result
     assert code == 0
     assert printed.splitlines()[0] == "p = m*v"
     assert "LaTeX: m v" in printed and "R^2 1.000000" in printed and f"results written to {out}/" in printed
@@ -52,9 +56,7 @@ def test_quiet_prints_only_the_formula(momentum_csv, tmp_path, capsys):
 
 
 def test_expand_a_saved_model(run_result, capsys):
-    out, _ = run_result
-    if not (out / "model.pt").exists():
-        pytest.skip("needs the run test's result folder")
+    out = run_result[0]
     code = main(["expand", str(out / "model.pt"), "--at", "1.0,1.2", "--order", "3"])
     assert code == 0
     assert capsys.readouterr().out.strip()
