@@ -15,7 +15,7 @@ from discovery.engine.polynomial import evaluate, n_terms, shift_coefficients
 from discovery.engine.rules import Context
 from discovery.engine.series import Algebra, Series
 from discovery.engine.trace import run_graph, trace
-from discovery.errors import ExpansionError
+from discovery.errors import ExpansionError, UnsupportedLayerError
 
 __all__ = ["expand", "Expansion", "UnmixedExpansion"]
 
@@ -150,6 +150,8 @@ def _run(gm, model, x: Series, dtype, device, call, shape) -> torch.Tensor:
     ctx = Context(x.algebra, dtype, device)
     try:
         out = run_graph(gm, x, ctx, call)
+    except UnsupportedLayerError:
+        raise
     except ExpansionError as exc:
         hint = _expected_features(model)
         if hint and ("shape" in str(exc) or "size" in str(exc)):

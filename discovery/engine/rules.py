@@ -226,7 +226,8 @@ def _div(ctx, a, b, *, rounding_mode=None):
 @register_rule(operator.pow, torch.pow, "pow")
 def _pow(ctx, a, b):
     if isinstance(b, Series):
-        base = torch.as_tensor(ctx.tensor(a)) if not isinstance(a, Series) else None
+        base = (torch.as_tensor(ctx.tensor(a), dtype=ctx.dtype, device=ctx.device)
+                if not isinstance(a, Series) else None)
         log_a = as_series(torch.log(base), b) if base is not None else a.apply_elementwise(A.log)
         return _mul(ctx, log_a, b).apply_elementwise(A.exp)
     exponent = float(b)
