@@ -21,23 +21,23 @@ __all__ = [
 
 
 def tanh(x0, n):
-    return U.tanh(U.variable(x0, n))
+    return U.tanh_at(x0, n)
 
 
 def sigmoid(x0, n):
-    return U.sigmoid(U.variable(x0, n))
+    return U.sigmoid_at(x0, n)
 
 
 def sin(x0, n):
-    return U.sin_cos(U.variable(x0, n))[0]
+    return U.sin_cos_at(x0, n)[0]
 
 
 def cos(x0, n):
-    return U.sin_cos(U.variable(x0, n))[1]
+    return U.sin_cos_at(x0, n)[1]
 
 
 def exp(x0, n):
-    return U.exp(U.variable(x0, n))
+    return U.exp_at(x0, n)
 
 
 def log(x0, n):
@@ -64,10 +64,9 @@ def sine(w0: float):
     """Coefficients of ``sin(w0 * x)`` (SIREN activation)."""
 
     def coefficients(x0, n):
-        a = U.variable(w0 * x0, n)
-        if n >= 1:
-            a[1] = w0
-        return U.sin_cos(a)[0]
+        # d^k/dx^k sin(w0 x) = w0^k sin^(k)(w0 x)
+        scale = w0 ** torch.arange(n + 1, dtype=x0.dtype, device=x0.device)
+        return U.sin_cos_at(w0 * x0, n)[0] * scale.reshape(-1, *([1] * x0.ndim))
 
     return coefficients
 
@@ -91,7 +90,7 @@ def leaky_relu(slope: float):
 def elu(alpha: float):
     def coefficients(x0, n):
         v = U.variable(x0, n)
-        negative = alpha * U.exp(v)
+        negative = alpha * U.exp_at(x0, n)
         negative[0] = negative[0] - alpha
         return _select(x0 > 0, v, negative)
 
@@ -99,8 +98,7 @@ def elu(alpha: float):
 
 
 def silu(x0, n):
-    v = U.variable(x0, n)
-    return U.mul(v, U.sigmoid(v))
+    return U.mul(U.variable(x0, n), U.sigmoid_at(x0, n))
 
 
 def gelu(approximate: str = "none"):

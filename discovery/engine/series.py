@@ -21,6 +21,9 @@ from discovery.engine.polynomial import degree_slices, monomials, n_terms, produ
 
 __all__ = ["Algebra", "Series"]
 
+# Gathered product factors per chunk of a batched composition (elements): about 8 MB in float64.
+_CHUNK_ELEMENTS = 1 << 20
+
 
 @dataclass
 class Algebra:
@@ -42,6 +45,7 @@ class Algebra:
         self.n_terms = n_terms(self.p, self.order)
         self._table = product_table(self.p, self.order)
         self._slices = degree_slices(self.p, self.order)
+        self._rows = [s.stop for s in self._slices]
         degrees = self.monomials.sum(axis=1)
         fact = np.array([math.factorial(k) for k in range(self.order + 1)], dtype=np.float64)
         self._term_degree = torch.from_numpy(degrees)
@@ -61,13 +65,13 @@ class Algebra:
         """
         d = self.order if max_degree is None else max_degree
         rows = self.terms_upto(d)
-        shape = torch.broadcast_shapes(a.shape[1:], b.shape[1:])
+        shape = a.shape[1:] if a.shape[1:] == b.shape[1:] else torch.broadcast_shapes(a.shape[1:], b.shape[1:])
         if self.p == 1:
             return self._mul_univariate(a, b, d, a_has_constant, shape)
         left, right, out = self._table.indices(d, not a_has_constant, a.device)
         prods = a[left] * b[right]
         result = a.new_zeros((rows, *shape))
-        return result.index_add_(0, out, prods.expand(len(out), *shape))
+        return result.index_add_(0, out, prods if prods.shape[1:] == shape else prods.expand(len(out), *shape))
 
     @staticmethod
     def _mul_univariate(a, b, d, a_has_constant, shape):
@@ -89,12 +93,50 @@ class Algebra:
         c = self._broadcast_shared(f_coefficients, a)
         if degree == 1 and n >= 1:
             return self._compose_affine(a, c)
-        v = a.clone()
-        v[0] = 0
-        acc = c[n].unsqueeze(0)
+        if self.p == 1:
+            v = a.clone()
+            v[0] = 0
+            acc = c[n].unsqueeze(0)
+            for k in range(n - 1, -1, -1):
+                acc = self.mul(v, acc, max_degree=n - k, a_has_constant=False)
+                acc[0] = acc[0] + c[k]
+            return acc
+        # Large batches run in chunks along the batch axis, so that each chunk's gathered
+        # factors stay in cache (the products are memory-bound).
+        left, right, out, counts = self._table.horner(a.device)
+        per_item = counts[n] * (a[0].numel() // max(a.shape[1], 1))
+        chunk = max(1, _CHUNK_ELEMENTS // max(per_item, 1))
+        if a.shape[1] <= chunk:
+            return self._horner(a, c, left, right, out, counts)
+        result = a.new_empty((self.n_terms, *a.shape[1:]))
+        for start in range(0, a.shape[1], chunk):
+            stop = min(start + chunk, a.shape[1])
+            result[:, start:stop] = self._horner(a[:, start:stop], c[:, start:stop], left, right, out, counts)
+        return result
+
+    def _horner(self, a, c, left, right, out, counts):
+        """Multivariate Horner: the left factor v (``a`` without its constant) is gathered
+        once; stage k multiplies by v up to degree ``order - k``, a prefix of the pairs."""
+        n = self.order
+        rows = self._rows
+        shape = a.shape[1:]
+        vl = a[left]
+        # One buffer for every stage's products, unless autograd must see the graph.
+        track = torch.is_grad_enabled() and (a.requires_grad or c.requires_grad)
+        prods = None if track else torch.empty_like(vl)
+        acc = c[n].unsqueeze(0).expand(1, *shape)
         for k in range(n - 1, -1, -1):
-            acc = self.mul(v, acc, max_degree=n - k, a_has_constant=False)
-            acc[0] = acc[0] + c[k]
+            m = counts[n - k]
+            if track:
+                buf = vl[:m] * acc[right[:m]]
+            else:
+                buf = prods[:m]
+                torch.index_select(acc, 0, right[:m], out=buf)
+                buf.mul_(vl[:m])
+            nxt = a.new_zeros((rows[n - k], *shape))
+            nxt.index_add_(0, out[:m], buf)
+            nxt[0] = c[k]
+            acc = nxt
         return acc
 
     def _compose_affine(self, a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -167,11 +209,17 @@ class Series:
         # wide network sees an affine input, so this skips most of its work).
         live = T if self.degree is None else self.algebra.terms_upto(min(self.degree, self.algebra.order))
         mapped = fn(self.coeffs[:live].reshape(live * N, *self.coeffs.shape[2:]))
-        out = mapped.new_zeros((T, N, *mapped.shape[1:]))
-        out[:live] = mapped.reshape(live, N, *mapped.shape[1:])
+        if live == T:
+            out = mapped.reshape(T, N, *mapped.shape[1:])
+        else:
+            out = mapped.new_zeros((T, N, *mapped.shape[1:]))
+            out[:live] = mapped.reshape(live, N, *mapped.shape[1:])
         if bias is not None:
-            out = out.clone() if out.requires_grad else out
-            out[0] = out[0] + bias
+            if out.requires_grad:
+                out = out.clone()
+                out[0] = out[0] + bias
+            else:
+                out[0] += bias
         return self.new(out)
 
     def apply_elementwise(self, coefficient_fn) -> "Series":

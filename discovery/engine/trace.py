@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 from torch import fx, nn
 
@@ -29,10 +31,44 @@ class _Tracer(fx.Tracer):
         return super().is_leaf_module(m, qualname)
 
 
+_CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def _fingerprint(model: nn.Module) -> tuple:
+    """What a traced graph depends on besides tensor values: the module tree, each module's
+    class and ``forward``, and its plain attributes (fx bakes numbers such as ``w0`` into the
+    graph). Parameters and buffers are read at run time, so training in place keeps a cached
+    graph valid."""
+    parts = []
+    for name, m in model.named_modules():
+        attrs = tuple(sorted((k, v) for k, v in vars(m).items() if isinstance(v, _PLAIN)))
+        parts.append((name, type(m), getattr(m.forward, "__func__", m.forward), attrs))
+    return tuple(parts)
+
+
 def trace(model: nn.Module, call: str) -> fx.GraphModule:
-    """Symbolically trace ``model``; a model that cannot be traced gets a clear error."""
+    """Symbolically trace ``model``; a model that cannot be traced gets a clear error.
+
+    The graph is cached per model and reused while the model's structure is unchanged, so
+    repeated expansions of one network (many reference points in chunks, a convergence
+    table) trace it once.
+    """
     if isinstance(model, fx.GraphModule):
         return model
+    key = _fingerprint(model)
+    try:
+        hit = _CACHE.get(model)
+    except TypeError:  # a module class that defines __eq__ without __hash__: no caching
+        return _trace(model, call)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    gm = _trace(model, call)
+    _CACHE[model] = (key, gm)
+    return gm
+
+
+def _trace(model: nn.Module, call: str) -> fx.GraphModule:
     try:
         graph = _Tracer().trace(model)
     except Exception as exc:  # torch.fx raises many kinds of errors on untraceable code

@@ -13,8 +13,10 @@ argument ``a``: if ``y' = g * a'`` then ``k y_k = sum_{j=1..k} j a_j g_{k-j}``. 
 
 from __future__ import annotations
 
+import functools
 import math
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -30,6 +32,10 @@ __all__ = [
     "power",
     "erf",
     "integrate_derivative",
+    "tanh_at",
+    "sigmoid_at",
+    "sin_cos_at",
+    "exp_at",
 ]
 
 
@@ -89,6 +95,95 @@ def _ode(a: torch.Tensor, y0: torch.Tensor, rhs) -> torch.Tensor:
         g[k - 1] = rhs(y, k - 1)
         y[k] = _conv_term(a, g, k)
     return y
+
+
+@functools.lru_cache(maxsize=None)
+def _autonomous_table(rhs: tuple, order: int) -> np.ndarray:
+    """Coefficients of ``Q_k / k!`` (row ``k - 1``, lowest power first) for ``k = 1..order``.
+
+    For ``y' = R(y)`` with the polynomial ``R`` given by ``rhs`` (integer coefficients, lowest
+    first), every derivative factors as ``y^(k) = R(y) Q_k(y)``: ``Q_1 = 1`` and, since
+    ``(R Q_k)' = (R' Q_k + R Q_k') R``, ``Q_{k+1} = R' Q_k + R Q_k'``. The recursion runs in
+    exact integers; only the final division by ``k!`` rounds.
+    """
+    r = [int(v) for v in rhs]
+    dr = _poly_derivative(r)
+    q = [1]
+    rows = []
+    for k in range(1, order + 1):
+        rows.append([v / math.factorial(k) for v in q])
+        q = _poly_add(_poly_mul(dr, q), _poly_mul(r, _poly_derivative(q)))
+    width = max(len(row) for row in rows)
+    return np.array([row + [0.0] * (width - len(row)) for row in rows], dtype=np.float64)
+
+
+def _poly_derivative(a):
+    return [i * a[i] for i in range(1, len(a))] or [0]
+
+
+def _poly_mul(a, b):
+    out = [0] * (len(a) + len(b) - 1)
+    for i, x in enumerate(a):
+        for j, y in enumerate(b):
+            out[i + j] += x * y
+    return out
+
+
+def _poly_add(a, b):
+    out = [0] * max(len(a), len(b))
+    for i, x in enumerate(a):
+        out[i] += x
+    for i, x in enumerate(b):
+        out[i] += x
+    return out
+
+
+def _autonomous_at(y0: torch.Tensor, r0: torch.Tensor, rhs: tuple, order: int) -> torch.Tensor:
+    """``y^(k) / k!`` for ``y' = R(y)``, from ``y0`` and the accurately computed ``r0 = R(y0)``.
+
+    ``y^(k) = R(y) Q_k(y)`` with integer polynomials ``Q_k``; evaluating the factor ``R(y)``
+    from a formula that does not cancel (``sech^2`` rather than ``1 - tanh^2``) keeps every
+    coefficient accurate to round-off relative to its own size, far into the tails.
+    """
+    out = y0.new_empty((order + 1, *y0.shape))
+    out[0] = y0
+    if order == 0:
+        return out
+    table = torch.as_tensor(_autonomous_table(rhs, order), dtype=y0.dtype, device=y0.device)
+    powers = y0.reshape(1, -1) ** torch.arange(table.shape[1], dtype=y0.dtype, device=y0.device).reshape(-1, 1)
+    out[1:] = (table @ powers).reshape(order, *y0.shape) * r0
+    return out
+
+
+def tanh_at(x0: torch.Tensor, order: int) -> torch.Tensor:
+    """``tanh^(k)(x0) / k!`` for ``k <= order`` (``y' = 1 - y^2``)."""
+    return _autonomous_at(torch.tanh(x0), torch.cosh(x0).pow(-2), (1, 0, -1), order)
+
+
+def sigmoid_at(x0: torch.Tensor, order: int) -> torch.Tensor:
+    """``sigmoid^(k)(x0) / k!`` for ``k <= order`` (``y' = y - y^2``)."""
+    y = torch.sigmoid(x0)
+    return _autonomous_at(y, y * torch.sigmoid(-x0), (0, 1, -1), order)
+
+
+def sin_cos_at(x0: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sin^(k)(x0) / k!, cos^(k)(x0) / k!)`` for ``k <= order``.
+
+    The derivatives cycle through ``sin, cos, -sin, -cos``; each coefficient is one of the two
+    values times ``+-1/k!``, so no rounding accumulates with the order.
+    """
+    s, c = torch.sin(x0), torch.cos(x0)
+    base = torch.stack([s, c, -s, -c])
+    k = torch.arange(order + 1, device=x0.device)
+    inv_fact = torch.tensor([1.0 / math.factorial(i) for i in range(order + 1)], dtype=x0.dtype, device=x0.device)
+    inv_fact = inv_fact.reshape(-1, *([1] * x0.ndim))
+    return base[k % 4] * inv_fact, base[(k + 1) % 4] * inv_fact
+
+
+def exp_at(x0: torch.Tensor, order: int) -> torch.Tensor:
+    """``exp(x0) / k!`` for ``k <= order``."""
+    inv_fact = torch.tensor([1.0 / math.factorial(i) for i in range(order + 1)], dtype=x0.dtype, device=x0.device)
+    return torch.exp(x0).unsqueeze(0) * inv_fact.reshape(-1, *([1] * x0.ndim))
 
 
 def _square_coefficient(y: torch.Tensor, m: int) -> torch.Tensor:
