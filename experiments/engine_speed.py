@@ -10,10 +10,18 @@ Configurations:
 Each cell runs in a fresh subprocess (time and peak memory are its own; peak memory is the rise
 of the process's maximum resident set over the call, or torch.cuda.max_memory_allocated on
 CUDA). Nested autograd gets ``--limit`` seconds per cell; a cell past it reads ``>limit`` and
-higher orders of that row are not attempted. Nested autograd computes the same derivatives in
-its most economical form: one ``grad`` call per multi-index of degree < n (each call returns
-all p partials), and for unmixed mode one nested ``grad`` chain on a batch of 784 copies of the
-image, each moved along its own pixel.
+higher orders of that row are not attempted. Two nested-autograd baselines compute the same
+derivatives:
+
+- ``autograd``: as in the HOPE paper's Table 1, every one of the p^k k-th partials by nesting
+  ``grad`` (p + p^2 + ... + p^n scalar derivatives, one ``grad`` call per partial of order < n);
+  the speed goal is judged against this one;
+- ``autograd_sym``: its most economical form, one ``grad`` call per multi-index of degree < n
+  (each call returns all p partials; symmetric partials are not recomputed). Shown beside it so
+  the ratio against the strongest nested-autograd baseline is on record too.
+
+For unmixed mode both are one nested ``grad`` chain on a batch of 784 copies of the image, each
+moved along its own pixel.
 
 Usage: ``python experiments/engine_speed.py [--width 1024] [--device cuda] [--limit 60]``
 Writes experiments/out/engine_speed.md and .csv.
@@ -53,7 +61,26 @@ def _build_mlp(sizes, seed=0):
     return nn.Sequential(*layers).double().eval()
 
 
+def _autograd_full(model, x, order):
+    """Every k-th partial (p^k of them, symmetric ones recomputed) by nested ``grad``."""
+    import torch
+
+    x = x.clone().requires_grad_(True)
+    p = x.shape[1]
+    level = [model(x).sum()]
+    count = 1
+    for degree in range(order):
+        nxt = []
+        for g in level:
+            (d,) = torch.autograd.grad(g, x, create_graph=degree + 1 < order, retain_graph=True)
+            nxt += [d[:, i].sum() for i in range(p)]
+        count += len(nxt)
+        level = nxt
+    return count
+
+
 def _autograd_mixed(model, x, order):
+    """One ``grad`` call per multi-index of degree < order (symmetric partials computed once)."""
     import torch
 
     x = x.clone().requires_grad_(True)
@@ -103,6 +130,8 @@ def worker(spec: dict) -> dict:
     def run():
         if spec["method"] == "engine":
             discovery.expand(model, x, spec["order"], mixed=mixed)
+        elif mixed and spec["method"] == "autograd":
+            _autograd_full(model, x, spec["order"])
         elif mixed:
             _autograd_mixed(model, x, spec["order"])
         else:
@@ -118,8 +147,9 @@ def worker(spec: dict) -> dict:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times = []
     cpu = []
-    # At least three runs unless they are slow; best of up to five while they total under 2 s.
-    while len(times) < 5 and (sum(times) < 2.0 or (len(times) < 3 and sum(times) < 10.0)):
+    # Best of at least three runs unless they are slow, and of up to twenty while they total
+    # under 2 s (millisecond runs need many to see past scheduler noise).
+    while len(times) < 20 and (sum(times) < 2.0 or (len(times) < 3 and sum(times) < 10.0)):
         usage = resource.getrusage(resource.RUSAGE_SELF)
         start = time.perf_counter()
         run()
@@ -139,7 +169,7 @@ def worker(spec: dict) -> dict:
 
 def measure(spec: dict, limit: float) -> dict:
     cmd = [sys.executable, __file__, "--worker", json.dumps(spec)]
-    autograd = spec["method"] == "autograd"
+    autograd = spec["method"] != "engine"
     timeout = limit + 30 if autograd else max(limit, 300.0)
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
@@ -229,16 +259,22 @@ def main(argv=None) -> int:
     for p, p_orders in plan.items():
         sizes = [p] + [args.width] * args.depth + [1]
         autograd_dead = args.no_autograd or (args.goals and p == 3)
+        sym_dead = autograd_dead
         for n in p_orders:
             spec, ours = cell(table_net, sizes, "mixed", n)
-            theirs = None
+            theirs = sym = None
             if not autograd_dead:
                 theirs = measure(dict(spec, method="autograd"), args.limit)
                 autograd_dead = theirs["status"] != "ok"
             elif not args.no_autograd and not args.goals:
                 theirs = {"status": ">limit"}
+            if not sym_dead:
+                sym = measure(dict(spec, method="autograd_sym"), args.limit)
+                sym_dead = sym["status"] != "ok"
+            elif not args.no_autograd and not args.goals:
+                sym = {"status": ">limit"}
             rows.append(dict(config=table_net, mode="mixed", p=p, order=n, points=1,
-                             derivatives=math.comb(p + n, n) - 1, ours=ours, theirs=theirs))
+                             derivatives=math.comb(p + n, n) - 1, ours=ours, theirs=theirs, sym=sym))
             print(_line(rows[-1], args.limit), flush=True)
 
     mnist_sizes = [784] + mnist_hidden + [1]
@@ -259,8 +295,9 @@ def main(argv=None) -> int:
     batched_net = "tanh MLP 4x64"
     spec, ours = cell(batched_net, [3, 64, 64, 64, 64, 1], "mixed", 4, points=1000)
     theirs = None if args.no_autograd else measure(dict(spec, method="autograd"), args.limit)
+    sym = None if args.no_autograd else measure(dict(spec, method="autograd_sym"), args.limit)
     rows.append(dict(config=batched_net, mode="mixed", p=3, order=4, points=1000, derivatives=math.comb(7, 4) - 1,
-                     ours=ours, theirs=theirs))
+                     ours=ours, theirs=theirs, sym=sym))
     print(_line(rows[-1], args.limit), flush=True)
 
     goals = _goals(rows, args)
@@ -280,8 +317,11 @@ def _goals(rows, args):
     r = _find(rows, mode="mixed", p=2, order=6, points=1)
     if r:
         text, ratio = _speedup(r["ours"], r["theirs"], args.limit)
-        goals.append(("p = 2, order 6: engine >= 300x faster than nested autograd", text,
-                      ratio is not None and ratio >= 300))
+        goals.append(("p = 2, order 6: engine >= 300x faster than nested autograd (all p^k partials, as in "
+                      "the paper's Table 1)", text, ratio is not None and ratio >= 300))
+        text, ratio = _speedup(r["ours"], r.get("sym"), args.limit)
+        goals.append(("p = 2, order 6: the same against symmetry-reduced nested autograd (reported, not the goal)",
+                      text, None))
     r = _find(rows, mode="mixed", p=3, order=10, points=1)
     if r:
         goals.append((f"p = 3, order 10 under 2 s ({args.threads} threads, {args.device})", _fmt_time(r["ours"]) + " s",
@@ -301,33 +341,42 @@ def _line(r, limit):
     speed, _ = _speedup(r["ours"], r["theirs"], limit)
     return (f"{r['config']:<24} {r['mode']:<8} p={r['p']:<4} n={r['order']:<3} B={r['points']:<5} "
             f"ours {_fmt_time(r['ours']):>8} s (cpu {_fmt_cpu(r['ours'])}) {_fmt_mem(r['ours']):>6} MB | autograd {_fmt_time(r['theirs']):>8} s "
-            f"{_fmt_mem(r['theirs']):>6} MB | {speed}")
+            f"{_fmt_mem(r['theirs']):>6} MB | {speed} | autograd_sym {_fmt_time(r.get('sym')):>8} s "
+            f"{_speedup(r['ours'], r.get('sym'), limit)[0]}")
+
+
+def _verdict(ok):
+    return "info" if ok is None else ("PASS" if ok else "FAIL")
 
 
 def _write(rows, goals, args):
     header = ["network", "mode", "p", "order", "points", "derivatives", "engine_s", "engine_cpu_s", "engine_peak_MB",
-              "autograd_s", "autograd_peak_MB", "speedup"]
+              "autograd_s", "autograd_peak_MB", "speedup", "autograd_sym_s", "speedup_sym"]
     records = []
     for r in rows:
         speed, _ = _speedup(r["ours"], r["theirs"], args.limit)
         records.append([r["config"], r["mode"], r["p"], r["order"], r["points"], r["derivatives"],
-                        _fmt_time(r["ours"]), _fmt_cpu(r["ours"]), _fmt_mem(r["ours"]), _fmt_time(r["theirs"]), _fmt_mem(r["theirs"]), speed])
+                        _fmt_time(r["ours"]), _fmt_cpu(r["ours"]), _fmt_mem(r["ours"]), _fmt_time(r["theirs"]), _fmt_mem(r["theirs"]), speed,
+                        _fmt_time(r.get("sym")), _speedup(r["ours"], r.get("sym"), args.limit)[0]])
     buf = io.StringIO()
     csv.writer(buf).writerows([header] + records)
     _atomic_write(OUT / "engine_speed.csv", buf.getvalue())
 
     md = [f"# Taylor engine vs nested autograd ({args.device}, {args.threads} threads, autograd limit {args.limit:g} s)", "",
           "Time: wall seconds of the best run; engine_cpu_s: CPU seconds (all threads) of that run, which "
-          "other processes on the machine do not inflate. Peak memory in MB (rise of max RSS on CPU; max allocated on CUDA), one subprocess per cell, best of 3-5 runs (one or two when a run takes seconds).",
+          "other processes on the machine do not inflate. Peak memory in MB (rise of max RSS on CPU; max allocated on CUDA), one subprocess per cell, best of 3-20 runs (one or two when a run takes more than 5 s).",
+          "autograd: nested grad computing all p^k k-th partials, as in the HOPE paper's Table 1; "
+          "autograd_sym: nested grad with one call per multi-index (symmetric partials computed once). "
+          "Unmixed rows have one autograd baseline.",
           "`>limit`: nested autograd ran past the limit (higher orders of that row not attempted).", "",
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(str(v) for v in rec) + " |" for rec in records]
     md += ["", "## Goals", "", "| goal | measured | status |", "|---|---|---|"]
-    md += [f"| {g} | {m} | {'PASS' if ok else 'FAIL'} |" for g, m, ok in goals]
+    md += [f"| {g} | {m} | {_verdict(ok)} |" for g, m, ok in goals]
     text = "\n".join(md) + "\n"
     _atomic_write(OUT / "engine_speed.md", text)
     print()
-    print("\n".join(f"{'PASS' if ok else 'FAIL'}  {g}: {m}" for g, m, ok in goals))
+    print("\n".join(f"{_verdict(ok)}  {g}: {m}" for g, m, ok in goals))
     print(f"\nwrote {OUT / 'engine_speed.md'} and {OUT / 'engine_speed.csv'}")
 
 
