@@ -118,7 +118,7 @@ def _demo(args) -> int:
 
 
 def _expand(args) -> int:
-    from discovery.validate import expand_command
+    from discovery.validation import expand_command
 
     names = [n.strip() for n in args.names.split(",")] if args.names else None
     report = expand_command(args.model, args.at, args.order, args.out, radius=args.radius, output=args.output,

@@ -26,7 +26,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from discovery.nn import Sine  # noqa: E402
-from discovery.validate import validate  # noqa: E402
+from discovery.validation import validate  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 RADIUS = 6.0

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from discovery.engine import expand  # noqa: E402
 from discovery.surrogate import PolynomialModule, expansion_size, to_numpy_function  # noqa: E402
-from discovery.validate import validate  # noqa: E402
+from discovery.validation import validate  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 H_SET, K, T_PLANT, VALVE_LAG = 10.0, 1.0, 1.0, 0.2

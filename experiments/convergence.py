@@ -27,7 +27,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from discovery.nn import Sine  # noqa: E402
-from discovery.validate import convergence_table  # noqa: E402
+from discovery.validation import convergence_table  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 W0 = (0.01, 0.1, 1.0, 10.0, 100.0)

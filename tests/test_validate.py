@@ -12,7 +12,7 @@ from torch import nn
 from discovery.errors import ExpansionError, ModelLoadError
 from discovery.modelio import load_model
 from discovery.nn import Sine
-from discovery.validate import convergence_table, expand_command, validate
+from discovery.validation import convergence_table, expand_command, validate
 
 
 def _sine_of_affine(weight, bias: float) -> nn.Module:
