@@ -17,9 +17,10 @@ import torch
 
 from discovery.crosscheck.base import complexity
 from discovery.data import load_table
-from discovery.engine import expand
+from discovery.engine import Expansion, expand
 from discovery.errors import DataError, DiscoveryError
 from discovery.fit import fit_ensemble
+from discovery.interpret.structure import additive_separability, unused_variables
 from discovery.merge import merge
 from discovery.result import Discovery, LocalPolynomials
 from discovery.symbolic import text, to_original_units
@@ -51,6 +52,7 @@ def discover(
     test_fraction: float = 0.2,
     crosscheck_budget: float = 30.0,
     crosscheck_options: dict | None = None,
+    crosscheck_guide: str | None = "off",
     fit_options: dict | None = None,
     merge_options: dict | None = None,
     min_rows: int = 10,
@@ -90,6 +92,10 @@ def discover(
         Rows held out from everything (training, merging, selection) to score the result.
     crosscheck_budget : float, default 30
         Seconds the cross-check engine may search at most.
+    crosscheck_guide : {"off", "structure"}, default "off"
+        ``"structure"`` narrows the cross-check engine's search with what the exact derivatives
+        of the ensemble showed (:attr:`Discovery.structure`): only the inputs with influence,
+        and, in raw space, each additive block searched on its own.
     crosscheck_options, fit_options, merge_options : dict, optional
         Passed to :func:`discovery.crosscheck.compare`, :func:`discovery.fit.fit_ensemble`
         (over :data:`FIT_DEFAULTS`) and :func:`discovery.merge.merge`.
@@ -110,6 +116,8 @@ def discover(
     call = "discover(data, ...)"
     orders = _orders(order, call)
     engine = _engine(crosscheck, call)
+    if crosscheck_guide not in (None, "off", "structure"):
+        raise DataError(f"{call}: crosscheck_guide={crosscheck_guide!r}; pass 'structure' or 'off'")
     if not 0 <= test_fraction < 0.9:
         raise DataError(f"{call}: test_fraction={test_fraction!r}; pass a number in [0, 0.9)")
     timings: dict[str, float] = {}
@@ -140,6 +148,7 @@ def discover(
     max_order = max(orders)
     candidates = []
     fitted_by_space = {}
+    structure_by_space: dict[str, dict | None] = {}
     for sp in spaces:
         t0 = time.perf_counter()
         V, t, sign = _to_space(X[fit_index], y[fit_index], sp)
@@ -160,6 +169,7 @@ def discover(
             fitted.x_mean, fitted.x_scale, fitted.y_mean, fitted.y_scale,
         )
         timings[f"expand {sp}"] = time.perf_counter() - t0
+        structure_by_space[sp] = _structure(expansion, kept, names, table.target_name, sp, notes)
         local = LocalPolynomials(centers=centers, monomials=np.asarray(expansion.monomials), coefficients=coefficients,
                                  names=names, space=sp, sign=sign)
         fitted_by_space[sp] = (fitted, kept, local)
@@ -186,8 +196,12 @@ def discover(
     comparison = None
     if engine is not None:
         t0 = time.perf_counter()
+        options = dict(crosscheck_options or {})
+        structure = structure_by_space.get(best["space"])
+        if crosscheck_guide == "structure" and structure is not None and "guide" not in options:
+            options["guide"] = _guide(structure, best["space"])
         comparison = _crosscheck(engine, merged.expression, X, y, names, test_index, seed, crosscheck_budget,
-                                 crosscheck_options, notes)
+                                 options, notes)
         timings["crosscheck"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
     return Discovery(
@@ -213,10 +227,60 @@ def discover(
         fit_index=fit_index,
         timings=timings,
         notes=notes,
+        structure=structure_by_space.get(best["space"]),
         settings={"order": order, "space": space, "seed": seed, "members": members, "crosscheck": engine or "off",
                   "reference_points": int(local.centers.shape[0]), "fit": {k: list(v) if isinstance(v, tuple) else v
                                                                          for k, v in fit_settings.items()}},
     )
+
+
+def _structure(expansion, kept, names, target, space, notes) -> dict | None:
+    """Structure tests on the kept members' exact derivatives at the reference points.
+
+    The expansion is in standardised (and, in log space, logarithmic) units; a per-variable
+    affine change of units leaves zero derivatives zero, so the verdicts carry over to the
+    table's columns. Needs order >= 2 (second derivatives) and at least two inputs.
+    """
+    if expansion.order < 2 or expansion.n_inputs < 2:
+        return None
+    members = Expansion(expansion.center, expansion.coefficients[:, :, kept], expansion.order, (len(kept),))
+    try:
+        influence = unused_variables(members)
+        additive = additive_separability(members)
+    except DiscoveryError as exc:
+        notes.append(f"structure tests skipped: {exc}")
+        return None
+    with_influence, without = influence.groups if len(influence.groups) == 2 else (list(range(len(names))), [])
+    blocks = [[names[i] for i in g] for g in additive.groups]
+    parts = [f"f{k + 1}({', '.join(b)})" for k, b in enumerate(blocks)]
+    if len(blocks) == 1:
+        split = "no additive split" if space == "raw" else "no multiplicative split (log y on log x)"
+    elif space == "raw":
+        split = f"{target} = {' + '.join(parts)}"
+    else:
+        split = f"{target} = {' * '.join(parts)} (log y additive in log x)"
+    return {
+        "space": space,
+        "inputs_with_influence": [names[i] for i in with_influence],
+        "inputs_without_influence": [names[i] for i in without],
+        "additive_blocks": blocks,
+        "summary": split + (f"; no influence: {', '.join(names[i] for i in without)}" if without else ""),
+        "members": int(additive.members),
+        "threshold": float(additive.threshold),
+    }
+
+
+def _guide(structure: dict, space: str):
+    """The cross-check guide a structure report implies (additive blocks only hold for raw y)."""
+    from discovery.crosscheck import Guide
+
+    blocks = structure["additive_blocks"]
+    used = set(structure["inputs_with_influence"])
+    additive = None
+    if space == "raw" and len(blocks) > 1:
+        additive = [[n for n in b if n in used] for b in blocks]
+        additive = [b for b in additive if b] or None
+    return Guide(variables=structure["inputs_with_influence"], additive=additive)
 
 
 def _orders(order, call: str) -> list[int]:

@@ -102,6 +102,11 @@ class Discovery:
         Scores of ``formula`` on held-out rows (never used for training or selection).
     timings : dict
         Seconds per stage.
+    structure : dict or None
+        What the exact derivatives of the kept networks say about the law: inputs with and
+        without influence (``df/dx_i = 0`` everywhere) and additive blocks (``d2f/dx_i dx_j = 0``),
+        judged against the members' disagreement (:mod:`discovery.interpret.structure`); None
+        for order 1 or a single input.
 
     Examples
     --------
@@ -133,6 +138,7 @@ class Discovery:
     timings: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
+    structure: dict | None = None
 
     # ----------------------------------------------------------------------------- formula
     @property
@@ -271,6 +277,7 @@ class Discovery:
             "notes": list(self.notes) + list(self.merged.notes),
             "data_warnings": list(self.data_warnings),
             "settings": self.settings,
+            "structure": self.structure,
             "crosscheck": None,
         }
         c = self.crosscheck
@@ -333,6 +340,8 @@ class Discovery:
             f"  {self.space_reason or self.space + ' space'}",
             f"  {self.order_reason}",
         ]
+        if self.structure is not None:
+            lines.append(f"  structure (exact derivatives of the networks): {self.structure['summary']}")
         if self.crosscheck is not None:
             c = self.crosscheck
             lines.append(f"  cross-check ({c.engine}): {c.verdict}; recommended: {c.recommended} ({c.reason})")

@@ -121,6 +121,33 @@ def test_crosscheck_with_operon_shows_both_formulas():
     assert json.loads(d.to_json())["crosscheck"]["verdict"] == c.verdict
 
 
+def test_structure_of_the_networks_splits_the_law_and_guides_operon():
+    # y = x1^2 + sin(x2), x3 is noise-free but irrelevant: the exact Hessians of the ensemble
+    # show the additive split and the gradient shows x3 has no influence.
+    rng = np.random.default_rng(6)
+    X = rng.uniform(-2, 2, (800, 3))
+    frame = pd.DataFrame({"x1": X[:, 0], "x2": X[:, 1], "x3": X[:, 2], "y": X[:, 0] ** 2 + np.sin(X[:, 1])})
+    d = discover(frame, order=3, progress=False, fit_options=FAST, crosscheck="operon", crosscheck_guide="structure",
+                 crosscheck_budget=10, crosscheck_options={"generations": 10, "n_threads": 1})
+    s = d.structure
+    assert s["inputs_without_influence"] == ["x3"] and s["inputs_with_influence"] == ["x1", "x2"]
+    assert s["additive_blocks"] == [["x1"], ["x2"], ["x3"]]
+    assert "y = f1(x1) + f2(x2) + f3(x3); no influence: x3" in d.summary()
+    assert json.loads(d.to_json())["structure"]["additive_blocks"] == s["additive_blocks"]
+    assert d.crosscheck is not None and "x3" not in {v.name for v in d.crosscheck.engine_formula.free_symbols}
+    assert d.crosscheck.guided  # the engine was told what the derivatives found
+
+
+def test_structure_sees_no_split_in_a_product():
+    rng = np.random.default_rng(7)
+    X = rng.uniform(-1, 1, (600, 2))
+    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "y": np.sin(X[:, 0] * X[:, 1] * 2)})
+    d = discover(frame, order=3, progress=False, fit_options=FAST, crosscheck="off")
+    assert d.structure["additive_blocks"] == [["a", "b"]]
+    with pytest.raises(DataError, match="crosscheck_guide"):
+        discover(frame, order=2, progress=False, crosscheck="operon", crosscheck_guide="yes", fit_options=FAST)
+
+
 def test_failing_crosscheck_is_a_note_not_a_crash():
     frame = pd.read_csv(QUADRATIC).iloc[:300]
     d = discover(frame, crosscheck="pysr", progress=False, fit_options=FAST)
