@@ -58,6 +58,9 @@ def _common(p: argparse.ArgumentParser, default_out, default_crosscheck: str = "
     p.add_argument("--space", default="auto", choices=["auto", "raw", "log"], help="variable space (default auto)")
     p.add_argument("--crosscheck", default=default_crosscheck, choices=["auto", "off", "operon", "pysr", "gplearn"],
                    help=f"symbolic-regression cross-check (default {default_crosscheck})")
+    p.add_argument("--guide", default="off", choices=["off", "structure"],
+                   help="narrow the cross-check's search with the structure the networks' derivatives show "
+                        "(inputs with influence, additive blocks); default off")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--members", type=int, default=5, help="networks in the ensemble (default 5)")
     p.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda' (default auto)")
@@ -76,7 +79,7 @@ def _discover(args, data, target=None, features=None):
 
     return discover(data, target=target, order=_order(args.order), features=features, space=args.space,
                     seed=args.seed, device=args.device, crosscheck=args.crosscheck, members=args.members,
-                    progress=not args.quiet and sys.stderr.isatty())
+                    crosscheck_guide=args.guide, progress=not args.quiet and sys.stderr.isatty())
 
 
 def _print_result(d, out: Path | None, quiet: bool) -> None:
