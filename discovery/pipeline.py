@@ -25,7 +25,7 @@ from discovery.merge import merge
 from discovery.result import Discovery, LocalPolynomials
 from discovery.symbolic import text, to_original_units
 
-__all__ = ["discover", "FIT_DEFAULTS"]
+__all__ = ["discover", "structure_guide", "FIT_DEFAULTS"]
 
 FIT_DEFAULTS = {"hidden": (32, 32), "activation": "tanh", "max_epochs": 200, "patience": 50, "lbfgs_steps": 100}
 """Training settings ``discover`` passes to :func:`discovery.fit.fit_ensemble` unless overridden."""
@@ -199,7 +199,7 @@ def discover(
         options = dict(crosscheck_options or {})
         structure = structure_by_space.get(best["space"])
         if crosscheck_guide == "structure" and structure is not None and "guide" not in options:
-            options["guide"] = _guide(structure, best["space"])
+            options["guide"] = structure_guide(structure, best["space"])
         comparison = _crosscheck(engine, merged.expression, X, y, names, test_index, seed, crosscheck_budget,
                                  options, notes)
         timings["crosscheck"] = time.perf_counter() - t0
@@ -270,7 +270,7 @@ def _structure(expansion, kept, names, target, space, notes) -> dict | None:
     }
 
 
-def _guide(structure: dict, space: str):
+def structure_guide(structure: dict, space: str):
     """The cross-check guide a structure report implies (additive blocks only hold for raw y)."""
     from discovery.crosscheck import Guide
 

@@ -7,10 +7,12 @@
 Per law it prints the HOPE formula (``discover(csv, order=3, crosscheck="operon")``), Operon's
 formula, the verdict, the recommended formula with held-out R^2 of both, and times; then how often
 the two agree and whether the recommended formula is the true law. It also measures HOPE-guided
-search: Operon on all variables vs Operon restricted to the variables (and additive split) of the
-expansion's formula, at the same settings. With ``--mode operon`` the true law stands in for the
-expansion's formula, so the table gives Operon's recovery and its time per law at the defaults
-``discover`` is compared with.
+search: Operon on all variables vs Operon restricted to the variables (and additive split) that the
+structure tests on the networks' exact derivatives found (what ``crosscheck_guide="structure"``
+passes; the expansion's formula stands in where there is no structure report), at the same
+settings. ``--distractors k`` adds k columns the law does not use. With ``--mode operon`` the true
+law stands in for the expansion's formula, so the table gives Operon's recovery and its time per
+law at the defaults ``discover`` is compared with.
 
 Writes ``experiments/out/crosscheck_<mode>[_noise<level>][_gen<n>].csv`` and ``.md``.
 """
@@ -116,7 +118,13 @@ def run_law(name: str, rhs: str, mode: str, noise: float, threads: int, guided: 
     row["recommended = true law"] = equivalence(truth, recommended, X, names).verdict == AGREE
     row["Operon = true law"] = equivalence(truth, c.engine_formula, X, names).verdict == AGREE
     if guided:
-        g = guide_from_formula(hope, names)
+        structure = getattr(result, "structure", None) if mode == "discover" else None
+        if structure is not None:  # what discover(crosscheck_guide="structure") passes
+            from discovery.pipeline import structure_guide
+
+            g, row["guide from"] = structure_guide(structure, result.space), "network structure"
+        else:
+            g, row["guide from"] = guide_from_formula(hope, names), "formula"
         cg = compare(hope, X, y, names, engine="operon", seed=0, guide=g, n_threads=threads, **options)
         row["guided by"] = cg.guided or "(all variables)"
         row["guided Operon formula"] = short(cg.engine_formula)
