@@ -66,6 +66,18 @@ class Search:
         return self.candidates.loc[self.best, "sympy_format"]
 
 
+def as_xy(X, y, names: Sequence[str], call: str) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` as (n, len(names)) and ``y`` as (n,) float64 arrays, or a CrosscheckError saying so."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).reshape(-1)
+    if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[1] != len(names):
+        raise CrosscheckError(
+            f"{call}: X has shape {X.shape}, y {y.shape}, names {len(names)}; "
+            "pass X of shape (n, len(names)) and y of shape (n,)"
+        )
+    return X, y
+
+
 def complexity(expr: sympy.Basic) -> int:
     """Number of nodes of ``expr`` read as a binary expression tree (PySR's default measure).
 

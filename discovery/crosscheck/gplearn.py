@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 import sympy
 
-from discovery.crosscheck.base import Search, finish
+from discovery.crosscheck.base import Search, as_xy, finish
 from discovery.errors import CrosscheckError
 
 __all__ = ["fit_gplearn", "program_to_sympy", "GPLEARN_DEFAULTS"]
@@ -102,13 +102,7 @@ def fit_gplearn(
     """
     from gplearn.genetic import SymbolicRegressor
 
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
-    if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[1] != len(names):
-        raise CrosscheckError(
-            f"fit_gplearn(X, y, names): X has shape {X.shape}, y {y.shape}, names {len(names)}; "
-            "pass X of shape (n, len(names)) and y of shape (n,)"
-        )
+    X, y = as_xy(X, y, names, "fit_gplearn(X, y, names)")
     settings = dict(GPLEARN_DEFAULTS)
     settings.update(options)
     generations = int(settings.pop("generations"))

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import sympy
 
-from discovery.crosscheck.base import Search, finish
+from discovery.crosscheck.base import Search, as_xy, finish
 from discovery.errors import CrosscheckError
 
 __all__ = ["fit_operon", "tree_to_sympy", "OPERON_DEFAULTS", "default_threads"]
@@ -180,13 +180,7 @@ def fit_operon(
     """
     from pyoperon.sklearn import SymbolicRegressor
 
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64).reshape(-1)
-    if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[1] != len(names):
-        raise CrosscheckError(
-            f"fit_operon(X, y, names): X has shape {X.shape}, y {y.shape}, names {len(names)}; "
-            "pass X of shape (n, len(names)) and y of shape (n,)"
-        )
+    X, y = as_xy(X, y, names, "fit_operon(X, y, names)")
     settings = dict(OPERON_DEFAULTS)
     spread = float(np.std(y)) or 1.0
     settings["uncertainty"] = [1e-3 * spread]  # model-selection noise scale from the target
