@@ -1,6 +1,7 @@
 """Explaining trained networks: HOPE heat maps, CAFO/CASO interpretations, structure tests."""
 
 from discovery.interpret.heatmaps import (
+    backward_unmixed,
     heatmap_correlation,
     hope_heatmap,
     hope_heatmap_from,
@@ -23,6 +24,7 @@ from discovery.interpret.structure import (
 )
 
 __all__ = [
+    "backward_unmixed",
     "heatmap_correlation",
     "hope_heatmap",
     "hope_heatmap_from",
