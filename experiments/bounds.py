@@ -14,9 +14,7 @@ Writes experiments/out/bounds.png, bounds.csv and bounds.md.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from discovery.nn import Sine  # noqa: E402
 from discovery.validation import validate  # noqa: E402
+from _output import write_text  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 RADIUS = 6.0
@@ -53,11 +52,6 @@ def train(steps: int = 1500, seed: int = 0) -> nn.Module:
     return net.double().eval()
 
 
-def _write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def main(argv=None):
@@ -80,8 +74,8 @@ def main(argv=None):
     print(head, body, summary, sep="\n\n")
     orders = sorted({2, 6, 10, 14, 18, args.order})
     v.plot(OUT / "bounds.png", orders=[n for n in orders if n <= args.order])
-    _write(OUT / "bounds.csv", frame.to_csv(index=False))
-    _write(OUT / "bounds.md", f"{head}\n\n```\n{body}\n```\n\n{summary}\n")
+    write_text(OUT / "bounds.csv", frame.to_csv(index=False))
+    write_text(OUT / "bounds.md", f"{head}\n\n```\n{body}\n```\n\n{summary}\n")
     return v
 
 

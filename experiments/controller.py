@@ -20,9 +20,7 @@ Writes experiments/out/controller_trajectories.png, controller_timing.csv/.md, c
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from discovery.engine import expand  # noqa: E402
 from discovery.surrogate import PolynomialModule, expansion_size, to_numpy_function  # noqa: E402
 from discovery.validation import validate  # noqa: E402
+from _output import save_figure, write_text  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 H_SET, K, T_PLANT, VALVE_LAG = 10.0, 1.0, 1.0, 0.2
@@ -158,18 +157,10 @@ def plot(t, runs, labels, path: Path) -> None:
     axes[1].set(xlabel="time (s)", ylabel="inflow q1", title="inflow")
     axes[1].legend(fontsize=6, ncol=2)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".png")
-    os.close(fd)
-    fig.savefig(tmp, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
-def _write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def main(argv=None) -> dict:
@@ -229,8 +220,8 @@ def main(argv=None) -> dict:
     report = "\n".join(lines)
     print(report)
     suffix = "" if args.device == "cpu" else f"_{torch.device(args.device).type}"
-    _write(OUT / f"controller{suffix}.md", report + "\n")
-    _write(OUT / f"controller_timing{suffix}.csv", timing.to_csv(index=False))
+    write_text(OUT / f"controller{suffix}.md", report + "\n")
+    write_text(OUT / f"controller_timing{suffix}.csv", timing.to_csv(index=False))
     return {"deviation_h": dev_h, "deviation_q": dev_q, "timing": timing, "sizes": sizes}
 
 

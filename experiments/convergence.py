@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from discovery.nn import Sine  # noqa: E402
 from discovery.validation import convergence_table  # noqa: E402
+from _output import write_text  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 W0 = (0.01, 0.1, 1.0, 10.0, 100.0)
@@ -59,11 +58,6 @@ def table(width: int, depth: int, activation: str, order: int = 10, at: float = 
     return pd.DataFrame(columns)
 
 
-def _write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def main(argv=None) -> pd.DataFrame:
@@ -84,8 +78,8 @@ def main(argv=None) -> pd.DataFrame:
     print(title)
     print(body)
     stem = f"convergence_{args.activation}" if args.activation != "tanh" else "convergence"
-    _write(OUT / f"{stem}.csv", frame.to_csv())
-    _write(OUT / f"{stem}.md", f"{title}\n\n{frame.to_markdown(floatfmt='.2e') if _has_tabulate() else body}\n")
+    write_text(OUT / f"{stem}.csv", frame.to_csv())
+    write_text(OUT / f"{stem}.md", f"{title}\n\n{frame.to_markdown(floatfmt='.2e') if _has_tabulate() else body}\n")
     return frame
 
 

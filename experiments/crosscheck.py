@@ -25,7 +25,6 @@ import inspect
 import os
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -40,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from discovery.crosscheck import AGREE, compare, equivalence, guide_from_formula  # noqa: E402
 from discovery.crosscheck.operon import default_threads  # noqa: E402
 from discovery.data import load_table  # noqa: E402
+from _output import write_text  # noqa: E402
 
 OUT = ROOT / "experiments" / "out"
 
@@ -67,12 +67,6 @@ def short(expr, digits: int = 4) -> str:
     return str(sympy.sympify(expr).evalf(digits)).replace("**", "^")
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def run_law(name: str, rhs: str, mode: str, noise: float, threads: int, guided: bool, options: dict,
@@ -188,8 +182,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     suffix = f"_{mode}" + ("" if args.noise == 0 else f"_noise{args.noise:g}")
     suffix += "" if args.generations is None else f"_gen{args.generations}"
     suffix += "" if not args.distractors else f"_distractors{args.distractors}"
-    write_atomic(OUT / f"crosscheck{suffix}.md", text)
-    write_atomic(OUT / f"crosscheck{suffix}.csv", frame.to_csv(index=False))
+    write_text(OUT / f"crosscheck{suffix}.md", text)
+    write_text(OUT / f"crosscheck{suffix}.csv", frame.to_csv(index=False))
     return frame
 
 

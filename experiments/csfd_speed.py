@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from discovery.engine import expand  # noqa: E402
 from discovery.engine.csfd import csfd_derivative, csfd_hvp  # noqa: E402
+from _output import write_text  # noqa: E402
 
 OUT = ROOT / "experiments" / "out"
 
@@ -114,12 +113,6 @@ def taylor_full_third(net, x, d):
     return 6.0 * torch.einsum("bt,bt->b", e.coefficients[:, rows, 0], powers).unsqueeze(1)
 
 
-def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -163,14 +156,14 @@ def main() -> None:
     auto = table[table.method.str.startswith("autograd")].set_index(["inputs", "quantity"]).ms
     table["speedup_vs_autograd"] = [auto[(r.inputs, r.quantity)] / r.ms for r in table.itertuples()]
     OUT.mkdir(parents=True, exist_ok=True)
-    atomic_write(OUT / "csfd_speed.csv", table.to_csv(index=False))
+    write_text(OUT / "csfd_speed.csv", table.to_csv(index=False))
     head = (f"# HVP and 3rd-order directional derivatives: {args.points} points, tanh MLP "
             f"width {args.width}, depth {args.depth}, float64, {torch.get_num_threads()} threads\n\n")
     cols = list(table.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in table.itertuples(index=False):
         lines.append("| " + " | ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in r) + " |")
-    atomic_write(OUT / "csfd_speed.md", head + "\n".join(lines) + "\n")
+    write_text(OUT / "csfd_speed.md", head + "\n".join(lines) + "\n")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     print(f"wrote {OUT / 'csfd_speed.csv'} and .md")
 

@@ -18,7 +18,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -31,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from discovery.pipeline import discover  # noqa: E402
+from _output import write_text  # noqa: E402
 
 OUT = ROOT / "experiments" / "out"
 
@@ -179,12 +179,6 @@ def _markdown(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -219,8 +213,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     text = "# Recovery of the public law suite\n\n" + _markdown(frame) + "\n\n" + "\n".join(summary) + "\n"
     print()
     print("\n".join(summary))
-    write_atomic(OUT / f"{args.out}.md", text)
-    write_atomic(OUT / f"{args.out}.csv", frame.to_csv(index=False))
+    write_text(OUT / f"{args.out}.md", text)
+    write_text(OUT / f"{args.out}.csv", frame.to_csv(index=False))
     return frame
 
 
