@@ -41,10 +41,10 @@ F64 = torch.float64
 
 # -- the backward unmixed pass ------------------------------------------------------------------
 #
-# State: Taylor coefficients ``a[b, o, k - 1, *units] = (1/k!) d^k f_o / dh_unit^k`` for the
+# State: Taylor coefficients ``a[k - 1, b, o, *units] = (1/k!) d^k f_o / dh_unit^k`` for the
 # ``L <= order`` lowest orders (the higher ones are zero so far: at the outputs only k = 1 lives,
-# piecewise-linear layers keep it that way). ``b`` has size 1 while the state does not depend on
-# the image (above the first activation from the top), which saves a factor B there.
+# piecewise-linear layers keep it that way). Axis ``b`` has size 1 while the state does not
+# depend on the image (above the first activation from the top), which saves a factor B there.
 
 # elementwise activations: module type -> coefficients (x0, n) -> (n + 1, *x0.shape)
 _ACTIVATIONS = {
