@@ -143,6 +143,38 @@ class ProductTable:
             self._cache[key] = hit
         return hit
 
+    def square_horner(self, device: torch.device):
+        """Index sets for Horner's scheme in ``w = v^2`` (``v`` without constant term).
+
+        Returns ``(square, square_out, n_cross, left, right, out, counts)``:
+
+        - ``square`` (``2 m``) and ``square_out`` (``m``): the products of ``w = v * v`` with
+          both factors of degree >= 1, each unordered pair once, as one gather (left factors
+          first, then right factors) and the output row of each product; the first
+          ``n_cross`` are the pairs ``i < j`` (they count twice), the rest the squares
+          ``v_i^2``;
+        - ``left``, ``right``, ``out``: the pairs of ``w * acc`` (left factor of degree >= 2),
+          sorted by output degree; the pairs of output degree ``<= d`` are the first
+          ``counts[d]``.
+        """
+        key = ("square_horner", device)
+        hit = self._cache.get(key)
+        if hit is None:
+            left, right, out = (t.numpy() for t in (self.left, self.right, self.out))
+            both = (self._left_degree > 0) & (self._out_degree > self._left_degree)
+            cross = both & (left < right)
+            diag = both & (left == right)
+            square = np.concatenate([left[cross], left[diag], right[cross], right[diag]])
+            square_out = np.concatenate([out[cross], out[diag]])
+            keep = self._left_degree > 1
+            degrees = self._out_degree[keep]
+            counts = [int(np.count_nonzero(degrees <= d)) for d in range(self.order + 1)]
+            as_t = lambda arr: torch.from_numpy(np.ascontiguousarray(arr)).to(device)  # noqa: E731
+            hit = (as_t(square), as_t(square_out), int(np.count_nonzero(cross)),
+                   as_t(left[keep]), as_t(right[keep]), as_t(out[keep]), counts)
+            self._cache[key] = hit
+        return hit
+
 
 @functools.lru_cache(maxsize=None)
 def product_table(p: int, order: int) -> ProductTable:

@@ -84,59 +84,81 @@ class Algebra:
     def compose(self, a: torch.Tensor, f_coefficients: torch.Tensor, degree: int | None = None) -> torch.Tensor:
         """``f(a)`` given the univariate Taylor coefficients of ``f`` at ``a[0]``.
 
-        ``f(a0 + v) = sum_k c_k v^k`` by Horner's scheme; ``v`` has no constant term, so the
-        inner Horner stage ``k`` is needed only up to degree ``order - k``. When ``a`` is known
-        to be affine (``degree == 1``, e.g. the first layer's pre-activation) the powers of
-        ``v`` follow from the multinomial theorem instead.
+        ``f(a0 + v) = sum_k c_k v^k`` is evaluated by Horner's scheme in ``w = v^2``:
+        ``sum_j (c_2j + c_2j+1 v) w^j``, which needs one product for ``w`` and ``order // 2``
+        Horner stages instead of ``order``. ``v`` has no constant term, so stage ``j`` is
+        needed only up to degree ``order - 2 j``. When ``a`` is known to be affine
+        (``degree == 1``, e.g. the first layer's pre-activation) the powers of ``v`` follow
+        from the multinomial theorem instead.
         """
         n = self.order
         c = self._broadcast_shared(f_coefficients, a)
         if degree == 1 and n >= 1:
             return self._compose_affine(a, c)
-        if self.p == 1:
-            v = a.clone()
-            v[0] = 0
-            acc = c[n].unsqueeze(0)
-            for k in range(n - 1, -1, -1):
-                acc = self.mul(v, acc, max_degree=n - k, a_has_constant=False)
-                acc[0] = acc[0] + c[k]
-            return acc
-        # Large batches run in chunks along the batch axis, so that each chunk's gathered
-        # factors stay in cache (the products are memory-bound).
-        left, right, out, counts = self._table.horner(a.device)
-        per_item = counts[n] * (a[0].numel() // max(a.shape[1], 1))
-        chunk = max(1, _CHUNK_ELEMENTS // max(per_item, 1))
-        if a.shape[1] <= chunk:
-            return self._horner(a, c, left, right, out, counts)
-        result = a.new_empty((self.n_terms, *a.shape[1:]))
-        for start in range(0, a.shape[1], chunk):
-            stop = min(start + chunk, a.shape[1])
-            result[:, start:stop] = self._horner(a[:, start:stop], c[:, start:stop], left, right, out, counts)
-        return result
+        if n == 0:
+            return c[:1].expand(1, *a.shape[1:])
+        # Every element of the trailing shape is composed independently: large inputs run in
+        # column blocks whose gathered factors stay in cache (the products are memory-bound).
+        shape = a.shape[1:]
+        flat = a.reshape(a.shape[0], -1)
+        cf = c.expand(n + 1, *shape).reshape(n + 1, -1)
+        plan = self._table.square_horner(a.device)
+        square, left = plan[0], plan[3]
+        per_column = len(square) + 2 * len(left) + ((n + 1) // 2 + 1) * self.n_terms
+        chunk = max(1, _CHUNK_ELEMENTS // per_column)
+        columns = flat.shape[1]
+        if columns <= chunk:
+            return self._horner(flat, cf, plan).reshape(self.n_terms, *shape)
+        result = a.new_empty((self.n_terms, columns))
+        for start in range(0, columns, chunk):
+            stop = min(start + chunk, columns)
+            result[:, start:stop] = self._horner(flat[:, start:stop], cf[:, start:stop], plan)
+        return result.reshape(self.n_terms, *shape)
 
-    def _horner(self, a, c, left, right, out, counts):
-        """Multivariate Horner: the left factor v (``a`` without its constant) is gathered
-        once; stage k multiplies by v up to degree ``order - k``, a prefix of the pairs."""
+    def _horner(self, a, c, plan):
+        """Horner's scheme in ``w = v^2``: ``w`` from one gathered product, its left factors
+        gathered once, and stage ``j`` adds ``w * acc`` (a prefix of the pairs) in place into
+        ``B_j = c_2j + c_2j+1 v``, which becomes the next ``acc``."""
         n = self.order
         rows = self._rows
         shape = a.shape[1:]
-        vl = a[left]
-        # One buffer for every stage's products, unless autograd must see the graph.
+        square, square_out, n_cross, left, right, out, counts = plan
+        m = n // 2
+        nb = (n + 1) // 2  # how many B_j carry a v term (c_2j+1 exists)
+        # Autograd cannot see through out= buffers and in-place writes into views.
         track = torch.is_grad_enabled() and (a.requires_grad or c.requires_grad)
-        prods = None if track else torch.empty_like(vl)
-        acc = c[n].unsqueeze(0).expand(1, *shape)
-        for k in range(n - 1, -1, -1):
-            m = counts[n - k]
+        if track:
+            B = torch.cat([c[0::2][:nb].unsqueeze(1), c[1::2].unsqueeze(1) * a[1:].unsqueeze(0)], 1)
+        else:
+            B = a.new_empty((nb, self.n_terms, *shape))
+            torch.mul(c[1::2].unsqueeze(1), a[1:].unsqueeze(0), out=B[:, 1:])
+            B[:, 0] = c[0::2][:nb]
+        if m == 0:
+            return B[0]
+        # w = v^2 = 2 sum_{i<j} v_i v_j + sum_i v_i^2 (each unordered pair gathered once).
+        half = len(square_out)
+        g = torch.index_select(a, 0, square)
+        prods = g[:half] * g[half:] if track else g[:half].mul_(g[half:])
+        w = a.new_zeros((self.n_terms, *shape))
+        if track:
+            w = w.index_add(0, square_out[:n_cross], prods[:n_cross], alpha=2)
+            w = w.index_add(0, square_out[n_cross:], prods[n_cross:])
+        else:
+            w.index_add_(0, square_out[:n_cross], prods[:n_cross], alpha=2)
+            w.index_add_(0, square_out[n_cross:], prods[n_cross:])
+        wl = torch.index_select(w, 0, left)
+        prods = None if track else torch.empty_like(wl)
+        # The innermost B: the constant c_n (n even) or c_n-1 + c_n v (n odd).
+        acc = c[n].unsqueeze(0).expand(1, *shape) if n % 2 == 0 else B[m]
+        for j in range(m - 1, -1, -1):
+            k = counts[n - 2 * j]
+            target = B[j, : rows[n - 2 * j]]
             if track:
-                buf = vl[:m] * acc[right[:m]]
+                acc = target.index_add(0, out[:k], wl[:k] * acc[right[:k]])
             else:
-                buf = prods[:m]
-                torch.index_select(acc, 0, right[:m], out=buf)
-                buf.mul_(vl[:m])
-            nxt = a.new_zeros((rows[n - k], *shape))
-            nxt.index_add_(0, out[:m], buf)
-            nxt[0] = c[k]
-            acc = nxt
+                buf = prods[:k]
+                torch.index_select(acc, 0, right[:k], out=buf)
+                acc = target.index_add_(0, out[:k], buf.mul_(wl[:k]))
         return acc
 
     def _compose_affine(self, a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
