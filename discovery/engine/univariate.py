@@ -138,6 +138,21 @@ def _poly_add(a, b):
     return out
 
 
+_TABLE_TENSORS: dict = {}
+
+
+def _table_tensors(rhs: tuple, order: int, dtype: torch.dtype, device: torch.device):
+    """:func:`_autonomous_table` as tensors, split into its constant column and the rest
+    (cached per dtype and device: every layer of every expansion uses them)."""
+    key = (rhs, order, dtype, device)
+    hit = _TABLE_TENSORS.get(key)
+    if hit is None:
+        table = torch.as_tensor(_autonomous_table(rhs, order), dtype=dtype, device=device)
+        hit = (table[:, :1].contiguous(), table[:, 1:].contiguous())
+        _TABLE_TENSORS[key] = hit
+    return hit
+
+
 def _autonomous_at(y0: torch.Tensor, r0: torch.Tensor, rhs: tuple, order: int) -> torch.Tensor:
     """``y^(k) / k!`` for ``y' = R(y)``, from ``y0`` and the accurately computed ``r0 = R(y0)``.
 
@@ -149,9 +164,18 @@ def _autonomous_at(y0: torch.Tensor, r0: torch.Tensor, rhs: tuple, order: int) -
     out[0] = y0
     if order == 0:
         return out
-    table = torch.as_tensor(_autonomous_table(rhs, order), dtype=y0.dtype, device=y0.device)
-    powers = y0.reshape(1, -1) ** torch.arange(table.shape[1], dtype=y0.dtype, device=y0.device).reshape(-1, 1)
-    out[1:] = (table @ powers).reshape(order, *y0.shape) * r0
+    constant, table = _table_tensors(rhs, order, y0.dtype, y0.device)
+    flat = y0.reshape(1, -1)
+    if table.shape[1]:
+        # Q_k(y) for every k at once: powers y, y^2, ... by a running product, then one addmm.
+        powers = flat.expand(table.shape[1], flat.shape[1]).cumprod(0)
+        q = torch.addmm(constant, table, powers)
+    else:
+        q = constant.expand(order, flat.shape[1])
+    if torch.is_grad_enabled() and (y0.requires_grad or r0.requires_grad):
+        out[1:] = q.view(order, *y0.shape) * r0  # autograd cannot see through out=
+    else:
+        torch.mul(q.view(order, *y0.shape), r0, out=out[1:])
     return out
 
 
