@@ -23,6 +23,7 @@ __all__ = [
     "n_terms",
     "degree_slices",
     "ProductTable",
+    "SquareHorner",
     "product_table",
     "shift_coefficients",
     "evaluate",
@@ -143,37 +144,58 @@ class ProductTable:
             self._cache[key] = hit
         return hit
 
-    def square_horner(self, device: torch.device):
-        """Index sets for Horner's scheme in ``w = v^2`` (``v`` without constant term).
-
-        Returns ``(square, square_out, n_cross, left, right, out, counts)``:
-
-        - ``square`` (``2 m``) and ``square_out`` (``m``): the products of ``w = v * v`` with
-          both factors of degree >= 1, each unordered pair once, as one gather (left factors
-          first, then right factors) and the output row of each product; the first
-          ``n_cross`` are the pairs ``i < j`` (they count twice), the rest the squares
-          ``v_i^2``;
-        - ``left``, ``right``, ``out``: the pairs of ``w * acc`` (left factor of degree >= 2),
-          sorted by output degree; the pairs of output degree ``<= d`` are the first
-          ``counts[d]``.
-        """
+    def square_horner(self, device: torch.device) -> "SquareHorner":
+        """Index sets for Horner's scheme in ``w = v^2`` (cached per device)."""
         key = ("square_horner", device)
         hit = self._cache.get(key)
         if hit is None:
-            left, right, out = (t.numpy() for t in (self.left, self.right, self.out))
-            both = (self._left_degree > 0) & (self._out_degree > self._left_degree)
-            cross = both & (left < right)
-            diag = both & (left == right)
-            square = np.concatenate([left[cross], left[diag], right[cross], right[diag]])
-            square_out = np.concatenate([out[cross], out[diag]])
-            keep = self._left_degree > 1
-            degrees = self._out_degree[keep]
-            counts = [int(np.count_nonzero(degrees <= d)) for d in range(self.order + 1)]
-            as_t = lambda arr: torch.from_numpy(np.ascontiguousarray(arr)).to(device)  # noqa: E731
-            hit = (as_t(square), as_t(square_out), int(np.count_nonzero(cross)),
-                   as_t(left[keep]), as_t(right[keep]), as_t(out[keep]), counts)
+            hit = SquareHorner(self, device)
             self._cache[key] = hit
         return hit
+
+
+class SquareHorner:
+    """Index sets for ``f(a0 + v) = sum_j (c_2j + c_2j+1 v) w^j``, ``w = v^2``, by Horner in ``w``.
+
+    Attributes
+    ----------
+    square : (2 m,) index tensor
+        One gather for the products of ``w = v * v`` with both factors of degree >= 1, each
+        unordered pair once: left factors first, then right factors. The first ``n_cross``
+        products are the pairs ``i < j`` (they count twice), the rest the squares ``v_i^2``.
+    cross_out, square_out : index tensors
+        Output rows of the cross products and of the squares.
+    left : index tensor
+        Rows of ``w`` that are left factors of ``w * acc`` (degree >= 2), gathered once.
+    stages : list of ``(count, right, out)``
+        Stage ``j = order // 2 - 1, ..., 0`` multiplies ``w`` by ``acc`` up to degree
+        ``order - 2 j``: the first ``count`` pairs, with ``acc``'s rows ``right`` and output
+        rows ``out``.
+    per_column : int
+        Rows of gathered and intermediate values per element of the trailing shape (sizes the
+        column blocks of large inputs).
+    """
+
+    def __init__(self, table: ProductTable, device: torch.device):
+        order = table.order
+        left, right, out = (t.numpy() for t in (table.left, table.right, table.out))
+        both = (table._left_degree > 0) & (table._out_degree > table._left_degree)
+        cross = both & (left < right)
+        diag = both & (left == right)
+        as_t = lambda arr: torch.from_numpy(np.ascontiguousarray(arr)).to(device)  # noqa: E731
+        self.n_cross = int(np.count_nonzero(cross))
+        self.square = as_t(np.concatenate([left[cross], left[diag], right[cross], right[diag]]))
+        self.n_products = len(self.square) // 2
+        self.cross_out = as_t(out[cross])
+        self.square_out = as_t(out[diag])
+        keep = table._left_degree > 1
+        degrees = table._out_degree[keep]
+        self.left = as_t(left[keep])
+        self.stages = []
+        for j in range(order // 2 - 1, -1, -1):
+            count = int(np.count_nonzero(degrees <= order - 2 * j))
+            self.stages.append((count, as_t(right[keep][:count]), as_t(out[keep][:count])))
+        self.per_column = len(self.square) + 2 * len(self.left) + ((order + 1) // 2 + 1) * table.n_terms
 
 
 @functools.lru_cache(maxsize=None)

@@ -99,66 +99,63 @@ class Algebra:
             return c[:1].expand(1, *a.shape[1:])
         # Every element of the trailing shape is composed independently: large inputs run in
         # column blocks whose gathered factors stay in cache (the products are memory-bound).
+        T = self.n_terms
         shape = a.shape[1:]
-        flat = a.reshape(a.shape[0], -1)
-        cf = c.expand(n + 1, *shape).reshape(n + 1, -1)
+        flat = a.reshape(T, -1)
+        cf = (c if c.shape[1:] == shape else c.expand(n + 1, *shape)).reshape(n + 1, -1)
         plan = self._table.square_horner(a.device)
-        square, left = plan[0], plan[3]
-        per_column = len(square) + 2 * len(left) + ((n + 1) // 2 + 1) * self.n_terms
-        chunk = max(1, _CHUNK_ELEMENTS // per_column)
         columns = flat.shape[1]
+        chunk = max(1, _CHUNK_ELEMENTS // plan.per_column)
         if columns <= chunk:
-            return self._horner(flat, cf, plan).reshape(self.n_terms, *shape)
-        result = a.new_empty((self.n_terms, columns))
+            return self._horner(flat, cf, plan).view(T, *shape)
+        result = a.new_empty((T, columns))
         for start in range(0, columns, chunk):
             stop = min(start + chunk, columns)
             result[:, start:stop] = self._horner(flat[:, start:stop], cf[:, start:stop], plan)
-        return result.reshape(self.n_terms, *shape)
+        return result.view(T, *shape)
 
     def _horner(self, a, c, plan):
-        """Horner's scheme in ``w = v^2``: ``w`` from one gathered product, its left factors
-        gathered once, and stage ``j`` adds ``w * acc`` (a prefix of the pairs) in place into
-        ``B_j = c_2j + c_2j+1 v``, which becomes the next ``acc``."""
+        """Horner's scheme in ``w = v^2`` on ``(terms, columns)`` tensors.
+
+        ``B_j = c_2j + c_2j+1 v`` for all ``j`` at once; ``w`` from one gathered product; the
+        left factors of ``w * acc`` gathered once; stage ``j`` adds ``w * acc`` in place into
+        ``B_j``, which becomes the next ``acc`` (its rows above degree ``order - 2 j`` are
+        never read, so they need no truncation).
+        """
         n = self.order
-        rows = self._rows
-        shape = a.shape[1:]
-        square, square_out, n_cross, left, right, out, counts = plan
-        m = n // 2
-        nb = (n + 1) // 2  # how many B_j carry a v term (c_2j+1 exists)
+        nb = (n + 1) // 2  # the B_j with a v term (c_2j+1 exists)
         # Autograd cannot see through out= buffers and in-place writes into views.
         track = torch.is_grad_enabled() and (a.requires_grad or c.requires_grad)
         if track:
-            B = torch.cat([c[0::2][:nb].unsqueeze(1), c[1::2].unsqueeze(1) * a[1:].unsqueeze(0)], 1)
+            B = torch.cat([c[0:2 * nb:2].unsqueeze(1), c[1::2].unsqueeze(1) * a[1:]], 1)
         else:
-            B = a.new_empty((nb, self.n_terms, *shape))
-            torch.mul(c[1::2].unsqueeze(1), a[1:].unsqueeze(0), out=B[:, 1:])
-            B[:, 0] = c[0::2][:nb]
-        if m == 0:
+            B = a.new_empty((nb, *a.shape))
+            torch.mul(c[1::2].unsqueeze(1), a[1:], out=B[:, 1:])
+            B[:, 0] = c[0:2 * nb:2]
+        if n < 2:
             return B[0]
-        # w = v^2 = 2 sum_{i<j} v_i v_j + sum_i v_i^2 (each unordered pair gathered once).
-        half = len(square_out)
-        g = torch.index_select(a, 0, square)
-        prods = g[:half] * g[half:] if track else g[:half].mul_(g[half:])
-        w = a.new_zeros((self.n_terms, *shape))
+        # w = v^2 = 2 sum_{i<j} v_i v_j + sum_i v_i^2, each unordered pair gathered once.
+        g = torch.index_select(a, 0, plan.square)
+        half, cross = plan.n_products, plan.n_cross
+        w = a.new_zeros(a.shape)
         if track:
-            w = w.index_add(0, square_out[:n_cross], prods[:n_cross], alpha=2)
-            w = w.index_add(0, square_out[n_cross:], prods[n_cross:])
+            prods = g[:half] * g[half:]
+            w = w.index_add(0, plan.cross_out, prods[:cross], alpha=2).index_add(0, plan.square_out, prods[cross:])
         else:
-            w.index_add_(0, square_out[:n_cross], prods[:n_cross], alpha=2)
-            w.index_add_(0, square_out[n_cross:], prods[n_cross:])
-        wl = torch.index_select(w, 0, left)
-        prods = None if track else torch.empty_like(wl)
+            prods = g[:half].mul_(g[half:])
+            w.index_add_(0, plan.cross_out, prods[:cross], alpha=2).index_add_(0, plan.square_out, prods[cross:])
+        wl = torch.index_select(w, 0, plan.left)
+        buf = None if track else torch.empty_like(wl)
         # The innermost B: the constant c_n (n even) or c_n-1 + c_n v (n odd).
-        acc = c[n].unsqueeze(0).expand(1, *shape) if n % 2 == 0 else B[m]
-        for j in range(m - 1, -1, -1):
-            k = counts[n - 2 * j]
-            target = B[j, : rows[n - 2 * j]]
+        acc = c[n:] if n % 2 == 0 else B[nb - 1]
+        j = len(plan.stages)
+        for count, right, out in plan.stages:
+            j -= 1
             if track:
-                acc = target.index_add(0, out[:k], wl[:k] * acc[right[:k]])
+                acc = B[j].index_add(0, out, wl[:count] * acc[right])
             else:
-                buf = prods[:k]
-                torch.index_select(acc, 0, right[:k], out=buf)
-                acc = target.index_add_(0, out[:k], buf.mul_(wl[:k]))
+                prods = torch.index_select(acc, 0, right, out=buf[:count])
+                acc = B[j].index_add_(0, out, prods.mul_(wl[:count]))
         return acc
 
     def _compose_affine(self, a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
