@@ -32,18 +32,29 @@ class _Tracer(fx.Tracer):
 
 
 _CACHE: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+# Run plans of the graphs traced here (private to the cache, so never edited afterwards).
+_PLANS: "weakref.WeakKeyDictionary[fx.GraphModule, tuple]" = weakref.WeakKeyDictionary()
 _PLAIN = (bool, int, float, str, type(None))
 
 
 def _fingerprint(model: nn.Module) -> tuple:
-    """What a traced graph depends on besides tensor values: the module tree, each module's
-    class and ``forward``, and its plain attributes (fx bakes numbers such as ``w0`` into the
-    graph). Parameters and buffers are read at run time, so training in place keeps a cached
-    graph valid."""
+    """What a traced graph depends on besides tensor values: the module tree (which module
+    object sits where), each module's class and ``forward``, and its plain attributes (fx
+    bakes numbers such as ``w0`` into the graph). Parameters and buffers are read at run
+    time, so training in place keeps a cached graph valid."""
     parts = []
-    for name, m in model.named_modules():
-        attrs = tuple(sorted((k, v) for k, v in vars(m).items() if isinstance(v, _PLAIN)))
-        parts.append((name, type(m), getattr(m.forward, "__func__", m.forward), attrs))
+    stack = [("", model)]
+    while stack:
+        name, m = stack.pop()
+        attrs = vars(m)
+        plain = tuple(sorted((k, v) for k, v in attrs.items() if isinstance(v, _PLAIN)))
+        forward = m.forward
+        parts.append((name, id(m), type(m), getattr(forward, "__func__", forward), plain))
+        children = attrs.get("_modules")
+        if children:
+            for key, child in reversed(children.items()):
+                if child is not None:
+                    stack.append((f"{name}.{key}" if name else key, child))
     return tuple(parts)
 
 
@@ -65,6 +76,7 @@ def trace(model: nn.Module, call: str) -> fx.GraphModule:
         return hit[1]
     gm = _trace(model, call)
     _CACHE[model] = (key, gm)
+    _PLANS[gm] = _plan(gm)
     return gm
 
 
@@ -103,29 +115,51 @@ def _has_series(values) -> bool:
     return found
 
 
-def run_graph(gm: fx.GraphModule, x: Series, ctx: Context, call: str):
-    """Evaluate the traced graph with ``x`` as its single input."""
-    env: dict = {}
-    last_use: dict = {}
+_NESTED = (tuple, list, dict, slice)
+
+
+def _plan(gm: fx.GraphModule) -> tuple:
+    """What running the graph needs besides values, worked out once per graph.
+
+    One step per node: the node, its description and call target (the module object for
+    modules), whether its arguments are flat (no nested containers, so they load without
+    fx's generic mapping), and the values to free after it (their last use).
+    """
     nodes = list(gm.graph.nodes)
+    last_use: dict = {}
     for i, node in enumerate(nodes):
         for inp in node.all_input_nodes:
             last_use[inp] = i
+    steps = []
+    for i, node in enumerate(nodes):
+        free = tuple(inp for inp in node.all_input_nodes if last_use.get(inp) == i)
+        where, target = _describe(node, gm) if node.op.startswith("call_") else (None, node.target)
+        flat = not node.kwargs and not any(isinstance(a, _NESTED) for a in node.args)
+        steps.append((node, where, target, flat, free))
     placeholders = [n for n in nodes if n.op == "placeholder"]
+    return steps, placeholders
+
+
+def run_graph(gm: fx.GraphModule, x: Series, ctx: Context, call: str):
+    """Evaluate the traced graph with ``x`` as its single input."""
+    plan = _PLANS.get(gm)
+    steps, placeholders = plan if plan is not None else _plan(gm)
     if not placeholders:
         raise ExpansionError(f"{call}: the model's forward takes no input")
-    for i, node in enumerate(nodes):
-        if node.op == "placeholder":
-            env[node] = x if node is placeholders[0] else (node.args[0] if node.args else None)
-        elif node.op == "get_attr":
+    first = placeholders[0]
+    env: dict = {}
+    for node, where, target, flat, free in steps:
+        op = node.op
+        if op == "placeholder":
+            env[node] = x if node is first else (node.args[0] if node.args else None)
+        elif op == "get_attr":
             env[node] = ctx.tensor(_fetch_attr(gm, node.target))
-        elif node.op == "output":
+        elif op == "output":
             return fx.node.map_arg(node.args[0], lambda n: env[n])
         else:
-            env[node] = _run_node(gm, node, env, ctx, call)
-        for inp in node.all_input_nodes:
-            if last_use.get(inp) == i:
-                env.pop(inp, None)
+            env[node] = _run_node(node, where, target, flat, env, ctx, call)
+        for inp in free:
+            env.pop(inp, None)
     raise ExpansionError(f"{call}: the traced graph has no output")
 
 
@@ -136,11 +170,16 @@ def _fetch_attr(gm: fx.GraphModule, target: str):
     return obj
 
 
-def _run_node(gm, node, env, ctx, call):
-    args = fx.node.map_arg(node.args, lambda n: env[n])
-    kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
-    where, target = _describe(node, gm)
-    if not _has_series((args, kwargs)):
+def _run_node(node, where, target, flat, env, ctx, call):
+    if flat:
+        args = tuple(env[a] if isinstance(a, fx.Node) else a for a in node.args)
+        kwargs = {}
+        has_series = any(isinstance(a, Series) for a in args)
+    else:
+        args = fx.node.map_arg(node.args, lambda n: env[n])
+        kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
+        has_series = _has_series((args, kwargs))
+    if not has_series:
         # Constant sub-expression (shapes, masks, parameters): evaluate it as the model would.
         if node.op == "call_module":
             return target(*args, **kwargs)
