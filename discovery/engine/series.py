@@ -11,6 +11,7 @@ product indices and, for unmixed expansions, how many directions share one refer
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -23,6 +24,45 @@ __all__ = ["Algebra", "Series"]
 
 # Gathered product factors per chunk of a batched composition (elements): about 8 MB in float64.
 _CHUNK_ELEMENTS = 1 << 20
+
+
+class _Tables:
+    """What every algebra of one ``(p, order)`` shares: monomials, product indices, and
+    constants of the affine composition per device and dtype."""
+
+    def __init__(self, p: int, order: int):
+        self.p, self.order = p, order
+        self.monomials = monomials(p, order)
+        self.monomials.flags.writeable = False
+        self.n_terms = n_terms(p, order)
+        self.table = product_table(p, order)
+        self.slices = degree_slices(p, order)
+        self._affine: dict = {}
+
+    def affine(self, device: torch.device, dtype: torch.dtype):
+        """Gather rows for :meth:`Algebra._compose_affine`, ``k = 1..n`` and ``k!`` as tensors.
+
+        The gathered source stacks ``p`` rows of ones, the ``n * p`` rows ``w_i^k / k!``
+        (row ``k p + i``) and the ``n + 1`` rows ``c_k k!``: term ``alpha`` takes rows
+        ``alpha_i p + i`` for every variable and ``(n + 1) p + |alpha|``.
+        """
+        key = (device, dtype)
+        hit = self._affine.get(key)
+        if hit is None:
+            p, n = self.p, self.order
+            exps = self.monomials
+            rows = np.concatenate([exps * p + np.arange(p), (n + 1) * p + exps.sum(1, keepdims=True)], 1)
+            index = torch.from_numpy(rows.reshape(-1).copy()).to(device)
+            counts = torch.arange(1, n + 1, dtype=dtype, device=device)
+            factorial = torch.tensor([float(math.factorial(k)) for k in range(n + 1)], dtype=dtype, device=device)
+            hit = (index, counts.reshape(n, 1, 1), factorial.reshape(n + 1, 1))
+            self._affine[key] = hit
+        return hit
+
+
+@functools.lru_cache(maxsize=None)
+def _tables(p: int, order: int) -> _Tables:
+    return _Tables(p, order)
 
 
 @dataclass
@@ -41,16 +81,12 @@ class Algebra:
     n_terms: int = field(init=False)
 
     def __post_init__(self):
-        self.monomials = monomials(self.p, self.order)
-        self.n_terms = n_terms(self.p, self.order)
-        self._table = product_table(self.p, self.order)
-        self._slices = degree_slices(self.p, self.order)
-        self._rows = [s.stop for s in self._slices]
-        degrees = self.monomials.sum(axis=1)
-        fact = np.array([math.factorial(k) for k in range(self.order + 1)], dtype=np.float64)
-        self._term_degree = torch.from_numpy(degrees)
-        self._multinomial = torch.from_numpy(fact[degrees] / fact[self.monomials].prod(axis=1))
-        self._exponents = torch.from_numpy(self.monomials.copy())
+        shared = _tables(self.p, self.order)
+        self.monomials = shared.monomials.copy()
+        self.n_terms = shared.n_terms
+        self._shared = shared
+        self._table = shared.table
+        self._slices = shared.slices
 
     def terms_upto(self, degree: int) -> int:
         return self._slices[degree].stop
@@ -159,17 +195,19 @@ class Algebra:
         return acc
 
     def _compose_affine(self, a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """``sum_alpha c_|alpha| * |alpha|!/alpha! * w^alpha`` for ``v = sum_i w_i dx_i``."""
-        dev = a.device
-        w = a[1 : self.p + 1]
-        shape = torch.broadcast_shapes(w.shape[1:], c.shape[1:])
-        powers = torch.stack([torch.ones_like(w)] + [w] * self.order).cumprod(0)  # (n+1, p, ...)
-        exps = self._exponents.to(dev)
-        terms = powers[exps[:, 0], 0]
-        for i in range(1, self.p):
-            terms = terms * powers[exps[:, i], i]
-        scale = self._multinomial.to(dev, a.dtype).reshape(-1, *([1] * (len(shape))))
-        return (terms * scale) * c[self._term_degree.to(dev)].expand(self.n_terms, *shape)
+        """``sum_alpha c_|alpha| |alpha|! prod_i w_i^alpha_i / alpha_i!`` for ``v = sum_i w_i dx_i``.
+
+        One gather of ``p + 1`` factors per term from the rows ``1``, ``w_i^k / k!`` and
+        ``c_k k!``, multiplied together.
+        """
+        T, p, n = self.n_terms, self.p, self.order
+        shape = a.shape[1:]
+        w = a[1 : p + 1].reshape(p, -1)
+        cf = (c if c.shape[1:] == shape else c.expand(n + 1, *shape)).reshape(n + 1, -1)
+        index, counts, factorial = self._shared.affine(a.device, a.dtype)
+        scaled = torch.cumprod(w.unsqueeze(0) / counts, 0)  # w_i^k / k!, (n, p, columns)
+        rows = torch.cat([w.new_ones((p, w.shape[1])), scaled.view(n * p, -1), cf * factorial])
+        return torch.index_select(rows, 0, index).view(T, p + 1, -1).prod(1).view(T, *shape)
 
     def _broadcast_shared(self, coefficients: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """Expand per-reference-point coefficients over the directions of an unmixed series."""
@@ -223,11 +261,12 @@ class Series:
         The bias belongs to the degree-0 coefficient only: an affine map's higher-order
         coefficients see the weight alone.
         """
-        T, N = self.coeffs.shape[:2]
+        coeffs = self.coeffs
+        T, N = coeffs.shape[:2]
         # Rows above the known degree are zero: map only the others (the first layer of a
         # wide network sees an affine input, so this skips most of its work).
         live = T if self.degree is None else self.algebra.terms_upto(min(self.degree, self.algebra.order))
-        mapped = fn(self.coeffs[:live].reshape(live * N, *self.coeffs.shape[2:]))
+        mapped = fn((coeffs if live == T else coeffs[:live]).reshape(live * N, *coeffs.shape[2:]))
         if live == T:
             out = mapped.reshape(T, N, *mapped.shape[1:])
         else:
@@ -238,8 +277,8 @@ class Series:
                 out = out.clone()
                 out[0] = out[0] + bias
             else:
-                out[0] += bias
-        return self.new(out)
+                out[0].add_(bias)
+        return Series(out, self.algebra, self.degree)
 
     def apply_elementwise(self, coefficient_fn) -> "Series":
         """``f(self)`` for an elementwise ``f`` given by ``coefficient_fn(x0, order)``."""
