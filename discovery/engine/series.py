@@ -39,25 +39,33 @@ class _Tables:
         self.slices = degree_slices(p, order)
         self._affine: dict = {}
 
-    def affine(self, device: torch.device, dtype: torch.dtype):
-        """Gather rows for :meth:`Algebra._compose_affine`, ``k = 1..n`` and ``k!`` as tensors.
-
-        The gathered source stacks ``p`` rows of ones, the ``n * p`` rows ``w_i^k / k!``
-        (row ``k p + i``) and the ``n + 1`` rows ``c_k k!``: term ``alpha`` takes rows
-        ``alpha_i p + i`` for every variable and ``(n + 1) p + |alpha|``.
-        """
+    def affine(self, device: torch.device, dtype: torch.dtype) -> "_AffinePlan":
+        """Constants of :meth:`Algebra._compose_affine` (cached per device and dtype)."""
         key = (device, dtype)
         hit = self._affine.get(key)
         if hit is None:
-            p, n = self.p, self.order
-            exps = self.monomials
-            rows = np.concatenate([exps * p + np.arange(p), (n + 1) * p + exps.sum(1, keepdims=True)], 1)
-            index = torch.from_numpy(rows.reshape(-1).copy()).to(device)
-            counts = torch.arange(1, n + 1, dtype=dtype, device=device)
-            factorial = torch.tensor([float(math.factorial(k)) for k in range(n + 1)], dtype=dtype, device=device)
-            hit = (index, counts.reshape(n, 1, 1), factorial.reshape(n + 1, 1))
+            hit = _AffinePlan(self, device, dtype)
             self._affine[key] = hit
         return hit
+
+
+class _AffinePlan:
+    """The affine composition's gather rows and constants.
+
+    The gathered source stacks ``p`` rows of ones, the ``n * p`` rows ``w_i^k / k!`` (row
+    ``k p + i``) and the ``n + 1`` rows ``c_k k!``: term ``alpha`` takes rows
+    ``alpha_i p + i`` for every variable and ``(n + 1) p + |alpha|``.
+    """
+
+    def __init__(self, tables: _Tables, device: torch.device, dtype: torch.dtype):
+        p, n, exps = tables.p, tables.order, tables.monomials
+        rows = np.concatenate([exps * p + np.arange(p), (n + 1) * p + exps.sum(1, keepdims=True)], 1)
+        self.index = torch.from_numpy(rows.reshape(-1).copy()).to(device)
+        self.counts = torch.arange(1, n + 1, dtype=dtype, device=device).reshape(n, 1, 1)
+        factorial = [float(math.factorial(k)) for k in range(n + 1)]
+        self.factorial = torch.tensor(factorial, dtype=dtype, device=device).reshape(n + 1, 1)
+        T = tables.n_terms
+        self.per_column = T * (p + 2) + 3 * (n + 1) * (p + 1)
 
 
 @functools.lru_cache(maxsize=None)
@@ -129,25 +137,27 @@ class Algebra:
         """
         n = self.order
         c = self._broadcast_shared(f_coefficients, a)
-        if degree == 1 and n >= 1:
-            return self._compose_affine(a, c)
         if n == 0:
             return c[:1].expand(1, *a.shape[1:])
         # Every element of the trailing shape is composed independently: large inputs run in
-        # column blocks whose gathered factors stay in cache (the products are memory-bound).
+        # column blocks whose temporaries stay in cache (the products are memory-bound) and
+        # small enough to be reused rather than mapped afresh.
         T = self.n_terms
         shape = a.shape[1:]
         flat = a.reshape(T, -1)
         cf = (c if c.shape[1:] == shape else c.expand(n + 1, *shape)).reshape(n + 1, -1)
-        plan = self._table.square_horner(a.device)
+        if degree == 1:
+            method, plan = self._compose_affine, self._shared.affine(a.device, a.dtype)
+        else:
+            method, plan = self._horner, self._table.square_horner(a.device)
         columns = flat.shape[1]
         chunk = max(1, _CHUNK_ELEMENTS // plan.per_column)
         if columns <= chunk:
-            return self._horner(flat, cf, plan).view(T, *shape)
+            return method(flat, cf, plan).view(T, *shape)
         result = a.new_empty((T, columns))
         for start in range(0, columns, chunk):
             stop = min(start + chunk, columns)
-            result[:, start:stop] = self._horner(flat[:, start:stop], cf[:, start:stop], plan)
+            result[:, start:stop] = method(flat[:, start:stop], cf[:, start:stop], plan)
         return result.view(T, *shape)
 
     def _horner(self, a, c, plan):
@@ -194,20 +204,15 @@ class Algebra:
                 acc = B[j].index_add_(0, out, prods.mul_(wl[:count]))
         return acc
 
-    def _compose_affine(self, a: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """``sum_alpha c_|alpha| |alpha|! prod_i w_i^alpha_i / alpha_i!`` for ``v = sum_i w_i dx_i``.
-
-        One gather of ``p + 1`` factors per term from the rows ``1``, ``w_i^k / k!`` and
-        ``c_k k!``, multiplied together.
-        """
+    def _compose_affine(self, a, c, plan):
+        """``sum_alpha c_|alpha| |alpha|! prod_i w_i^alpha_i / alpha_i!`` for ``v = sum_i w_i dx_i``
+        on ``(terms, columns)`` tensors: one gather of ``p + 1`` factors per term from the rows
+        ``1``, ``w_i^k / k!`` and ``c_k k!``, multiplied together."""
         T, p, n = self.n_terms, self.p, self.order
-        shape = a.shape[1:]
-        w = a[1 : p + 1].reshape(p, -1)
-        cf = (c if c.shape[1:] == shape else c.expand(n + 1, *shape)).reshape(n + 1, -1)
-        index, counts, factorial = self._shared.affine(a.device, a.dtype)
-        scaled = torch.cumprod(w.unsqueeze(0) / counts, 0)  # w_i^k / k!, (n, p, columns)
-        rows = torch.cat([w.new_ones((p, w.shape[1])), scaled.view(n * p, -1), cf * factorial])
-        return torch.index_select(rows, 0, index).view(T, p + 1, -1).prod(1).view(T, *shape)
+        w = a[1 : p + 1]
+        scaled = torch.cumprod(w.unsqueeze(0) / plan.counts, 0)  # w_i^k / k!, (n, p, columns)
+        rows = torch.cat([w.new_ones((p, w.shape[1])), scaled.view(n * p, -1), c * plan.factorial])
+        return torch.index_select(rows, 0, plan.index).view(T, p + 1, -1).prod(1)
 
     def _broadcast_shared(self, coefficients: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         """Expand per-reference-point coefficients over the directions of an unmixed series."""
