@@ -157,6 +157,12 @@ class ProductTable:
 class SquareHorner:
     """Index sets for ``f(a0 + v) = sum_j (c_2j + c_2j+1 v) w^j``, ``w = v^2``, by Horner in ``w``.
 
+    The composition keeps the left factors of ``w * acc`` (rows of ``w`` of degree >= 2,
+    gathered once, ``n_left`` rows) and every ``B_j = c_2j + c_2j+1 v`` (``T`` rows each) as
+    consecutive blocks of one buffer, so that a Horner stage ``B_j += w * B_j+1`` is one
+    gather of the right factors, one multiply by a prefix of the left factors and one
+    scatter-add into the buffer.
+
     Attributes
     ----------
     square : (2 m,) index tensor
@@ -166,18 +172,21 @@ class SquareHorner:
     cross_out, square_out : index tensors
         Output rows of the cross products and of the squares.
     left : index tensor
-        Rows of ``w`` that are left factors of ``w * acc`` (degree >= 2), gathered once.
-    stages : list of ``(count, right, out)``
-        Stage ``j = order // 2 - 1, ..., 0`` multiplies ``w`` by ``acc`` up to degree
-        ``order - 2 j``: the first ``count`` pairs, with ``acc``'s rows ``right`` and output
-        rows ``out``.
+        Rows of ``w`` that are left factors of ``w * acc``, sorted by output degree.
+    even : bool
+        ``order`` is even: the innermost ``B`` is the constant ``c_order``, and the first stage
+        is ``B_m-1 += c_order w`` (no gather).
+    stages : list of ``(j, count, right, out, gather, scatter)``
+        Stage ``B_j += w * B_j+1`` up to degree ``order - 2 j`` (outer stages last): the first
+        ``count`` left factors times rows ``right`` of ``B_j+1`` into rows ``out`` of ``B_j``;
+        ``gather`` and ``scatter`` are the same rows of the buffer.
     per_column : int
-        Rows of gathered and intermediate values per element of the trailing shape (sizes the
+        Rows of the buffer and of temporaries per element of the trailing shape (sizes the
         column blocks of large inputs).
     """
 
     def __init__(self, table: ProductTable, device: torch.device):
-        order = table.order
+        order, T = table.order, table.n_terms
         left, right, out = (t.numpy() for t in (table.left, table.right, table.out))
         both = (table._left_degree > 0) & (table._out_degree > table._left_degree)
         cross = both & (left < right)
@@ -188,14 +197,18 @@ class SquareHorner:
         self.n_products = len(self.square) // 2
         self.cross_out = as_t(out[cross])
         self.square_out = as_t(out[diag])
+        self.even = order % 2 == 0
         keep = table._left_degree > 1
         degrees = table._out_degree[keep]
-        self.left = as_t(left[keep])
+        left, right, out = left[keep], right[keep], out[keep]
+        self.left = as_t(left)
+        self.n_left = L = len(left)
         self.stages = []
-        for j in range(order // 2 - 1, -1, -1):
-            count = int(np.count_nonzero(degrees <= order - 2 * j))
-            self.stages.append((count, as_t(right[keep][:count]), as_t(out[keep][:count])))
-        self.per_column = len(self.square) + 2 * len(self.left) + ((order + 1) // 2 + 1) * table.n_terms
+        for j in range(order // 2 - (2 if self.even else 1), -1, -1):
+            k = int(np.count_nonzero(degrees <= order - 2 * j))
+            self.stages.append((j, k, as_t(right[:k]), as_t(out[:k]),
+                                as_t(right[:k] + L + (j + 1) * T), as_t(out[:k] + L + j * T)))
+        self.per_column = L + ((order + 1) // 2 + 1) * T + max(len(self.square), L)
 
 
 @functools.lru_cache(maxsize=None)

@@ -163,45 +163,54 @@ class Algebra:
     def _horner(self, a, c, plan):
         """Horner's scheme in ``w = v^2`` on ``(terms, columns)`` tensors.
 
-        ``B_j = c_2j + c_2j+1 v`` for all ``j`` at once; ``w`` from one gathered product; the
-        left factors of ``w * acc`` gathered once; stage ``j`` adds ``w * acc`` in place into
-        ``B_j``, which becomes the next ``acc`` (its rows above degree ``order - 2 j`` are
-        never read, so they need no truncation).
+        ``w`` comes from one gathered product; its left factors (gathered once) and
+        ``B_j = c_2j + c_2j+1 v`` (all ``j`` at once) are blocks of one buffer; each stage
+        ``B_j += w * B_j+1`` is one gather of the right factors, one multiply by a prefix of
+        the left factors and one scatter-add into the buffer. Rows of ``B_j`` above degree
+        ``order - 2 j`` are never read, so they need no truncation.
         """
-        n = self.order
+        n, T = self.order, self.n_terms
         nb = (n + 1) // 2  # the B_j with a v term (c_2j+1 exists)
         # Autograd cannot see through out= buffers and in-place writes into views.
-        track = torch.is_grad_enabled() and (a.requires_grad or c.requires_grad)
-        if track:
-            B = torch.cat([c[0:2 * nb:2].unsqueeze(1), c[1::2].unsqueeze(1) * a[1:]], 1)
-        else:
-            B = a.new_empty((nb, *a.shape))
-            torch.mul(c[1::2].unsqueeze(1), a[1:], out=B[:, 1:])
-            B[:, 0] = c[0:2 * nb:2]
+        if torch.is_grad_enabled() and (a.requires_grad or c.requires_grad):
+            return self._horner_tracked(a, c, plan)
+        L = plan.n_left
+        X = a.new_empty((L + nb * T, a.shape[1]))
+        B = X[L:].view(nb, T, a.shape[1])
+        torch.mul(c[1::2].unsqueeze(1), a[1:], out=B[:, 1:])
+        B[:, 0] = c[0 : 2 * nb : 2]
         if n < 2:
             return B[0]
         # w = v^2 = 2 sum_{i<j} v_i v_j + sum_i v_i^2, each unordered pair gathered once.
         g = torch.index_select(a, 0, plan.square)
         half, cross = plan.n_products, plan.n_cross
+        prods = g[:half].mul_(g[half:])
         w = a.new_zeros(a.shape)
-        if track:
-            prods = g[:half] * g[half:]
-            w = w.index_add(0, plan.cross_out, prods[:cross], alpha=2).index_add(0, plan.square_out, prods[cross:])
-        else:
-            prods = g[:half].mul_(g[half:])
-            w.index_add_(0, plan.cross_out, prods[:cross], alpha=2).index_add_(0, plan.square_out, prods[cross:])
-        wl = torch.index_select(w, 0, plan.left)
-        buf = None if track else torch.empty_like(wl)
-        # The innermost B: the constant c_n (n even) or c_n-1 + c_n v (n odd).
-        acc = c[n:] if n % 2 == 0 else B[nb - 1]
-        j = len(plan.stages)
-        for count, right, out in plan.stages:
-            j -= 1
-            if track:
-                acc = B[j].index_add(0, out, wl[:count] * acc[right])
-            else:
-                prods = torch.index_select(acc, 0, right, out=buf[:count])
-                acc = B[j].index_add_(0, out, prods.mul_(wl[:count]))
+        w.index_add_(0, plan.cross_out, prods[:cross], alpha=2).index_add_(0, plan.square_out, prods[cross:])
+        if plan.even:  # the innermost B is the constant c_n
+            B[nb - 1].addcmul_(w, c[n:])
+        if plan.stages:
+            torch.index_select(w, 0, plan.left, out=X[:L])
+        for _, k, _, _, gather, scatter in plan.stages:
+            X.index_add_(0, scatter, torch.index_select(X, 0, gather).mul_(X[:k]))
+        return B[0]
+
+    def _horner_tracked(self, a, c, plan):
+        """:meth:`_horner` without in-place writes, for inputs that autograd follows."""
+        n = self.order
+        nb = (n + 1) // 2
+        B = torch.cat([c[0 : 2 * nb : 2].unsqueeze(1), c[1::2].unsqueeze(1) * a[1:]], 1)
+        if n < 2:
+            return B[0]
+        g = torch.index_select(a, 0, plan.square)
+        half, cross = plan.n_products, plan.n_cross
+        prods = g[:half] * g[half:]
+        w = a.new_zeros(a.shape).index_add(0, plan.cross_out, prods[:cross], alpha=2)
+        w = w.index_add(0, plan.square_out, prods[cross:])
+        wl = w[plan.left]
+        acc = B[nb - 1] + w * c[n:] if plan.even else B[nb - 1]
+        for j, k, right, out, _, _ in plan.stages:
+            acc = B[j].index_add(0, out, wl[:k] * acc[right])
         return acc
 
     def _compose_affine(self, a, c, plan):
