@@ -43,6 +43,8 @@ class Context:
     def tensor(self, value):
         """Cast a floating tensor constant (a weight, a buffer) to the engine's dtype/device."""
         if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
+            if value.dtype == self.dtype and value.device == self.device:
+                return value.detach()
             return value.detach().to(device=self.device, dtype=self.dtype)
         if isinstance(value, torch.Tensor):
             return value.detach().to(device=self.device)

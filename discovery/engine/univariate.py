@@ -153,15 +153,17 @@ def _table_tensors(rhs: tuple, order: int, dtype: torch.dtype, device: torch.dev
     return hit
 
 
-def _autonomous_at(y0: torch.Tensor, r0: torch.Tensor, rhs: tuple, order: int) -> torch.Tensor:
+def _autonomous_at(y0: torch.Tensor, r0: torch.Tensor, rhs: tuple, order: int, out=None) -> torch.Tensor:
     """``y^(k) / k!`` for ``y' = R(y)``, from ``y0`` and the accurately computed ``r0 = R(y0)``.
 
     ``y^(k) = R(y) Q_k(y)`` with integer polynomials ``Q_k``; evaluating the factor ``R(y)``
     from a formula that does not cancel (``sech^2`` rather than ``1 - tanh^2``) keeps every
-    coefficient accurate to round-off relative to its own size, far into the tails.
+    coefficient accurate to round-off relative to its own size, far into the tails. ``out``:
+    an ``(order + 1, *y0.shape)`` tensor whose row 0 already is ``y0`` (written in place).
     """
-    out = y0.new_empty((order + 1, *y0.shape))
-    out[0] = y0
+    if out is None:
+        out = y0.new_empty((order + 1, *y0.shape))
+        out[0] = y0
     if order == 0:
         return out
     constant, table = _table_tensors(rhs, order, y0.dtype, y0.device)
@@ -181,7 +183,11 @@ def _autonomous_at(y0: torch.Tensor, r0: torch.Tensor, rhs: tuple, order: int) -
 
 def tanh_at(x0: torch.Tensor, order: int) -> torch.Tensor:
     """``tanh^(k)(x0) / k!`` for ``k <= order`` (``y' = 1 - y^2``)."""
-    return _autonomous_at(torch.tanh(x0), torch.cosh(x0).pow(-2), (1, 0, -1), order)
+    if torch.is_grad_enabled() and x0.requires_grad:
+        return _autonomous_at(torch.tanh(x0), torch.cosh(x0).pow(-2), (1, 0, -1), order)
+    out = x0.new_empty((order + 1, *x0.shape))
+    y = torch.tanh(x0, out=out[0])
+    return _autonomous_at(y, torch.cosh(x0).pow_(-2), (1, 0, -1), order, out)
 
 
 def sigmoid_at(x0: torch.Tensor, order: int) -> torch.Tensor:
