@@ -177,7 +177,7 @@ class Algebra:
         L = plan.n_left
         X = a.new_empty((L + nb * T, a.shape[1]))
         B = X[L:].view(nb, T, a.shape[1])
-        torch.mul(c[1::2].unsqueeze(1), a[1:], out=B[:, 1:])
+        torch.mul(c[1::2].unsqueeze(1), a, out=B)  # row 0 is overwritten next
         B[:, 0] = c[0 : 2 * nb : 2]
         if n < 2:
             return B[0]
