@@ -157,8 +157,8 @@ class ProductTable:
 class SquareHorner:
     """Index sets for ``f(a0 + v) = sum_j (c_2j + c_2j+1 v) w^j``, ``w = v^2``, by Horner in ``w``.
 
-    The composition keeps the left factors of ``w * acc`` (rows of ``w`` of degree >= 2,
-    gathered once, ``n_left`` rows) and every ``B_j = c_2j + c_2j+1 v`` (``T`` rows each) as
+    The composition gathers the left factors of ``w * acc`` (rows of ``w`` of degree >= 2,
+    ``n_left`` of them) once and keeps every ``B_j = c_2j + c_2j+1 v`` (``T`` rows each) as
     consecutive blocks of one buffer, so that a Horner stage ``B_j += w * B_j+1`` is one
     gather of the right factors, one multiply by a prefix of the left factors and one
     scatter-add into the buffer.
@@ -179,7 +179,7 @@ class SquareHorner:
     stages : list of ``(j, count, right, out, gather, scatter)``
         Stage ``B_j += w * B_j+1`` up to degree ``order - 2 j`` (outer stages last): the first
         ``count`` left factors times rows ``right`` of ``B_j+1`` into rows ``out`` of ``B_j``;
-        ``gather`` and ``scatter`` are the same rows of the buffer.
+        ``gather`` and ``scatter`` are the same rows of the buffer of all ``B``.
     per_column : int
         Rows of the buffer and of temporaries per element of the trailing shape (sizes the
         column blocks of large inputs).
@@ -207,8 +207,8 @@ class SquareHorner:
         for j in range(order // 2 - (2 if self.even else 1), -1, -1):
             k = int(np.count_nonzero(degrees <= order - 2 * j))
             self.stages.append((j, k, as_t(right[:k]), as_t(out[:k]),
-                                as_t(right[:k] + L + (j + 1) * T), as_t(out[:k] + L + j * T)))
-        self.per_column = L + ((order + 1) // 2 + 1) * T + max(len(self.square), L)
+                                as_t(right[:k] + (j + 1) * T), as_t(out[:k] + j * T)))
+        self.per_column = 2 * L + ((order + 1) // 2 + 1) * T + len(self.square)
 
 
 @functools.lru_cache(maxsize=None)

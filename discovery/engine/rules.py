@@ -43,8 +43,10 @@ class Context:
     def tensor(self, value):
         """Cast a floating tensor constant (a weight, a buffer) to the engine's dtype/device."""
         if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
+            if value.requires_grad and torch.is_grad_enabled():
+                value = value.detach()
             if value.dtype == self.dtype and value.device == self.device:
-                return value.detach()
+                return value
             return value.detach().to(device=self.device, dtype=self.dtype)
         if isinstance(value, torch.Tensor):
             return value.detach().to(device=self.device)

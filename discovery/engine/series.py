@@ -163,20 +163,19 @@ class Algebra:
     def _horner(self, a, c, plan):
         """Horner's scheme in ``w = v^2`` on ``(terms, columns)`` tensors.
 
-        ``w`` comes from one gathered product; its left factors (gathered once) and
-        ``B_j = c_2j + c_2j+1 v`` (all ``j`` at once) are blocks of one buffer; each stage
-        ``B_j += w * B_j+1`` is one gather of the right factors, one multiply by a prefix of
-        the left factors and one scatter-add into the buffer. Rows of ``B_j`` above degree
-        ``order - 2 j`` are never read, so they need no truncation.
+        ``w`` comes from one gathered product and its left factors are gathered once;
+        ``B_j = c_2j + c_2j+1 v`` (all ``j`` at once) are consecutive blocks of one buffer, so
+        each stage ``B_j += w * B_j+1`` is one gather of the right factors, one multiply by a
+        prefix of the left factors and one scatter-add into the buffer. Rows of ``B_j`` above
+        degree ``order - 2 j`` are never read, so they need no truncation.
         """
         n, T = self.order, self.n_terms
         nb = (n + 1) // 2  # the B_j with a v term (c_2j+1 exists)
         # Autograd cannot see through out= buffers and in-place writes into views.
         if torch.is_grad_enabled() and (a.requires_grad or c.requires_grad):
             return self._horner_tracked(a, c, plan)
-        L = plan.n_left
-        X = a.new_empty((L + nb * T, a.shape[1]))
-        B = X[L:].view(nb, T, a.shape[1])
+        rows = a.new_empty((nb * T, a.shape[1]))
+        B = rows.view(nb, T, a.shape[1])
         torch.mul(c[1::2].unsqueeze(1), a, out=B)  # row 0 is overwritten next
         B[:, 0] = c[0 : 2 * nb : 2]
         if n < 2:
@@ -190,9 +189,9 @@ class Algebra:
         if plan.even:  # the innermost B is the constant c_n
             B[nb - 1].addcmul_(w, c[n:])
         if plan.stages:
-            torch.index_select(w, 0, plan.left, out=X[:L])
-        for _, k, _, _, gather, scatter in plan.stages:
-            X.index_add_(0, scatter, torch.index_select(X, 0, gather).mul_(X[:k]))
+            left = torch.index_select(w, 0, plan.left)
+            for _, k, _, _, gather, scatter in plan.stages:
+                rows.index_add_(0, scatter, torch.index_select(rows, 0, gather).mul_(left[:k]))
         return B[0]
 
     def _horner_tracked(self, a, c, plan):
