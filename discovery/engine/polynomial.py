@@ -125,25 +125,6 @@ class ProductTable:
             self._cache[key] = hit
         return hit
 
-    def horner(self, device: torch.device):
-        """Pairs whose left factor has no constant term, and prefix counts per output degree.
-
-        Returns ``(left, right, out, counts)``: the index triples of :meth:`indices` with
-        ``skip_constant_left`` at full order, sorted by output degree, so the pairs of output
-        degree ``<= d`` are the first ``counts[d]``. Horner's scheme gathers the left factor
-        once for all its stages and slices this prefix at each stage.
-        """
-        key = ("horner", device)
-        hit = self._cache.get(key)
-        if hit is None:
-            left, right, out = self.indices(self.order, True, device)
-            keep = self._left_degree > 0
-            degrees = self._out_degree[keep]
-            counts = [int(np.count_nonzero(degrees <= d)) for d in range(self.order + 1)]
-            hit = (left, right, out, counts)
-            self._cache[key] = hit
-        return hit
-
     def square_horner(self, device: torch.device) -> "SquareHorner":
         """Index sets for Horner's scheme in ``w = v^2`` (cached per device)."""
         key = ("square_horner", device)

@@ -22,7 +22,7 @@ from discovery.engine.polynomial import degree_slices, monomials, n_terms, produ
 
 __all__ = ["Algebra", "Series"]
 
-# Gathered product factors per chunk of a batched composition (elements): about 8 MB in float64.
+# Temporaries of one column block of a composition (elements): about 8 MB in float64.
 _CHUNK_ELEMENTS = 1 << 20
 
 
