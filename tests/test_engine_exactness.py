@@ -347,3 +347,17 @@ def test_cuda_unmixed_matches_cpu():
     cpu = discovery.expand(net, at, 4, mixed=False)
     gpu = discovery.expand(net.cuda(), at.cuda(), 4, mixed=False)
     torch.testing.assert_close(gpu.unmixed(4).cpu(), cpu.unmixed(4), rtol=1e-12, atol=1e-12)
+
+
+def test_replacing_a_submodule_invalidates_the_cached_graph():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1)).double()
+    at = torch.tensor([[0.1, -0.2]], dtype=torch.float64)
+    discovery.expand(net, at, 2)
+    net[0] = torch.nn.Linear(2, 4).double()  # same class and settings, new weights
+    fresh = discovery.expand(net, at, 2)
+    x = at.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(net(x).sum(), x)
+    torch.testing.assert_close(fresh.derivative((0, 0))[0, 0], net(at)[0, 0].detach(), rtol=1e-14, atol=0)
+    torch.testing.assert_close(fresh.derivative((1, 0))[0, 0], grad[0, 0], rtol=1e-12, atol=0)
+    torch.testing.assert_close(fresh.derivative((0, 1))[0, 0], grad[0, 1], rtol=1e-12, atol=0)
