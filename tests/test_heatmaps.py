@@ -30,12 +30,6 @@ from oracle import ACTIVATIONS, pure_partials
 F64 = torch.float64
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def relative_error_per_order(ours: torch.Tensor, reference: torch.Tensor) -> list[float]:

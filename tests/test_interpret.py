@@ -149,13 +149,6 @@ class Members(nn.Module):
         return torch.cat([net(x) for net in self.nets], dim=1)
 
 
-@pytest.fixture
-def one_thread():
-    # tiny networks train several times faster without thread hand-offs on a busy machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def trained_ensemble(fn, p, members=3, width=16, seed=0):
