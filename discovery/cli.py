@@ -58,9 +58,9 @@ def _common(p: argparse.ArgumentParser, default_out, default_crosscheck: str = "
     p.add_argument("--space", default="auto", choices=["auto", "raw", "log"], help="variable space (default auto)")
     p.add_argument("--crosscheck", default=default_crosscheck, choices=["auto", "off", "operon", "pysr", "gplearn"],
                    help=f"symbolic-regression cross-check (default {default_crosscheck})")
-    p.add_argument("--guide", default="off", choices=["off", "structure"],
+    p.add_argument("--guide", default="structure", choices=["structure", "off"],
                    help="narrow the cross-check's search with the structure the networks' derivatives show "
-                        "(inputs with influence, additive blocks); default off")
+                        "(inputs with influence, additive blocks); default structure")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--members", type=int, default=5, help="networks in the ensemble (default 5)")
     p.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda' (default auto)")

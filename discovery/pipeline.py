@@ -52,7 +52,7 @@ def discover(
     test_fraction: float = 0.2,
     crosscheck_budget: float = 30.0,
     crosscheck_options: dict | None = None,
-    crosscheck_guide: str | None = "off",
+    crosscheck_guide: str | None = "structure",
     fit_options: dict | None = None,
     merge_options: dict | None = None,
     min_rows: int = 10,
@@ -92,10 +92,12 @@ def discover(
         Rows held out from everything (training, merging, selection) to score the result.
     crosscheck_budget : float, default 30
         Seconds the cross-check engine may search at most.
-    crosscheck_guide : {"off", "structure"}, default "off"
+    crosscheck_guide : {"structure", "off"}, default "structure"
         ``"structure"`` narrows the cross-check engine's search with what the exact derivatives
         of the ensemble showed (:attr:`Discovery.structure`): only the inputs with influence,
-        and, in raw space, each additive block searched on its own.
+        and, in raw space, each additive block searched on its own. On the bundled laws this
+        guided Operon to the true law on 9 of 9 (8 of 9 unguided) in less time
+        (``experiments/crosscheck.py``). ``"off"`` gives the engine every column.
     crosscheck_options, fit_options, merge_options : dict, optional
         Passed to :func:`discovery.crosscheck.compare`, :func:`discovery.fit.fit_ensemble`
         (over :data:`FIT_DEFAULTS`) and :func:`discovery.merge.merge`.
