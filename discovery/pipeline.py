@@ -201,7 +201,7 @@ def discover(
         options = dict(crosscheck_options or {})
         structure = structure_by_space.get(best["space"])
         if crosscheck_guide == "structure" and structure is not None and "guide" not in options:
-            options["guide"] = structure_guide(structure, best["space"])
+            options["guide"] = structure_guide(structure)
         comparison = _crosscheck(engine, merged.expression, X, y, names, test_index, seed, crosscheck_budget,
                                  options, notes)
         timings["crosscheck"] = time.perf_counter() - t0
@@ -272,14 +272,14 @@ def _structure(expansion, kept, names, target, space, notes) -> dict | None:
     }
 
 
-def structure_guide(structure: dict, space: str):
+def structure_guide(structure: dict):
     """The cross-check guide a structure report implies (additive blocks only hold for raw y)."""
     from discovery.crosscheck import Guide
 
     blocks = structure["additive_blocks"]
     used = set(structure["inputs_with_influence"])
     additive = None
-    if space == "raw" and len(blocks) > 1:
+    if structure["space"] == "raw" and len(blocks) > 1:
         additive = [[n for n in b if n in used] for b in blocks]
         additive = [b for b in additive if b] or None
     return Guide(variables=structure["inputs_with_influence"], additive=additive)

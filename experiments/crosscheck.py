@@ -116,7 +116,7 @@ def run_law(name: str, rhs: str, mode: str, noise: float, threads: int, guided: 
         if structure is not None:  # what discover(crosscheck_guide="structure") passes
             from discovery.pipeline import structure_guide
 
-            g, row["guide from"] = structure_guide(structure, result.space), "network structure"
+            g, row["guide from"] = structure_guide(structure), "network structure"
         else:
             g, row["guide from"] = guide_from_formula(hope, names), "formula"
         cg = compare(hope, X, y, names, engine="operon", seed=0, guide=g, n_threads=threads, **options)
