@@ -59,18 +59,15 @@ _ACTIVATIONS = {
     nn.Softplus: lambda m: A.softplus(m.beta, m.threshold),
     nn.Softsign: lambda m: A.softsign,
 }
-_PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
+_DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
+_PASS_THROUGH = (nn.Identity, *_DROPOUTS)
 _RESHAPES = (nn.Flatten, nn.Unflatten)
 _CONVS = {nn.Conv1d: 1, nn.Conv2d: 2}
 _AVG_POOLS = {nn.AvgPool1d: 1, nn.AvgPool2d: 2}
 _MAX_POOLS = {nn.MaxPool1d: 1, nn.MaxPool2d: 2}
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
-
-
-def _supported_names() -> str:
-    types = [*_ACTIVATIONS, nn.Linear, *_CONVS, *_AVG_POOLS, *_MAX_POOLS, *_BATCH_NORMS, *_RESHAPES,
-             *_PASS_THROUGH]
-    return ", ".join(t.__name__ for t in types)
+_SUPPORTED = (*_ACTIVATIONS, nn.Linear, *_CONVS, *_AVG_POOLS, *_MAX_POOLS, *_BATCH_NORMS, *_RESHAPES,
+              *_PASS_THROUGH)
 
 
 def _leaves(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
@@ -92,17 +89,16 @@ def _leaves(model: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
 
 def _check(path: str, layer: nn.Module) -> None:
     kind = type(layer)
-    known = (kind in _ACTIVATIONS or kind is nn.Linear or kind in _CONVS or kind in _AVG_POOLS
-             or kind in _MAX_POOLS or kind in _BATCH_NORMS or kind in _RESHAPES or kind in _PASS_THROUGH)
-    if not known:
+    if kind not in _SUPPORTED:
         raise UnsupportedLayerError(
             f"backward_unmixed(model, ...): no backward rule for layer {path!r} ({kind.__name__}); supported: "
-            f"{_supported_names()} in nn.Sequential. Use method='exact' (the Taylor engine) for this model")
+            f"{', '.join(t.__name__ for t in _SUPPORTED)} in nn.Sequential. "
+            "Use method='exact' (the Taylor engine) for this model")
     if kind in _CONVS and layer.padding_mode != "zeros":
         raise UnsupportedLayerError(
             f"backward_unmixed(model, ...): layer {path!r} pads with {layer.padding_mode!r}; the backward rule "
             f"handles padding_mode='zeros' only. Use method='exact'")
-    if layer.training and (kind in _BATCH_NORMS or kind in _PASS_THROUGH[1:]):
+    if layer.training and (kind in _BATCH_NORMS or kind in _DROPOUTS):
         raise UnsupportedLayerError(
             f"backward_unmixed(model, ...): layer {path!r} ({kind.__name__}) is in training mode, where it "
             f"depends on the batch or on chance; call model.eval() first")
