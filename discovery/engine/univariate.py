@@ -205,15 +205,19 @@ def sin_cos_at(x0: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Tensor
     s, c = torch.sin(x0), torch.cos(x0)
     base = torch.stack([s, c, -s, -c])
     k = torch.arange(order + 1, device=x0.device)
-    inv_fact = torch.tensor([1.0 / math.factorial(i) for i in range(order + 1)], dtype=x0.dtype, device=x0.device)
-    inv_fact = inv_fact.reshape(-1, *([1] * x0.ndim))
+    inv_fact = _inverse_factorials(x0, order)
     return base[k % 4] * inv_fact, base[(k + 1) % 4] * inv_fact
 
 
 def exp_at(x0: torch.Tensor, order: int) -> torch.Tensor:
     """``exp(x0) / k!`` for ``k <= order``."""
-    inv_fact = torch.tensor([1.0 / math.factorial(i) for i in range(order + 1)], dtype=x0.dtype, device=x0.device)
-    return torch.exp(x0).unsqueeze(0) * inv_fact.reshape(-1, *([1] * x0.ndim))
+    return torch.exp(x0).unsqueeze(0) * _inverse_factorials(x0, order)
+
+
+def _inverse_factorials(like: torch.Tensor, order: int) -> torch.Tensor:
+    """``1 / k!`` for ``k <= order``, shaped ``(order + 1, 1, ...)`` to broadcast against ``like``."""
+    values = [1.0 / math.factorial(k) for k in range(order + 1)]
+    return torch.tensor(values, dtype=like.dtype, device=like.device).reshape(-1, *([1] * like.ndim))
 
 
 def _square_coefficient(y: torch.Tensor, m: int) -> torch.Tensor:
