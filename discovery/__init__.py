@@ -33,6 +33,7 @@ from discovery.errors import (
 _EXPORTS = {
     "discover": "discovery.pipeline",
     "Discovery": "discovery.result",
+    "check_output_folder": "discovery.folders",
     "DiscoveryRegressor": "discovery.estimator",
     "load_table": "discovery.data",
     "Table": "discovery.data",
@@ -100,6 +101,7 @@ __all__ = [
     "DataWarning",
     "bundled",
     "list_bundled",
+    "check_output_folder",
     # training
     "fit_ensemble",
     "FittedEnsemble",

@@ -1,12 +1,16 @@
 """The ``discovery`` command: ``run`` a CSV, ``demo`` on a bundled dataset, ``expand`` a model file.
 
 Every expected failure ends with exit code 2 (1 for an unexpected one) and a single line on
-stderr; ``--debug`` shows the traceback instead.
+stderr in the command's own syntax (``--min-rows``, not ``min_rows=``); ``--debug`` shows the
+traceback instead. Cheap checks (the table, the output folder, the device) run before any
+training, and before torch is even imported where they can; the formula is printed before the
+result folder is written, so a failed write never hides it.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -14,6 +18,15 @@ from pathlib import Path
 __all__ = ["main"]
 
 _DEMO = "paper_quadratic"
+_RANGE_MARGIN = 0.05  # fraction of each input's training range accepted beyond its ends by ``expand``
+
+# API keyword -> command-line flag, for messages raised by the library
+_FLAGS = {"min_rows": "--min-rows", "target": "--target", "features": "--features", "order": "--order",
+          "space": "--space", "seed": "--seed", "members": "--members", "test_fraction": "--test-fraction",
+          "crosscheck_budget": "--crosscheck-budget", "reference_points": "--reference-points",
+          "device": "--device", "crosscheck_guide": "--guide", "crosscheck": "--crosscheck",
+          "trust_pickle": "--trust-pickle", "at": "--at", "radius": "--radius", "output": "--output",
+          "names": "--names", "out": "--out"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,13 +36,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
+class _CommandError(Exception):
+    """An error already phrased for the command line."""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="discovery",
         description="Find the formula behind tabular data (exact Taylor expansion of trained networks).",
     )
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    sub = parser.add_subparsers(dest="command", metavar="{run,demo,expand}")
+    sub = parser.add_subparsers(dest="command", metavar="{run,demo,expand}", parser_class=_Parser)
 
     run = sub.add_parser("run", help="discover the formula behind a CSV file")
     run.add_argument("data", help="CSV file (header line; the target is the last column unless --target)")
@@ -42,89 +59,189 @@ def _parser() -> argparse.ArgumentParser:
     _common(demo, default_out=None, default_crosscheck="off")
 
     exp = sub.add_parser("expand", help="expand a saved model at a point and validate the polynomial")
-    exp.add_argument("model", help="model file: a whole pickled torch module or TorchScript")
-    exp.add_argument("--at", required=True, help="expansion point, e.g. 0.1,0.2")
-    exp.add_argument("--order", type=int, default=4, help="degree of the polynomial (default 4)")
-    exp.add_argument("--radius", type=float, default=1.0, help="half-width of the interval checked (default 1)")
-    exp.add_argument("--output", type=int, default=0, help="model output to expand (default 0)")
-    exp.add_argument("--names", default=None, help="comma-separated input names")
+    exp.add_argument("model", help="model file: model.pt of a result folder, or a TorchScript archive "
+                                   "(a whole pickled module needs --trust-pickle)")
+    exp.add_argument("--at", required=True, help="expansion point in the model's input space, e.g. 0.1,0.2 "
+                                                 "(log values for a log-space model)")
+    exp.add_argument("--order", type=_int_at_least(1), default=4, help="degree of the polynomial (default 4)")
+    exp.add_argument("--radius", type=_positive_float, default=1.0,
+                     help="half-width of the interval checked (default 1)")
+    exp.add_argument("--output", type=_int_at_least(0), default=0, help="model output to expand (default 0)")
+    exp.add_argument("--names", default=None, help="comma-separated input names (default: from the model file)")
     exp.add_argument("--out", default=None, help="folder for the expansion, table, plot and report")
+    exp.add_argument("--trust-pickle", action="store_true",
+                     help="read a whole pickled module; this RUNS CODE FROM THE FILE, use only for files you trust")
     exp.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    for p in (run, demo, exp):
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
     return parser
 
 
 def _common(p: argparse.ArgumentParser, default_out, default_crosscheck: str = "auto") -> None:
-    p.add_argument("--order", default="2", help="Taylor order 1-8 or 'auto' (default 2)")
+    p.add_argument("--order", default="2", type=_order, help="Taylor order 1-8 or 'auto' (default 2)")
     p.add_argument("--space", default="auto", choices=["auto", "raw", "log"], help="variable space (default auto)")
     p.add_argument("--crosscheck", default=default_crosscheck, choices=["auto", "off", "operon", "pysr", "gplearn"],
                    help=f"symbolic-regression cross-check (default {default_crosscheck})")
+    p.add_argument("--crosscheck-budget", type=_positive_float, default=30.0,
+                   help="seconds the cross-check may search at most (default 30)")
     p.add_argument("--guide", default="structure", choices=["structure", "off"],
                    help="narrow the cross-check's search with the structure the networks' derivatives show "
                         "(inputs with influence, additive blocks); default structure")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--members", type=int, default=5, help="networks in the ensemble (default 5)")
+    p.add_argument("--members", type=_int_at_least(1), default=5, help="networks in the ensemble (default 5)")
+    p.add_argument("--min-rows", type=_int_at_least(2), default=10,
+                   help="fewest usable rows accepted (default 10)")
+    p.add_argument("--test-fraction", type=_test_fraction, default=0.2,
+                   help="fraction of rows held out to score the formula, in [0, 0.9) (default 0.2)")
+    p.add_argument("--reference-points", type=_reference_points, default="auto",
+                   help="number of expansion points, or 'auto' (up to 32 k-means centres; default)")
     p.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda' (default auto)")
-    p.add_argument("--out", default=default_out, help="result folder (written atomically)"
-                   + (f"; default {default_out}/<data name>" if default_out else "; default results/demo"))
+    p.add_argument("--out", default=default_out,
+                   help="result folder: new, empty, or an earlier result folder (only its own files are "
+                        "replaced)" + (f"; default {default_out}/<data name>" if default_out else "; default results/demo"))
     p.add_argument("--no-report", action="store_true", help="skip the HTML report and figures")
     p.add_argument("--quiet", action="store_true", help="print only the formula")
 
 
 def _order(value: str):
-    return "auto" if value == "auto" else int(value) if value.isdigit() else value
+    if value == "auto":
+        return value
+    if not value.isdigit() or not 1 <= int(value) <= 8:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an order; pass an integer from 1 to 8 or 'auto'")
+    return int(value)
+
+
+def _int_at_least(low: int):
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = low - 1
+        if number < low:
+            raise argparse.ArgumentTypeError(f"{value!r}; pass an integer >= {low}")
+        return number
+    parse.__name__ = "integer"
+    return parse
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r}; pass a positive number")
+    return number
+
+
+def _test_fraction(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if not 0 <= number < 0.9:
+        raise argparse.ArgumentTypeError(f"{value!r}; pass a number in [0, 0.9)")
+    return number
+
+
+def _reference_points(value: str):
+    return "auto" if value == "auto" else _int_at_least(1)(value)
+
+
+# ------------------------------------------------------------------------------------- run / demo
+def _precheck(args, data, target=None, features=None) -> Path:
+    """Table, output folder and device, before any training (torch is imported only for the device)."""
+    from discovery.data import load_table
+    from discovery.errors import DataError
+    from discovery.folders import check_output_folder
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # discover() reads the table again and shows its warnings once
+        try:
+            load_table(data, target, features, min_rows=args.min_rows)
+        except DataError as exc:
+            raise _CommandError(f"{data}: {_cli_syntax(str(exc))}") from exc
+    out = Path(args.out) if args.out else Path("results") / "demo"
+    if args.command == "run" and args.out == "results":
+        out = out / Path(str(data)).stem
+    check_output_folder(out, source=data, call="--out")
+    from discovery.fit import _resolve_device
+
+    _resolve_device(args.device, "--device", "pass --device cpu, or --device auto to use a GPU only when present")
+    return out
 
 
 def _discover(args, data, target=None, features=None):
     from discovery.pipeline import discover
 
-    return discover(data, target=target, order=_order(args.order), features=features, space=args.space,
+    return discover(data, target=target, order=args.order, features=features, space=args.space,
                     seed=args.seed, device=args.device, crosscheck=args.crosscheck, members=args.members,
-                    crosscheck_guide=args.guide, progress=not args.quiet and sys.stderr.isatty())
+                    crosscheck_guide=args.guide, min_rows=args.min_rows, test_fraction=args.test_fraction,
+                    crosscheck_budget=args.crosscheck_budget, reference_points=args.reference_points,
+                    progress=not args.quiet and sys.stderr.isatty())
 
 
-def _print_result(d, out: Path | None, quiet: bool) -> None:
-    if quiet:
-        print(d.text(precision=6))
-        return
-    print(d.summary())
-    if out is not None:
-        print(f"results written to {out}/" + ("" if not (out / "report.html").exists() else " (open report.html)"))
+def _finish(args, d, out: Path) -> int:
+    """Print the result, then write the folder: a failed write never hides the formula."""
+    from discovery.folders import OutputFolderError
+
+    print(d.text(precision=6) if args.quiet else d.summary(), flush=True)
+    try:
+        d.save(out, report=not args.no_report)
+    except OutputFolderError as exc:
+        cause = exc.__cause__
+        why = _one_line(cause) if cause is not None else _cli_syntax(_one_line(exc))
+        raise _CommandError(f"--out {out}: the result printed above could not be saved ({why}); "
+                            "rerun with another --out") from exc
+    args.saved = out
+    if not args.quiet:
+        print(_written(out))
+    return 0
+
+
+def _written(out: Path) -> str:
+    return f"results written to {out}/" + (" (open report.html)" if (out / "report.html").exists() else "")
 
 
 def _run(args) -> int:
-    from discovery.report import check_folder
-
     features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
-    out = Path(args.out)
-    if args.out == "results":
-        out = out / Path(args.data).stem
-    check_folder(out, "discovery run --out", args.data)  # fail before training, not after
-    d = _discover(args, args.data, args.target, features)
-    d.save(out, report=not args.no_report)
-    _print_result(d, out, args.quiet)
-    return 0
+    out = _precheck(args, args.data, args.target, features)
+    return _finish(args, _discover(args, args.data, args.target, features), out)
 
 
 def _demo(args) -> int:
     from discovery.data import bundled
-    from discovery.report import check_folder
 
     path = bundled(args.dataset)
+    out = _precheck(args, path)
     if not args.quiet:
         print(f"demo: discovering the law behind {path} (true law in datasets/README.md)", flush=True)
-    out = Path(args.out) if args.out else Path("results") / "demo"
-    check_folder(out, "discovery demo --out", str(path))
-    d = _discover(args, path)
-    d.save(out, report=not args.no_report)
-    _print_result(d, out, args.quiet)
-    return 0
+    return _finish(args, _discover(args, path), out)
 
 
+# ------------------------------------------------------------------------------------- expand
 def _expand(args) -> int:
+    import numpy as np
+
+    from discovery.folders import check_output_folder
+    from discovery.modelio import read_model
     from discovery.validation import expand_command
 
+    try:
+        point = np.array([float(v) for v in args.at.replace(" ", "").split(",") if v], dtype=np.float64)
+    except ValueError:
+        raise _CommandError(f"--at {args.at!r}: pass comma-separated numbers such as 0.1,0.2") from None
+    if args.out is not None:
+        check_output_folder(args.out, call="--out")
+    saved = read_model(args.model, call=args.model, trust_pickle=args.trust_pickle, trust_flag="--trust-pickle")
     names = [n.strip() for n in args.names.split(",")] if args.names else None
-    report = expand_command(args.model, args.at, args.order, args.out, radius=args.radius, output=args.output,
+    if names is None and saved.names:
+        names = [f"log({n})" for n in saved.names] if saved.space == "log" else list(saved.names)
+    if saved.names and len(point) != len(saved.names):
+        raise _CommandError(f"--at has {len(point)} values; the model takes {len(saved.names)} inputs "
+                            f"({', '.join(names or saved.names)})")
+    _check_point(saved, point, args.radius, names, args.quiet)
+    report = expand_command(saved.module, point, args.order, args.out, radius=args.radius, output=args.output,
                             names=names)
     if not args.quiet:
         print(report)
@@ -133,6 +250,41 @@ def _expand(args) -> int:
     return 0
 
 
+def _check_point(saved, point, radius: float, names, quiet: bool) -> None:
+    """Refuse a point outside the training range (or in the wrong space); a polynomial there says nothing
+    about the data, however well it matches the network."""
+    import numpy as np
+
+    if saved.input_min is None or saved.input_max is None:
+        if not quiet:
+            warnings.warn("the model file records no training range: the verdict below says how well the polynomial "
+                          "matches the network, not whether the network was fit near this point")
+        return
+    lo, hi = saved.input_min, saved.input_max
+    margin = _RANGE_MARGIN * (hi - lo)
+    outside = np.flatnonzero((point < lo - margin) | (point > hi + margin))
+    label = names or saved.names
+    if len(outside):
+        j = int(outside[0])
+        where = (f"{label[j]} = {point[j]:g} is outside the training range [{lo[j]:.4g}, {hi[j]:.4g}] "
+                 f"(with a margin of {_RANGE_MARGIN:.0%} of the range each side)")
+        if saved.space == "log":
+            raw = f" (raw {np.exp(lo[j]):.4g} to {np.exp(hi[j]):.4g})"
+            with np.errstate(all="ignore"):
+                logs = np.log(point)
+            if np.all(point > 0) and np.all((logs >= lo - margin) & (logs <= hi + margin)):
+                raise _CommandError(
+                    f"--at: the model works on log inputs ({', '.join(label)}) and these values look raw; pass "
+                    f"their logs, --at {','.join(f'{v:.6g}' for v in logs)}")
+            raise _CommandError(f"--at: {where}{raw}; the model works on log inputs, pass a point inside the range")
+        raise _CommandError(f"--at: {where}; the networks were never fit there, pass a point inside the range")
+    beyond = np.flatnonzero((point - radius < lo - margin) | (point + radius > hi + margin))
+    if len(beyond) and not quiet:
+        warnings.warn(f"--radius {radius:g} reaches beyond the training range along "
+                      f"{', '.join(label[j] for j in beyond)}: there the verdict is about the network, not the data")
+
+
+# ------------------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``discovery`` command; returns the exit code.
 
@@ -148,8 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    from discovery.errors import DiscoveryError
-
+    args.saved = None
     try:
         with warnings.catch_warnings():
             if getattr(args, "quiet", False):
@@ -159,19 +310,42 @@ def main(argv: list[str] | None = None) -> int:
                 warnings.showwarning = _show_warning
             return {"run": _run, "demo": _demo, "expand": _expand}[args.command](args)
     except KeyboardInterrupt:
-        print("discovery: interrupted", file=sys.stderr)
+        if args.saved is not None:  # the folder is complete; only the last line was cut short
+            if not getattr(args, "quiet", False):
+                print(_written(args.saved))
+            return 0
+        print(f"discovery {args.command}: interrupted; nothing was saved", file=sys.stderr)
         return 130
-    except (DiscoveryError, OSError, ValueError) as exc:
-        if args.debug:
-            raise
-        print(f"discovery {args.command}: {_one_line(exc)}", file=sys.stderr)
-        return 2
     except Exception as exc:  # never a traceback unless asked
         if args.debug:
             raise
-        print(f"discovery {args.command}: unexpected {type(exc).__name__}: {_one_line(exc)} "
-              "(rerun with --debug for the traceback)", file=sys.stderr)
-        return 1
+        print(_message(args.command, exc), file=sys.stderr)
+        return 2 if _expected(exc) else 1
+
+
+def _expected(exc: BaseException) -> bool:
+    from discovery.errors import DiscoveryError
+
+    return isinstance(exc, (_CommandError, DiscoveryError, OSError, ValueError))
+
+
+def _message(command: str, exc: BaseException) -> str:
+    text = _one_line(exc) if isinstance(exc, _CommandError) else _cli_syntax(_one_line(exc))
+    if not _expected(exc):
+        return (f"discovery {command}: unexpected {type(exc).__name__}: {text} "
+                "(rerun with --debug for the traceback)")
+    return f"discovery {command}: {text}"
+
+
+_CALL = re.compile(r"^[A-Za-z_][\w.]*\((?:[^()]|\([^()]*\))*\): ")
+
+
+def _cli_syntax(text: str) -> str:
+    """A library message in the command's terms: no leading call form, flags instead of keywords."""
+    text = _CALL.sub("", text, count=1)
+    for name, flag in _FLAGS.items():
+        text = re.sub(rf"(?<![\w.-]){name}=(?:\.\.\.)?", f"{flag} ", text)
+    return re.sub(r" ([;,.:)])", r"\1", re.sub(r" {2,}", " ", text)).strip()
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

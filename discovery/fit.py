@@ -158,10 +158,27 @@ def _export(net: _BatchedMLP, activation: str) -> nn.Sequential:
     return model.eval()
 
 
-def _resolve_device(device) -> torch.device:
+def _resolve_device(device, call: str = "fit_ensemble(X, y, ...)",
+                    fix: str = "pass device='cpu', or device='auto' to use a GPU only when present") -> torch.device:
+    """``device`` as a torch.device that exists here; a DataError naming the problem and ``fix`` otherwise."""
     if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise DataError(f"{call}: device {device!r} is not a device name; {fix}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this PyTorch build has no CUDA support" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise DataError(f"{call}: device {device!r} is unavailable ({why}); {fix}")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DataError(f"{call}: device {device!r} is unavailable (only {torch.cuda.device_count()} CUDA "
+                            f"device(s)); {fix}")
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise DataError(f"{call}: device {device!r} is unavailable (no MPS backend here); {fix}")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise DataError(f"{call}: device {device!r} is not supported for training; {fix}")
+    return dev
 
 
 def _split(n: int, val_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -1,32 +1,144 @@
-"""Loading a trained network from a file: a whole pickled module or a TorchScript archive."""
+"""Reading and writing trained networks: a safe weights-only format, TorchScript, and (on request) pickles.
+
+``discovery`` writes its own networks (``model.pt`` in a result folder) as a dictionary of plain
+values and tensors: the layer list, the ``state_dict``, the input names, the variable space and
+the training range of every input. ``torch.load(path, weights_only=True)`` reads it without
+running code from the file. A whole pickled module is read only when the caller says it trusts
+the file, because unpickling runs code the file names.
+"""
 
 from __future__ import annotations
 
 import pickle
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from discovery.errors import ModelLoadError
 
-__all__ = ["load_model"]
+__all__ = ["load_model", "read_model", "save_model", "SavedModel"]
 
-_HOW_TO_SAVE = ("save the whole module with torch.save(model, path) or a TorchScript archive with "
-                "torch.jit.save(torch.jit.script(model), path)")
+_HOW_TO_SAVE = ("save a TorchScript archive with torch.jit.save(torch.jit.script(model), path), or the whole "
+                "module with torch.save(model, path) and load it trusting the file")
+_FORMAT = "discovery-model"
+_VERSION = 1
 
 
-def load_model(path, *, map_location="cpu") -> nn.Module:
+@dataclass
+class SavedModel:
+    """A network read from a file and what the file says about its inputs.
+
+    Attributes
+    ----------
+    module : torch.nn.Module
+        The network in ``eval()`` mode.
+    names : list of str or None
+        Input names (None when the file does not say).
+    space : {"raw", "log"} or None
+        ``"log"``: the inputs are ``log x`` and the output is ``log |y|``.
+    input_min, input_max : (p,) arrays or None
+        Range of the training inputs, in the network's input space.
+    target : str or None
+    """
+
+    module: nn.Module
+    names: list[str] | None = None
+    space: str | None = None
+    input_min: np.ndarray | None = None
+    input_max: np.ndarray | None = None
+    target: str | None = None
+
+
+def save_model(module: nn.Module, path, *, names: Sequence[str], space: str = "raw", input_min=None,
+               input_max=None, target: str | None = None) -> Path:
+    """Write an ``nn.Sequential`` of ``Linear`` layers and known activations in the weights-only format.
+
+    Examples
+    --------
+    >>> import torch, tempfile, os
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    >>> path = save_model(net, os.path.join(tempfile.mkdtemp(), "net.pt"), names=["a", "b"])
+    >>> read_model(path).names
+    ['a', 'b']
+    """
+    call = f"save_model(module, {str(path)!r})"
+    if not isinstance(module, nn.Sequential):
+        raise ModelLoadError(f"{call}: the module is a {type(module).__name__}; pass an nn.Sequential")
+    layers = []
+    for i, layer in enumerate(module):
+        spec = _layer_spec(layer)
+        if spec is None:
+            raise ModelLoadError(f"{call}: layer {i} ({type(layer).__name__}) has no weights-only form; supported: "
+                                 f"Linear, Sine, {', '.join(sorted(_ARGLESS))}, {', '.join(sorted(_SCALARS))}")
+        layers.append(spec)
+    state = {
+        "format": _FORMAT, "version": _VERSION, "layers": layers,
+        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+        "names": [str(n) for n in names], "space": str(space), "target": None if target is None else str(target),
+        "input_min": None if input_min is None else [float(v) for v in np.asarray(input_min).reshape(-1)],
+        "input_max": None if input_max is None else [float(v) for v in np.asarray(input_max).reshape(-1)],
+    }
+    torch.save(state, path)
+    return Path(path)
+
+
+def _layer_spec(layer: nn.Module) -> list | None:
+    from discovery.nn import Sine
+
+    if isinstance(layer, nn.Linear):
+        return ["Linear", layer.in_features, layer.out_features, layer.bias is not None, str(layer.weight.dtype)]
+    if isinstance(layer, Sine):
+        return ["Sine", float(layer.w0)]
+    name = type(layer).__name__
+    if name in _ARGLESS and type(layer) is _ARGLESS[name]:
+        return [name]
+    if name in _SCALARS and type(layer) is getattr(nn, name):
+        return [name, *[float(getattr(layer, k)) for k in _SCALARS[name]]]
+    return None
+
+
+def _build(state: dict, call: str) -> nn.Sequential:
+    from discovery.nn import Sine
+
+    layers: list[nn.Module] = []
+    try:
+        for spec in state["layers"]:
+            kind, args = spec[0], spec[1:]
+            if kind == "Linear":
+                dtype = getattr(torch, str(args[3]).removeprefix("torch."))
+                layers.append(nn.Linear(int(args[0]), int(args[1]), bias=bool(args[2]), dtype=dtype))
+            elif kind == "Sine":
+                layers.append(Sine(float(args[0])))
+            elif kind in _ARGLESS:
+                layers.append(_ARGLESS[kind]())
+            elif kind in _SCALARS:
+                layers.append(getattr(nn, kind)(**dict(zip(_SCALARS[kind], map(float, args)))))
+            else:
+                raise ModelLoadError(f"{call}: unknown layer {kind!r} in the file; it was written by a newer "
+                                     "version of discovery")
+        model = nn.Sequential(*layers)
+        model.load_state_dict(state["state_dict"])
+    except (KeyError, IndexError, TypeError, AttributeError, RuntimeError, ValueError) as exc:
+        if isinstance(exc, ModelLoadError):
+            raise
+        raise ModelLoadError(f"{call}: the discovery model file is damaged ({_first_line(exc)})") from exc
+    model.requires_grad_(False)
+    return model.eval()
+
+
+def load_model(path, *, map_location="cpu", trust_pickle: bool = False) -> nn.Module:
     """Read a model file and return the network in evaluation mode.
 
-    Two formats are understood: a whole module written by ``torch.save(model, path)`` (its class
-    must be importable when loading, as for any pickle) and a TorchScript archive written by
-    ``torch.jit.save``. A file that holds only a ``state_dict`` carries no architecture and is
-    refused with a message saying how to rebuild the module.
-
-    Loading a pickled module runs code from the file: only load files you trust.
+    Three formats are understood: the weights-only format ``discovery`` writes (``model.pt`` in a
+    result folder, :func:`save_model`), a TorchScript archive written by ``torch.jit.save``, and,
+    only with ``trust_pickle=True``, a whole module written by ``torch.save(model, path)`` (its
+    class must be importable). A file that holds only a ``state_dict`` carries no architecture and
+    is refused with a message saying how to rebuild the module.
 
     Parameters
     ----------
@@ -34,6 +146,9 @@ def load_model(path, *, map_location="cpu") -> nn.Module:
         The model file.
     map_location : str or torch.device
         Where tensors are placed (default CPU).
+    trust_pickle : bool, default False
+        Read a whole pickled module. Unpickling runs code named in the file: pass True only for
+        files you trust.
 
     Returns
     -------
@@ -46,19 +161,30 @@ def load_model(path, *, map_location="cpu") -> nn.Module:
     Raises
     ------
     ModelLoadError
-        The file is missing, a directory, empty, not a torch file, a ``state_dict`` or checkpoint
-        dictionary, or holds an object that is not a module.
+        The file is missing, a directory, empty, not a torch file, a pickle while
+        ``trust_pickle`` is False, a ``state_dict`` or checkpoint dictionary, or holds an object that
+        is not a module.
 
     Examples
     --------
     >>> import torch, tempfile, os
     >>> net = torch.nn.Sequential(torch.nn.Linear(2, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
     >>> path = os.path.join(tempfile.mkdtemp(), "net.pt")
-    >>> torch.save(net, path)
+    >>> torch.jit.save(torch.jit.script(net), path)
     >>> load_model(path)[0].in_features
     2
     """
-    call = f"load_model({str(path)!r})"
+    return read_model(path, map_location=map_location, trust_pickle=trust_pickle).module
+
+
+def read_model(path, *, map_location="cpu", trust_pickle: bool = False, call: str | None = None,
+               trust_flag: str = "trust_pickle=True") -> SavedModel:
+    """Like :func:`load_model`, also returning the input names, space and training range the file records.
+
+    ``call`` starts error messages and ``trust_flag`` is how they name the option that reads a
+    pickle (the command line passes ``--trust-pickle``).
+    """
+    call = call or f"load_model({str(path)!r})"
     p = Path(path)
     if not p.exists():
         raise ModelLoadError(f"{call}: no such file; pass the path of a model file ({_HOW_TO_SAVE})")
@@ -72,11 +198,37 @@ def load_model(path, *, map_location="cpu") -> nn.Module:
         except Exception as exc:  # torch raises RuntimeError subclasses with long C++ traces
             raise ModelLoadError(f"{call}: looks like a TorchScript archive but could not be read "
                                  f"({_first_line(exc)}); re-export it with torch.jit.save") from exc
-        return _rebuild(model).eval()
-    obj = _unpickle(p, map_location, call)
+        return SavedModel(_rebuild(model).eval())
+    obj = _load_weights_only(p, map_location, call, trust_pickle, trust_flag)
+    if isinstance(obj, Mapping) and obj.get("format") == _FORMAT:
+        if obj.get("version") != _VERSION:
+            raise ModelLoadError(f"{call}: model format version {obj.get('version')!r}; this discovery reads "
+                                 f"version {_VERSION}")
+        model = _build(obj, call).to(map_location)
+        lo, hi = obj.get("input_min"), obj.get("input_max")
+        return SavedModel(model, names=list(obj.get("names") or []) or None, space=obj.get("space"),
+                          input_min=None if lo is None else np.asarray(lo, dtype=np.float64),
+                          input_max=None if hi is None else np.asarray(hi, dtype=np.float64),
+                          target=obj.get("target"))
     if isinstance(obj, nn.Module):
-        return obj.eval()
+        return SavedModel(obj.eval())
     raise ModelLoadError(_not_a_module(obj, call))
+
+
+def _load_weights_only(p: Path, map_location, call: str, trust_pickle: bool, trust_flag: str):
+    try:
+        return torch.load(str(p), map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only load failed" not in str(exc).lower():
+            raise ModelLoadError(f"{call}: not a PyTorch model file ({_first_line(exc)}); {_HOW_TO_SAVE}") from exc
+        if not trust_pickle:
+            raise ModelLoadError(
+                f"{call}: the file is a full pickle (a whole module or other Python objects), and loading it "
+                f"runs code named in the file; pass {trust_flag} only if you trust where the file came from, "
+                "or re-save the network as TorchScript with torch.jit.save(torch.jit.script(model), path)") from None
+    except (EOFError, RuntimeError, UnicodeDecodeError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"{call}: not a PyTorch model file ({_first_line(exc)}); {_HOW_TO_SAVE}") from exc
+    return _unpickle(p, map_location, call)
 
 
 def _is_torchscript(p: Path) -> bool:

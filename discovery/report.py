@@ -1,4 +1,4 @@
-"""HTML report with PNG figures for a :class:`~discovery.result.Discovery`, and atomic folders.
+"""HTML report with PNG figures for a :class:`~discovery.result.Discovery` (folders: :mod:`discovery.folders`).
 
 Figures (matplotlib, Agg backend): the spread of every candidate coefficient across reference
 points (box plots, as in the HOPE paper), a parity plot, residuals against each variable, and the
@@ -8,67 +8,11 @@ network against the formula along 1-D slices through the data's median.
 from __future__ import annotations
 
 import html
-import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from discovery.errors import DiscoveryError
-
-__all__ = ["check_folder", "write_folder", "write_report"]
-
-_MARKERS = ("result.json", "report.html")
-
-
-def check_folder(directory, call: str, source: str | None = None) -> Path:
-    """Raise unless ``directory`` may receive a result folder (see :func:`write_folder`)."""
-    target = Path(directory)
-    if source is not None:
-        src = Path(source).resolve()
-        if src == target.resolve() or target.resolve() in src.parents:
-            raise DiscoveryError(f"{call}: {target} holds the input file {source}; pass another folder")
-    if target.exists():
-        if not target.is_dir():
-            raise DiscoveryError(f"{call}: {target} exists and is not a folder; pass a folder path")
-        entries = list(target.iterdir())
-        if entries and not any((target / m).exists() for m in _MARKERS):
-            raise DiscoveryError(
-                f"{call}: {target} exists and is not an earlier result folder; pass a new or empty folder"
-            )
-    return target
-
-
-def write_folder(directory, write: Callable[[Path], None], call: str, source: str | None = None) -> Path:
-    """Fill a new temporary folder with ``write(tmp)`` and rename it to ``directory``.
-
-    An existing ``directory`` is replaced only when it is an earlier result folder (it holds
-    ``result.json`` or ``report.html``) and does not hold the input file ``source``.
-
-    Examples
-    --------
-    >>> write_folder("out", lambda tmp: (tmp / "a.txt").write_text("hi"), "demo")  # doctest: +SKIP
-    PosixPath('out')
-    """
-    target = check_folder(directory, call, source)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o755)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            os.replace(target, old / "previous")
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+__all__ = ["write_report"]
 
 
 def write_report(d, folder: Path) -> Path:

@@ -13,7 +13,8 @@ import pandas as pd
 import sympy
 
 from discovery.errors import DataError
-from discovery.report import write_folder, write_report
+from discovery.folders import write_folder
+from discovery.report import write_report
 from discovery.symbolic import latex as formula_latex
 from discovery.symbolic import polynomial_to_sympy, text as formula_text
 
@@ -295,12 +296,22 @@ class Discovery:
         return json.dumps(self.to_dict(), indent=indent, default=_json_default)
 
     def save(self, directory, *, report: bool = True) -> Path:
-        """Write the result folder atomically: ``result.json``, ``formula.txt``, ``formula.tex``,
-        ``terms.csv``, ``candidates.csv``, ``local.npz``, ``model.pt`` (the ensemble in original
-        units) and, with ``report``, ``report.html`` and its figures.
+        """Write the result folder: ``result.json``, ``formula.txt``, ``formula.tex``, ``terms.csv``,
+        ``candidates.csv``, ``local.npz``, ``model.pt`` (the ensemble in original units, readable
+        with ``torch.load(weights_only=True)``) and, with ``report``, ``report.html`` and its figures.
 
-        The folder is written under a temporary name and renamed into place; an existing folder
-        is replaced only when it is an earlier result folder, and never when it holds the input.
+        The folder gets a ``.discovery-result.json`` marker listing these files. An existing
+        folder is written into only when it is empty or carries the marker, and then only the
+        files of the earlier result are replaced or removed; other files and subfolders are left
+        alone. Every file is renamed into place from a temporary name. A folder that holds the
+        input file is refused. Call :func:`discovery.check_output_folder` before a long run to
+        find an unusable folder early.
+
+        Raises
+        ------
+        discovery.folders.OutputFolderError
+            The folder may not or cannot be written; its ``path`` names the folder. Nothing
+            of the result is lost: this object stays usable and can be saved elsewhere.
 
         Examples
         --------
@@ -321,11 +332,16 @@ class Discovery:
             if report:
                 write_report(self, tmp)
 
-        return write_folder(directory, write, "Discovery.save(directory)", self.source)
+        return write_folder(directory, write, f"Discovery.save({str(directory)!r})", self.source)
 
     def report(self, directory) -> Path:
-        """Write ``report.html`` with PNG figures into ``directory`` (atomically); returns the path of the HTML."""
-        path = write_folder(directory, lambda tmp: write_report(self, tmp), "Discovery.report(directory)", self.source)
+        """Write ``report.html`` with PNG figures into ``directory``; returns the path of the HTML.
+
+        The folder rules of :meth:`save` apply; in a result folder only the report's files are
+        replaced and the rest of the result is kept.
+        """
+        path = write_folder(directory, lambda tmp: write_report(self, tmp), f"Discovery.report({str(directory)!r})",
+                            self.source, replace_all=False)
         return path / "report.html"
 
     # ----------------------------------------------------------------------------- display
@@ -403,9 +419,15 @@ def _json_default(value):
 
 def _save_model(d: "Discovery", path: Path) -> None:
     """The kept networks as one module from original-unit features (``log x`` in log space) to
-    the ensemble-mean target (``log|y|`` in log space): standardisation folded into two Linear layers."""
+    the ensemble-mean target (``log|y|`` in log space): standardisation folded into two Linear layers.
+
+    Written in the weights-only format of :func:`discovery.modelio.save_model`, with the input
+    names, the space and the training range of every input, so ``discovery expand`` reads it
+    without unpickling and can refuse points the networks never saw."""
     import torch
     from torch import nn
+
+    from discovery.modelio import save_model
 
     f = d.fitted
     p = len(d.names)
@@ -420,4 +442,7 @@ def _save_model(d: "Discovery", path: Path) -> None:
         last.bias.fill_(f.y_mean)
     model = nn.Sequential(first, *f.model, last).eval()
     model.requires_grad_(False)
-    torch.save(model, path)
+    rows = d.X[d.fit_index] if len(d.fit_index) else d.X  # the rows the networks were trained and validated on
+    inputs = np.log(np.abs(rows)) if d.space == "log" else rows
+    save_model(model, path, names=d.names, space=d.space, input_min=inputs.min(axis=0), input_max=inputs.max(axis=0),
+               target=d.target_name)

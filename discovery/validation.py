@@ -430,8 +430,8 @@ def expand_command(model_path, at, order: int, out=None, *, radius: float = 1.0,
 
     Parameters
     ----------
-    model_path : str or path-like
-        A model file (see :func:`discovery.modelio.load_model`).
+    model_path : str, path-like or torch.nn.Module
+        A model file (see :func:`discovery.modelio.load_model`) or a loaded network.
     at : str or array-like
         The expansion point, e.g. ``"0.1,0.2"``.
     order : int
@@ -454,7 +454,7 @@ def expand_command(model_path, at, order: int, out=None, *, radius: float = 1.0,
     from discovery.modelio import load_model
     from discovery.symbolic import polynomial_to_sympy, text
 
-    model = load_model(model_path)
+    model = model_path if isinstance(model_path, nn.Module) else load_model(model_path)
     point = _parse_point(at)
     v = validate(model, point, radius, order, output=output, tolerance=tolerance, names=names)
     if v.expansion is not None:
@@ -465,13 +465,16 @@ def expand_command(model_path, at, order: int, out=None, *, radius: float = 1.0,
         formula = "(too many inputs for a mixed polynomial at this order; lower --order)"
     report = f"Taylor polynomial of order {order} at ({', '.join(f'{x:g}' for x in point)}):\n{formula}\n\n{v}\n"
     if out is not None:
-        folder = Path(out)
-        folder.mkdir(parents=True, exist_ok=True)
-        if v.expansion is not None:
-            v.expansion.save(folder / "expansion.pt")
-        _atomic_text(folder / "validation.csv", v.to_frame().to_csv(index=False))
-        v.plot(folder / "validation.png")
-        _atomic_text(folder / "report.txt", report)
+        from discovery.folders import write_folder
+
+        def write(folder: Path) -> None:  # never into a folder discovery did not write (see write_folder)
+            if v.expansion is not None:
+                v.expansion.save(folder / "expansion.pt")
+            _atomic_text(folder / "validation.csv", v.to_frame().to_csv(index=False))
+            v.plot(folder / "validation.png")
+            _atomic_text(folder / "report.txt", report)
+
+        write_folder(out, write, f"expand_command(..., out={str(out)!r})")
     return report
 
 
