@@ -10,8 +10,11 @@ result folder is written, so a failed write never hides it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
+import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -187,7 +190,8 @@ def _finish(args, d, out: Path) -> int:
 
     print(d.text(precision=6) if args.quiet else d.summary(), flush=True)
     try:
-        d.save(out, report=not args.no_report)
+        with _interrupts_deferred():  # Ctrl-C while saving waits for a complete folder rather than a partial one
+            d.save(out, report=not args.no_report)
     except OutputFolderError as exc:
         cause = exc.__cause__
         why = _one_line(cause) if cause is not None else _cli_syntax(_one_line(exc))
@@ -197,6 +201,20 @@ def _finish(args, d, out: Path) -> int:
     if not args.quiet:
         print(_written(out))
     return 0
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Hold SIGINT until the block ends; the block then finishes and the command reports what it saved."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _written(out: Path) -> str:
@@ -344,8 +362,10 @@ def _cli_syntax(text: str) -> str:
     """A library message in the command's terms: no leading call form, flags instead of keywords."""
     text = _CALL.sub("", text, count=1)
     for name, flag in _FLAGS.items():
-        text = re.sub(rf"(?<![\w.-]){name}=(?:\.\.\.)?", f"{flag} ", text)
-    return re.sub(r" ([;,.:)])", r"\1", re.sub(r" {2,}", " ", text)).strip()
+        keyword = rf"(?<![\w.-]){name}=(?:\.\.\.)?"
+        text = re.sub(keyword + r"(?=[;,.:)]|$)", flag, text)  # 'pass min_rows=;' -> 'pass --min-rows;'
+        text = re.sub(keyword + r"\s*", f"{flag} ", text)
+    return text.strip()
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
