@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("model", help="model file: model.pt of a result folder, or a TorchScript archive "
                                    "(a whole pickled module needs --trust-pickle)")
     exp.add_argument("--at", required=True, help="expansion point in the model's input space, e.g. 0.1,0.2 "
-                                                 "(log values for a log-space model)")
+                                                 "(log values for a log-space model; --at=-1,2 when it starts "
+                                                 "with a minus sign)")
     exp.add_argument("--order", type=_int_at_least(1), default=4, help="degree of the polynomial (default 4)")
     exp.add_argument("--radius", type=_positive_float, default=1.0,
                      help="half-width of the interval checked (default 1)")
@@ -293,7 +294,7 @@ def _check_point(saved, point, radius: float, names, quiet: bool) -> None:
             if np.all(point > 0) and np.all((logs >= lo - margin) & (logs <= hi + margin)):
                 raise _CommandError(
                     f"--at: the model works on log inputs ({', '.join(label)}) and these values look raw; pass "
-                    f"their logs, --at {','.join(f'{v:.6g}' for v in logs)}")
+                    f"their logs, --at={','.join(f'{v:.6g}' for v in logs)}")
             raise _CommandError(f"--at: {where}{raw}; the model works on log inputs, pass a point inside the range")
         raise _CommandError(f"--at: {where}; the networks were never fit there, pass a point inside the range")
     beyond = np.flatnonzero((point - radius < lo - margin) | (point + radius > hi + margin))
