@@ -219,8 +219,9 @@ def _load_weights_only(p: Path, map_location, call: str, trust_pickle: bool, tru
     try:
         return torch.load(str(p), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only load failed" not in str(exc).lower():
-            raise ModelLoadError(f"{call}: not a PyTorch model file ({_first_line(exc)}); {_HOW_TO_SAVE}") from exc
+        if not _is_pickle(p):
+            raise ModelLoadError(f"{call}: not a PyTorch model file (neither a torch archive nor a pickle); "
+                                 f"{_HOW_TO_SAVE}") from None
         if not trust_pickle:
             raise ModelLoadError(
                 f"{call}: the file is a full pickle (a whole module or other Python objects), and loading it "
@@ -229,6 +230,12 @@ def _load_weights_only(p: Path, map_location, call: str, trust_pickle: bool, tru
     except (EOFError, RuntimeError, UnicodeDecodeError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"{call}: not a PyTorch model file ({_first_line(exc)}); {_HOW_TO_SAVE}") from exc
     return _unpickle(p, map_location, call)
+
+
+def _is_pickle(p: Path) -> bool:
+    """A torch archive (zip) or a pickle stream (protocol 2 and later start with the PROTO opcode)."""
+    with open(p, "rb") as handle:
+        return zipfile.is_zipfile(p) or handle.read(1) == b"\x80"
 
 
 def _is_torchscript(p: Path) -> bool:

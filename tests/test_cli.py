@@ -1,11 +1,10 @@
-"""The discovery command: outputs, exit codes, one-line errors, input files left alone."""
+"""The discovery command: what a user sees printed, the folder written, one-line errors in CLI syntax."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +12,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from discovery.cli import main
+from discovery.errors import DataError
+from discovery.folders import MARKER
+
+ROOT = Path(__file__).resolve().parents[1]
+_API_SYNTAX = re.compile(r"\b(min_rows|target|features|order|test_fraction|device|trust_pickle)=|load_table\(|discover\(")
 
 
 @pytest.fixture(scope="module")
@@ -28,23 +33,35 @@ def momentum_csv(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def run_result(momentum_csv, tmp_path_factory):
-    """``discovery run`` once: the output folder, the input's hash before, exit code and stdout."""
+    """``discovery run`` once: the output folder, the input's hash before, exit code, stdout and stderr."""
     out = tmp_path_factory.mktemp("out") / "res"
     before = hashlib.sha256(momentum_csv.read_bytes()).hexdigest()
-    buffer = io.StringIO()
-    with contextlib.redirect_stdout(buffer):
-        code = main(["run", str(momentum_csv), "--target", "p", "--order", "2", "--crosscheck", "off", "--out", str(out)])
-    return out, before, code, buffer.getvalue()
+    proc = subprocess.run([sys.executable, "-m", "discovery.cli", "run", str(momentum_csv), "--target", "p",
+                           "--order", "2", "--crosscheck", "off", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    return out, before, proc.returncode, proc.stdout, proc.stderr
 
 
-def test_run_prints_formula_and_writes_folder(momentum_csv, run_result):
-    out, before, code, printed = run_result
-    assert code == 0
-    assert printed.splitlines()[0] == "p = m*v"
-    assert "LaTeX: m v" in printed and "R^2 1.000000" in printed and f"results written to {out}/" in printed
-    assert json.loads((out / "result.json").read_text())["formula"] == "m*v"
-    assert (out / "report.html").exists() and (out / "model.pt").exists()
-    assert hashlib.sha256(momentum_csv.read_bytes()).hexdigest() == before
+def test_run_prints_formula_scores_and_the_folder(momentum_csv, run_result):
+    out, before, code, printed, err = run_result
+    lines = printed.splitlines()
+    assert code == 0 and "Traceback" not in err
+    assert lines[0] == "p = m*v"
+    assert lines[1] == "  LaTeX: m v"
+    assert re.fullmatch(r"  R\^2 1\.000000, RMSE \S+ on 60 held-out rows", lines[2]), lines[2]
+    assert lines[-1] == f"results written to {out}/ (open report.html)"
+
+
+def test_run_writes_a_marked_result_folder(momentum_csv, run_result):
+    out, before, *_ = run_result
+    result = json.loads((out / "result.json").read_text())
+    assert result["formula"] == "m*v" and result["target"] == "p" and result["features"] == ["m", "v"]
+    assert (out / "formula.txt").read_text() == "m*v\n"
+    listed = json.loads((out / MARKER).read_text())["files"]
+    assert sorted(listed) == sorted(p.name for p in out.iterdir() if p.name != MARKER)
+    assert {"report.html", "model.pt", "terms.csv", "local.npz"} <= set(listed)
+    assert hashlib.sha256(momentum_csv.read_bytes()).hexdigest() == before  # input untouched
 
 
 def test_quiet_prints_only_the_formula(momentum_csv, tmp_path, capsys):
@@ -52,29 +69,50 @@ def test_quiet_prints_only_the_formula(momentum_csv, tmp_path, capsys):
                  "--no-report", "--out", str(tmp_path / "q")])
     assert code == 0
     assert capsys.readouterr().out == "m*v\n"
-    assert not (tmp_path / "q" / "report.html").exists()
+    assert (tmp_path / "q" / "result.json").exists() and not (tmp_path / "q" / "report.html").exists()
+
+
+def test_flags_for_the_discover_arguments_reach_it(momentum_csv, tmp_path, capsys):
+    out = tmp_path / "f"
+    code = main(["run", str(momentum_csv), "--order", "1", "--space", "log", "--crosscheck", "off", "--no-report",
+                 "--members", "2", "--reference-points", "3", "--test-fraction", "0", "--min-rows", "300",
+                 "--out", str(out)])
+    printed = capsys.readouterr().out
+    result = json.loads((out / "result.json").read_text())
+    assert code == 0 and printed.splitlines()[0] == "p = m*v"
+    assert result["reference_points"] == 3 and result["networks"]["members"] == 2
+    assert result["scores"]["held_out"] is False
 
 
 def test_expand_a_saved_model(run_result, capsys):
     out = run_result[0]
-    code = main(["expand", str(out / "model.pt"), "--at", "1.0,1.2", "--order", "3"])
+    space = json.loads((out / "result.json").read_text())["space"]
+    at = "1.0,1.2" if space == "log" else "3.0,2.5"
+    code = main(["expand", str(out / "model.pt"), "--at", at, "--order", "3", "--radius", "0.2"])
+    printed = capsys.readouterr().out.strip().splitlines()
     assert code == 0
-    assert capsys.readouterr().out.strip()
+    assert printed[0] == f"Taylor polynomial of order 3 at ({at.replace('.0', '').replace(',', ', ')}):"
+    names = ("log(m)", "log(v)") if space == "log" else ("m", "v")
+    assert all(n in printed[1] for n in names) and "x0" not in printed[1]
+    assert "TRUSTED" in printed[-1] and "tolerance" in printed[-1]
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["run", "{missing}"], "no such file"),
-        (["run", "{csv}", "--target", "q"], "'q'"),
-        (["run", "{csv}", "--order", "nine"], "order='nine'"),
+        (["run", "{missing}"], "{missing}: no such file"),
+        (["run", "{csv}", "--target", "q"], "no column named 'q' for --target;"),
+        (["run", "{csv}", "--min-rows", "1000"], "at least 1000 are needed. Add observations or pass --min-rows"),
+        (["run", "{csv}", "--order", "nine"], "argument --order: 'nine' is not an order"),
+        (["run", "{csv}", "--test-fraction", "0.95"], "argument --test-fraction: '0.95'; pass a number in [0, 0.9)"),
         (["run", "{csv}", "--out", "{csv}"], "holds the input file"),
         (["run"], "required: data"),
-        (["expand", "{csv}", "--at", "1,2"], "{csv_name}"),
+        (["expand", "{csv}", "--at", "1,2"], "{csv}: not a PyTorch model file"),
+        (["expand", "{csv}", "--at", "one"], "--at 'one': pass comma-separated numbers"),
     ],
 )
-def test_errors_are_one_line_with_nonzero_exit(args, message, momentum_csv, tmp_path, capsys):
-    fill = {"missing": str(tmp_path / "nope.csv"), "csv": str(momentum_csv), "csv_name": momentum_csv.name}
+def test_errors_are_one_line_in_cli_syntax(args, message, momentum_csv, tmp_path, capsys):
+    fill = {"missing": str(tmp_path / "nope.csv"), "csv": str(momentum_csv)}
     argv = [a.format(**fill) for a in args]
     before = momentum_csv.read_bytes()
     try:
@@ -83,10 +121,39 @@ def test_errors_are_one_line_with_nonzero_exit(args, message, momentum_csv, tmp_
         code = exc.code
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip() and not line.startswith("warning:")]
-    assert code != 0
+    assert code == 2
     assert len(lines) == 1, err
     assert message.format(**fill) in lines[0]
+    assert not _API_SYNTAX.search(lines[0]), lines[0]
     assert momentum_csv.read_bytes() == before
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_unavailable_device_is_one_line_naming_the_fix(momentum_csv, tmp_path, capsys):
+    code = main(["run", str(momentum_csv), "--device", "cuda", "--crosscheck", "off", "--out", str(tmp_path / "d")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "unexpected" not in err
+    assert err.startswith("discovery run: --device: device 'cuda' is unavailable (") and "pass --device cpu" in err
+    assert not (tmp_path / "d").exists()
+    from discovery.pipeline import discover
+
+    frame = pd.read_csv(momentum_csv)
+    with pytest.raises(DataError, match=r"device 'cuda' is unavailable .*pass device='cpu'"):
+        discover(frame, device="cuda", crosscheck="off", progress=False)
+
+
+@pytest.mark.parametrize("content, message", [("", "the file is empty"), ("a,b\n", "no data rows")])
+def test_empty_table_is_refused_before_torch_is_imported(tmp_path, content, message):
+    data = tmp_path / "empty.csv"
+    data.write_text(content)
+    script = ("import sys; from discovery.cli import main; "
+              f"code = main(['run', {str(data)!r}, '--out', {str(tmp_path / 'o')!r}]); "
+              "print(code, 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert proc.stdout.split() == ["2", "False"]
+    assert proc.stderr.startswith(f"discovery run: {data}: ") and message in proc.stderr
+    assert proc.stderr.count("\n") == 1
 
 
 def test_installed_command_prints_no_traceback(tmp_path):
@@ -94,11 +161,13 @@ def test_installed_command_prints_no_traceback(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
-    assert proc.stderr.startswith("discovery run: load_table(")
+    assert proc.stderr.startswith(f"discovery run: {tmp_path / 'none.csv'}: no such file")
 
 
 def test_demo_runs_on_a_bundled_dataset(tmp_path, capsys):
     code = main(["demo", "--out", str(tmp_path / "demo"), "--no-report"])
-    printed = capsys.readouterr().out
+    printed = capsys.readouterr().out.splitlines()
     assert code == 0
-    assert "y = 0.5*x1**2 + 0.5*x2" in printed and f"results written to {tmp_path / 'demo'}/" in printed
+    assert printed[1] == "y = 0.5*x1**2 + 0.5*x2"
+    assert printed[-1] == f"results written to {tmp_path / 'demo'}/"
+    assert json.loads((tmp_path / "demo" / "result.json").read_text())["formula"] == "0.5*x1**2 + 0.5*x2"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -52,16 +54,19 @@ def _run(argv, capsys):
     return code, captured.out, [line for line in captured.err.splitlines() if not line.startswith("warning:")]
 
 
-def test_crafted_pickle_does_not_run_without_the_flag(tmp_path, capsys):
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")
+@pytest.mark.parametrize("dump", [torch.save, lambda obj, path: path.write_bytes(pickle.dumps(obj, protocol=4))],
+                         ids=["torch.save", "plain pickle"])
+def test_crafted_pickle_does_not_run_without_the_flag(tmp_path, capsys, dump):
     victim = tmp_path / "created-by-payload"
-    torch.save(_Payload(victim), tmp_path / "evil.pt")
+    dump(_Payload(victim), tmp_path / "evil.pt")
     code, out, err = _run(["expand", str(tmp_path / "evil.pt"), "--at", "0,0"], capsys)
     assert not victim.exists()
     assert code == 2 and out == "" and len(err) == 1
     assert "runs code named in the file" in err[0] and "--trust-pickle" in err[0] and "trust_pickle=" not in err[0]
     # with the flag the file is unpickled (and its payload runs): the flag is what stood in the way
     code, _, err = _run(["expand", str(tmp_path / "evil.pt"), "--at", "0,0", "--trust-pickle"], capsys)
-    assert victim.exists() and code == 2 and "not a torch.nn.Module" in err[0]
+    assert victim.exists() and code == 2 and len(err) == 1
 
 
 def test_api_refuses_a_pickle_unless_trusted(tmp_path):
