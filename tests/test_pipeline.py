@@ -77,8 +77,10 @@ def test_save_writes_everything_atomically_and_keeps_input(quadratic, tmp_path):
 def test_saved_model_is_the_network_in_original_units(quadratic, tmp_path):
     import torch
 
+    from discovery.modelio import load_model
+
     out = quadratic.save(tmp_path / "res", report=False)
-    model = torch.load(out / "model.pt", weights_only=False)
+    model = load_model(out / "model.pt")  # weights only: no pickle is run
     x = np.array([[0.3, -0.2], [-0.7, 0.9]])
     got = model(torch.from_numpy(x)).numpy()[:, 0]
     np.testing.assert_allclose(got, quadratic.predict_network(x), rtol=1e-12)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from discovery.errors import ExpansionError, ModelLoadError
-from discovery.modelio import load_model
+from discovery.modelio import load_model, save_model
 from discovery.nn import Sine
 from discovery.validation import convergence_table, expand_command, validate
 
@@ -134,12 +134,13 @@ def test_expand_command_reports_polynomial_table_and_verdict(tmp_path):
     torch.manual_seed(2)
     net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))
     path = tmp_path / "net.pt"
-    torch.save(net, path)
+    save_model(net, path, names=["x0", "x1"])
     report = expand_command(path, "0.1,0.2", 4, out=tmp_path / "out", radius=0.3)
     assert "Taylor polynomial of order 4 at (0.1, 0.2)" in report
     assert "x0" in report and "x1" in report and "Convergence" in report
     assert "TRUSTED" in report
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {"expansion.pt", "validation.csv", "validation.png", "report.txt"}
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"expansion.pt", "validation.csv", "validation.png", "report.txt",
+                                                            ".discovery-result.json"}
     with pytest.raises(ExpansionError, match="comma-separated numbers"):
         expand_command(path, "0.1;x", 4)
 
@@ -155,7 +156,7 @@ def _small_net() -> nn.Module:
 def test_whole_pickled_module_loads_in_eval_mode(tmp_path):
     net = _small_net().train()
     torch.save(net, tmp_path / "net.pt")
-    loaded = load_model(tmp_path / "net.pt")
+    loaded = load_model(tmp_path / "net.pt", trust_pickle=True)
     x = torch.randn(4, 2)
     assert not loaded.training
     torch.testing.assert_close(loaded(x), net(x))
