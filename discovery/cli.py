@@ -155,6 +155,7 @@ def _reference_points(value: str):
 # ------------------------------------------------------------------------------------- run / demo
 def _precheck(args, data, target=None, features=None) -> Path:
     """Table, output folder and device, before any training (torch is imported only for the device)."""
+    _readable(Path(data))
     from discovery.data import load_table
     from discovery.errors import DataError
     from discovery.folders import check_output_folder
@@ -173,6 +174,21 @@ def _precheck(args, data, target=None, features=None) -> Path:
 
     _resolve_device(args.device, "--device", "pass --device cpu, or --device auto to use a GPU only when present")
     return out
+
+
+def _readable(path: Path) -> None:
+    """The checks that need no library at all: a missing, unreadable or empty file is refused at once."""
+    if not path.exists():
+        raise _CommandError(f"{path}: no such file; pass the path of an existing CSV file")
+    if path.is_dir():
+        raise _CommandError(f"{path}: is a folder; pass the path of a CSV file inside it")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(1 << 16)
+    except OSError as exc:
+        raise _CommandError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    if not head.strip() and len(head) < 1 << 16:
+        raise _CommandError(f"{path}: the file is empty; pass a CSV with a header line and data rows")
 
 
 def _discover(args, data, target=None, features=None):
