@@ -138,3 +138,17 @@ def test_torchscript_loads_without_the_flag_and_says_the_range_is_unknown(tmp_pa
     captured = capsys.readouterr()
     assert code == 0 and "x0" in captured.out.splitlines()[1]
     assert "warning: the model file records no training range" in captured.err
+
+
+def test_expand_out_never_writes_into_a_foreign_folder(raw_result, tmp_path, capsys):
+    _, out = raw_result
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.txt").write_text("my notes")
+    code, printed, err = _run(["expand", str(out / "model.pt"), "--at", "0.5,0.5,0.5", "--out", str(mine)], capsys)
+    assert code == 2 and printed == "" and len(err) == 1 and "not an earlier result folder" in err[0]
+    assert [p.name for p in mine.iterdir()] == ["report.txt"] and (mine / "report.txt").read_text() == "my notes"
+    code, printed, err = _run(["expand", str(out / "model.pt"), "--at", "0.5,0.5,0.5", "--order", "2",
+                               "--radius", "0.1", "--out", str(tmp_path / "exp")], capsys)
+    assert code == 0 and printed.strip().endswith(f"results written to {tmp_path / 'exp'}/")
+    assert (tmp_path / "exp" / "report.txt").read_text().startswith("Taylor polynomial of order 2 at (0.5, 0.5, 0.5)")
