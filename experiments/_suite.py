@@ -241,3 +241,28 @@ def markdown(frame: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(fmt(v).replace("|", "\\|") for v in r) + " |" for r in frame.itertuples(index=False)]
     return "\n".join(lines)
+
+
+def score(formula, law: SuiteLaw, fresh: pd.DataFrame, prefix: str = "") -> dict:
+    """Judge ``formula`` against ``law``: ``solved``, ``judged_by``, ``r2_fresh``, ``r2_ok``."""
+    verdict = judge(formula, law)
+    r2 = r2_fresh(formula, law, fresh)
+    return {f"{prefix}solved": verdict.solved, f"{prefix}judged_by": verdict.how, f"{prefix}r2_fresh": r2,
+            f"{prefix}r2_ok": bool(r2 >= R2_OK)}
+
+
+R2_OK = 0.999
+
+
+def summarize(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Per group: laws, solved % (all, polynomial, not polynomial), R^2 >= 0.999 %, median and max s."""
+    out = []
+    for key, g in rows.groupby(by, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        poly, other = g[g["polynomial"]], g[~g["polynomial"]]
+        pct = lambda s: 100.0 * float(s.mean()) if len(s) else float("nan")  # noqa: E731
+        out.append({**dict(zip(by, key)), "laws": len(g), "solved %": pct(g["solved"]),
+                    "solved % polynomial": pct(poly["solved"]), "solved % not polynomial": pct(other["solved"]),
+                    "R2>=0.999 %": pct(g["r2_ok"]), "median s": float(g["seconds"].median()),
+                    "max s": float(g["seconds"].max())})
+    return pd.DataFrame(out)
