@@ -299,16 +299,21 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                         help="comma-separated noise levels (default 0,0.01 for public, 0,0.01,0.1 for textbook)")
     parser.add_argument("--threads", type=int, default=default_threads(), help="Operon threads")
     parser.add_argument("--out", default=None, help="output file stem under experiments/out")
-    parser.add_argument("--methods", default="discover,operon",
+    parser.add_argument("--methods", default=None,
                         help=f"textbook suite: comma-separated methods from {', '.join(METHODS)} (default discover,operon)")
-    parser.add_argument("--budget", type=float, default=30.0,
+    parser.add_argument("--budget", type=float, default=None,
                         help="textbook suite: seconds per law for the cross-check, and for Operon alone when discover "
                              "does not run (default 30)")
-    parser.add_argument("--order", default="default",
+    parser.add_argument("--order", default=None,
                         help="textbook suite: discover's order (an integer, 'auto', or 'default' for the package default)")
     args = parser.parse_args(argv)
     if args.suite != "public":
+        args.methods = args.methods or "discover,operon"
+        args.budget = 30.0 if args.budget is None else args.budget
         return main_textbook(args, args.threads)
+    ignored = [f"--{k}" for k in ("methods", "budget", "order") if getattr(args, k) is not None]
+    if ignored:
+        print(f"recovery.py --suite public: {', '.join(ignored)} ignored; the public suite runs as it always has")
     args.noise = args.noise or "0,0.01"
     args.out = args.out or "recovery"
     laws = [n for n in args.laws.split(",") if n] or list(LAWS)

@@ -59,6 +59,8 @@ def test_suite_size_mix_and_index():
     assert sum(not law.polynomial_in_raw_or_log for law in gt.LAWS) >= 25
     assert all(2 <= len(law.variables) <= 9 for law in gt.LAWS)
     assert len({law.name for law in gt.LAWS}) == len(gt.LAWS)
+    readme = (ROOT / "datasets" / "README.md").read_text()
+    assert all(f"| `{law.name}` | `{law.target} = {law.formula}` |" in readme for law in gt.LAWS)
     index = json.loads((gt.OUT / "laws.json").read_text())
     assert [e["name"] for e in index] == [law.name for law in gt.LAWS]
     for entry, law in zip(index, gt.LAWS):
