@@ -76,9 +76,11 @@ _ACCURACY_TOL = 0.05  # the same tolerance discover uses to call candidates equa
 def zero_local_coefficients():
     """While active, ``discover`` merges local polynomials whose coefficients are all 0."""
     original = pipeline.to_original_units
+    calls = []
 
     def zeroed(*args, **kwargs):
         coefficients, centers = original(*args, **kwargs)
+        calls.append(1)
         return np.zeros_like(coefficients), centers
 
     pipeline.to_original_units = zeroed
@@ -86,9 +88,12 @@ def zero_local_coefficients():
         yield
     finally:
         pipeline.to_original_units = original
+    if not calls:  # the pipeline no longer goes through this step: the variant would measure nothing
+        raise RuntimeError("ablation.py: discover never called discovery.pipeline.to_original_units; "
+                           "update zero_local_coefficients() to the pipeline's new structure")
 
 
-def data_only(frame: pd.DataFrame, law, order, seed: int = 0, test_fraction: float = 0.2):
+def data_only(frame: pd.DataFrame, law: _suite.SuiteLaw, order, seed: int = 0, test_fraction: float = 0.2):
     """The merge's stepwise fit on the data with no networks; returns (formula, space, order)."""
     X, y = frame[law.variables].to_numpy(), frame[law.target].to_numpy()
     n, p = X.shape
@@ -115,7 +120,7 @@ def _default_order():
     return inspect.signature(discovery.discover).parameters["order"].default
 
 
-def run_law(law, noise: float, budget: float, threads: int, order, variants: list[str]) -> list[dict]:
+def run_law(law: _suite.SuiteLaw, noise: float, budget: float, threads: int, order, variants: list[str]) -> list[dict]:
     """Every variant on one law at one noise level: one row per variant."""
     from discovery.crosscheck.operon import fit_operon
 
@@ -170,6 +175,8 @@ def run_law(law, noise: float, budget: float, threads: int, order, variants: lis
                         d = discovery.discover(frame, **kwargs)
                 else:
                     d = discovery.discover(frame, **kwargs)
+            if variant == "untrained networks" and any(len(h["train"]) for h in d.fitted.history):
+                raise RuntimeError("ablation.py: fit_options max_epochs=0 still trained the networks")
             row.update(seconds=time.perf_counter() - t0, formula=d.text(precision=5), recommended=d.recommended,
                        space=d.space, order=d.order, note="; ".join(d.notes)[:300])
             row.update(_suite.score(d.formula, law, fresh))

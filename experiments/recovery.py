@@ -197,7 +197,7 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 
 
-def run_textbook(law, noise: float, methods: list[str], budget: float, threads: int, order) -> list[dict]:
+def run_textbook(law: _suite.SuiteLaw, noise: float, methods: list[str], budget: float, threads: int, order) -> list[dict]:
     """One law at one noise level with every method: one row per method."""
     from discovery.crosscheck.operon import fit_operon
 
@@ -276,6 +276,8 @@ def main_textbook(args, threads: int) -> pd.DataFrame:
                 rows.append(row)
                 print(f"{law.name:24s} noise {noise:<5g} {row['method']:9s} {row['seconds']:6.1f}s "
                       f"solved={row['solved']!s:5} R2={row['r2_fresh']:.6f} {row['formula'][:90]}", flush=True)
+                if "cross-check" in row["note"] or "failed" in row["note"]:  # it changes what was measured
+                    print(f"{'':24s} note: {row['note']}", flush=True)
             write_text(OUT / f"{out}.csv", pd.DataFrame(rows).to_csv(index=False))  # after every law
     frame = pd.DataFrame(rows)
     summary = _suite.summarize(frame, ["method", "noise"])
