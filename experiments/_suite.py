@@ -77,7 +77,8 @@ class SuiteLaw:
 
     def table(self) -> pd.DataFrame:
         """The noise-free training table: the bundled CSV for the textbook suite (checked
-        against the formula on load), or the rows recovery.py has always drawn for ``public``."""
+        against the formula on load); for ``public``, the inputs recovery.py draws for the law
+        (the targets agree with its own to float64 rounding)."""
         if self.suite == "textbook":
             frame = pd.read_csv(generate_textbook.OUT / f"{self.name}.csv")
             expected = self.law.evaluate(frame[self.variables].to_numpy())
