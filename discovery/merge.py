@@ -15,11 +15,15 @@ The local polynomials of an ensemble, taken at ``B`` reference points by ``M`` m
    forward, a dropped term comes back when it lowers the validation RMSE by more than
    ``add_tol``; backward, kept terms (least significant consensus first) go when removing them
    raises it by no more than ``rel_tol``;
-5. snapped: each coefficient is tried against clean numbers (integers, short decimals, simple
-   fractions, a few exact constants; exponents in log space against multiples of 1/2, 1/3 and
-   1/4), simplest first, within ``snap_z`` standard errors of its fitted value, with the other
+5. snapped, but only when the refit is accurate to the noise level: its residuals must be no
+   larger than the noise estimated from nearest-neighbour differences (:func:`noise_level`);
+   otherwise the constants are approximations of a law the terms do not hold, and the notes
+   say so. Each coefficient is then tried against clean numbers (integers, short decimals,
+   simple fractions; exponents in log space against multiples of 1/2, 1/3 and 1/4; ``sqrt(n)``
+   and ``k*pi/q`` only when known to a relative precision where such a match is rarer than 1 in
+   1000), simplest first, within ``snap_z`` standard errors of its fitted value, with the other
    free coefficients refit; a snap is kept only when the validation RMSE stays within
-   ``rel_tol`` of the unsnapped fit.
+   ``rel_tol`` of the unsnapped fit. Every snap is listed in the notes.
 
 The result is a :class:`MergedFormula` with the SymPy expression, a terms table with every
 decision and its reason, validation scores, and ``predict``.
@@ -352,7 +356,8 @@ def merge(
         this fraction.
     snap, snap_z, snap_max_rel :
         Snap coefficients to clean numbers within ``snap_z`` standard errors and at most
-        ``snap_max_rel`` relative distance (see :func:`clean_number`).
+        ``snap_max_rel`` relative distance (see :func:`clean_number`), and only when the refit's
+        residuals pass the lack-of-fit test of :func:`noise_level` (3 standard errors).
     trim : float
         Proportion cut from each end for the trimmed mean reported beside the median.
     seed : int
