@@ -708,12 +708,14 @@ def noise_level(V: np.ndarray, residual: np.ndarray, rows: np.ndarray | None = N
     half_sq = 0.5 * (r - r[neighbour]) ** 2
     sigma = float(np.sqrt(np.mean(half_sq)))
     excess = r**2 - half_sq
-    se = float(np.std(excess)) * math.sqrt(2.0 / len(excess))
+    # Under pure noise var(excess) equals var(half_sq) for any symmetric noise distribution;
+    # half_sq is measured from differences that the fit's smooth error hardly enters.
+    se = float(np.std(half_sq)) * math.sqrt(2.0 / len(excess))
     lack = float(np.mean(excess)) / se if se > 0 else (0.0 if np.mean(excess) <= 0 else math.inf)
     return sigma, lack
 
 
-_LACK_OF_FIT_Z = 3.0  # one-sided 3 standard errors: a good fit is refused about 1 time in 700
+_LACK_OF_FIT_Z = 3.0  # one-sided 3 standard errors: a fit accurate to the noise is refused < 1 time in 700
 
 
 def _snap_refusal(fitter, refit, V, rows, floor, seed) -> str:
