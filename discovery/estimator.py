@@ -49,6 +49,18 @@ class DiscoveryRegressor(RegressorMixin, BaseEstimator):
         and ``equation``, like PySR's table.
     n_features_in_, feature_names_in_
 
+    Warns
+    -----
+    UserWarning
+        When every column of ``X`` has mean 0 and standard deviation 1 (as after
+        ``StandardScaler`` in a pipeline): the formula is then in z-scores, under the columns'
+        names, not in their units. Put the scaler after, or leave it out, to read the law.
+
+    Notes
+    -----
+    Column names of a DataFrame are used in the formula exactly (``"gamma"``, ``"I"``,
+    ``"temp (°C)"``); see :mod:`discovery.symbolic` for how they print in LaTeX.
+
     Examples
     --------
     >>> import numpy as np
