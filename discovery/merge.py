@@ -666,9 +666,10 @@ def noise_level(V: np.ndarray, residual: np.ndarray, rows: np.ndarray | None = N
     mean squared difference of the two residuals estimates the noise variance ``sigma**2``
     whatever smooth error the fit made (it cancels between close neighbours, and replicates
     give pure noise). A fit accurate to the noise leaves residuals no larger than that:
-    ``lack_of_fit`` is ``mean(r**2) - sigma**2`` in standard errors (the mean over rows of
-    ``r_i**2 - (r_i - r_j)**2 / 2``, with its standard error widened by sqrt(2) because pairs
-    repeat). About 0 for noise alone, large for a fit that misses part of the law.
+    ``lack_of_fit`` is ``mean(r**2) - sigma**2`` in standard errors: the mean over rows of
+    ``r_i**2 - (r_i - r_j)**2 / 2``, whose variance under pure noise equals that of
+    ``(r_i - r_j)**2 / 2`` (widened by sqrt(2) because pairs repeat). About 0 for noise alone
+    (any symmetric distribution), large for a fit that misses part of the law.
 
     Parameters
     ----------
