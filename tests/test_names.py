@@ -13,7 +13,7 @@ import sympy
 
 from discovery.pipeline import discover
 
-FAST = {"max_epochs": 150, "patience": 50, "lbfgs_steps": 100, "hidden": (16, 16)}
+FAST = {"max_epochs": 60, "patience": 20, "lbfgs_steps": 40, "hidden": (16, 16)}
 NAMES = ["temp (°C)", "gamma", "I"]
 
 
