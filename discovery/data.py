@@ -1,17 +1,17 @@
 """Reading and checking tables of observations (CSV files or DataFrames); no torch here.
 
 :func:`load_table` turns a CSV path or a :class:`pandas.DataFrame` into a :class:`Table` of
-float64 arrays with SymPy-safe names, or raises :class:`~discovery.errors.DataError` with one
-message that says what is wrong and what to pass instead. Everything it changes on the way (rows
-with missing values, constant feature columns, renamed columns) is recorded on the table and
-emitted as a :class:`DataWarning`. The input file and the caller's DataFrame are never modified.
+float64 arrays under the columns' own names, or raises :class:`~discovery.errors.DataError` with
+one message that says what is wrong and what to pass instead. Everything it changes on the way
+(rows with missing values, constant feature columns) is recorded on the table and emitted as a
+:class:`DataWarning`. Names are never changed: formulas use them as SymPy symbols exactly
+(see :mod:`discovery.symbolic`). The input file and the caller's DataFrame are never modified.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import keyword
 import re
 import sys
 import warnings
@@ -21,11 +21,10 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import sympy
 
 from discovery.errors import DataError
 
-__all__ = ["DataWarning", "Table", "bundled", "list_bundled", "load_table", "safe_name"]
+__all__ = ["DataWarning", "Table", "bundled", "list_bundled", "load_table"]
 
 _DELIMITERS = (",", ";", "\t", "|")
 _SNIFF_BYTES = 64 * 1024
@@ -42,12 +41,12 @@ def _datasets_dir() -> Path | None:
 
 
 class DataWarning(UserWarning):
-    """The table was usable but something was changed on the way (rows dropped, names renamed)."""
+    """The table was usable but something was changed on the way (rows or columns dropped)."""
 
 
 @dataclass
 class Table:
-    """A validated table: float64 features and target with SymPy-safe names.
+    """A validated table: float64 features and target under the columns' own names.
 
     Attributes
     ----------
@@ -56,12 +55,12 @@ class Table:
     y : numpy.ndarray
         ``(n,)`` float64 target.
     feature_names : list of str
-        Names used in formulas (renamed when a column name clashes with SymPy or is not an
-        identifier).
+        The feature columns' names, exactly as in the header (surrounding spaces stripped);
+        formulas use them as they are (``"temp (°C)"``, ``"gamma"``, ``"I"``).
     target_name : str
-        Name of the target, made safe the same way.
+        Name of the target column.
     renamed : dict
-        Original column name -> name used, for the renamed columns only.
+        Always empty: no column is renamed. Kept so code that maps names back still works.
     dropped_rows : int
         Rows dropped because a selected column had a missing value.
     dropped_columns : list of str
@@ -91,28 +90,6 @@ class Table:
     def n_features(self) -> int:
         """Number of feature columns kept."""
         return int(self.X.shape[1])
-
-
-def safe_name(name: str) -> str:
-    """Return a name usable as a SymPy symbol in formulas that users may parse back.
-
-    Characters outside ``[A-Za-z0-9_]`` become ``_``; a leading digit gets an ``x_`` prefix; a
-    Python keyword or any name SymPy defines (``gamma``, ``E``, ``I``, ``S``, ``pi``, ``sin``...)
-    gets a trailing ``_``.
-
-    Examples
-    --------
-    >>> safe_name("gamma"), safe_name("flow rate"), safe_name("2theta"), safe_name("m")
-    ('gamma_', 'flow_rate', 'x_2theta', 'm')
-    """
-    text = re.sub(r"\W", "_", str(name).strip(), flags=re.ASCII)
-    if not text:
-        text = "unnamed"
-    if text[0].isdigit():
-        text = "x_" + text
-    if keyword.iskeyword(text) or hasattr(sympy, text):
-        text = text + "_"
-    return text
 
 
 def load_table(
@@ -241,21 +218,14 @@ def load_table(
         X = X[:, kept]
         feature_cols = [feature_cols[k] for k in kept]
 
-    names, renamed = _safe_names([target_col, *feature_cols])
-    if renamed:
-        pairs = ", ".join(f"{old!r} -> {new!r}" for old, new in renamed.items())
-        notes.append(
-            f"{call}: renamed column(s) {pairs} so formulas can be parsed back (the original names "
-            "clash with SymPy or Python, or are not identifiers)"
-        )
     for note in notes:
         warnings.warn(note, DataWarning, stacklevel=2)
     return Table(
         X=np.ascontiguousarray(X, dtype=np.float64),
         y=y,
-        feature_names=names[1:],
-        target_name=names[0],
-        renamed=renamed,
+        feature_names=list(feature_cols),
+        target_name=target_col,
+        renamed={},
         dropped_rows=n_missing,
         dropped_columns=constant,
         warnings=notes,
@@ -466,18 +436,3 @@ def _resolve_features(features, target: str, columns: list[str], call: str) -> l
     if not chosen:
         raise DataError(f"{call}: features= is empty; pass at least one of the columns: {listed}")
     return chosen
-
-
-def _safe_names(columns: list[str]) -> tuple[list[str], dict[str, str]]:
-    """SymPy-safe, unique names; the first of equal candidates keeps the name."""
-    names: list[str] = []
-    taken = {c for c in columns if safe_name(c) == c}
-    for c in columns:
-        new = safe_name(c)
-        if new != c or new in names:
-            while new in taken or new in names:
-                new = new + "_"
-        names.append(new)
-        taken.add(new)
-    renamed = {c: n for c, n in zip(columns, names) if c != n}
-    return names, renamed

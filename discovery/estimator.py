@@ -49,6 +49,18 @@ class DiscoveryRegressor(RegressorMixin, BaseEstimator):
         and ``equation``, like PySR's table.
     n_features_in_, feature_names_in_
 
+    Warns
+    -----
+    UserWarning
+        When every column of ``X`` has mean 0 and standard deviation 1 (as after
+        ``StandardScaler`` in a pipeline): the formula is then in z-scores, under the columns'
+        names, not in their units. Put the scaler after, or leave it out, to read the law.
+
+    Notes
+    -----
+    Column names of a DataFrame are used in the formula exactly (``"gamma"``, ``"I"``,
+    ``"temp (°C)"``); see :mod:`discovery.symbolic` for how they print in LaTeX.
+
     Examples
     --------
     >>> import numpy as np
@@ -74,10 +86,18 @@ class DiscoveryRegressor(RegressorMixin, BaseEstimator):
 
     def fit(self, X, y):
         """Discover a formula for ``y`` from ``X``; returns ``self``."""
-        from discovery.data import safe_name
         from discovery.pipeline import discover
+        from discovery.symbolic import tidy
 
         X, y = validate_data(self, X, y, y_numeric=True, ensure_min_samples=2, dtype=np.float64)
+        if _looks_standardised(X):
+            warnings.warn(
+                f"DiscoveryRegressor.fit(X, y): every column of X has mean 0 and standard deviation 1, as "
+                f"after StandardScaler; the formula will be in these z-scores (named after the columns), "
+                f"not in the columns' own units. Fit on the unscaled columns to find the law in their units",
+                UserWarning,
+                stacklevel=2,
+            )
         names = [str(n) for n in getattr(self, "feature_names_in_", [f"x{i}" for i in range(X.shape[1])])]
         target = "y"
         while target in names:
@@ -91,18 +111,15 @@ class DiscoveryRegressor(RegressorMixin, BaseEstimator):
         if self.lbfgs_steps is not None:
             fit_options["lbfgs_steps"] = int(self.lbfgs_steps)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # renamed columns are mapped back below
+            warnings.simplefilter("ignore")  # data notes (dropped constant columns) stay on discovery_
             self.discovery_ = discover(
                 frame, target=target, order=self.order, space=self.space, seed=seed, device=self.device,
                 crosscheck=self.crosscheck, members=self.members, reference_points=self.reference_points,
                 progress=self.progress, fit_options=fit_options, min_rows=2,
             )
-        used = self.discovery_.names
-        self._columns = [names.index(_original(n, self.discovery_.renamed)) for n in used]
-        safe = {safe_name(str(n)): str(n) for n in names}
-        self.formula_ = self.discovery_.formula.xreplace(
-            {s: sympy.Symbol(safe.get(s.name, s.name)) for s in self.discovery_.formula.free_symbols}
-        )
+        self._columns = [names.index(n) for n in self.discovery_.names]
+        formula = self.discovery_.formula
+        self.formula_ = tidy(formula.xreplace({s: sympy.Symbol(s.name) for s in formula.free_symbols}))
         c = self.discovery_.candidates
         self.equations_ = pd.DataFrame({
             "complexity": c["complexity"], "loss": c["val_rmse"] ** 2, "score": c["val_r2"],
@@ -135,6 +152,13 @@ class DiscoveryRegressor(RegressorMixin, BaseEstimator):
         return tags
 
 
-def _original(name: str, renamed: dict) -> str:
-    back = {new: old for old, new in renamed.items()}
-    return back.get(name, name)
+def _looks_standardised(X: np.ndarray) -> bool:
+    """Every column has mean 0 and standard deviation 1 (either ``ddof``) to rounding: the mark
+    a scaler leaves, which raw measurements essentially never carry by chance."""
+    if X.shape[0] < 3:
+        return False
+    tol = 1e-6
+    mean = X.mean(axis=0)
+    std0, std1 = X.std(axis=0), X.std(axis=0, ddof=1)
+    unit = (np.abs(std0 - 1) <= tol) | (np.abs(std1 - 1) <= tol)
+    return bool(np.all(np.abs(mean) <= tol) and np.all(unit))

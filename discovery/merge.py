@@ -15,11 +15,15 @@ The local polynomials of an ensemble, taken at ``B`` reference points by ``M`` m
    forward, a dropped term comes back when it lowers the validation RMSE by more than
    ``add_tol``; backward, kept terms (least significant consensus first) go when removing them
    raises it by no more than ``rel_tol``;
-5. snapped: each coefficient is tried against clean numbers (integers, short decimals, simple
-   fractions, a few exact constants; exponents in log space against multiples of 1/2, 1/3 and
-   1/4), simplest first, within ``snap_z`` standard errors of its fitted value, with the other
+5. snapped, but only when the refit is accurate to the noise level: its residuals must be no
+   larger than the noise estimated from nearest-neighbour differences (:func:`noise_level`);
+   otherwise the constants are approximations of a law the terms do not hold, and the notes
+   say so. Each coefficient is then tried against clean numbers (integers, short decimals,
+   simple fractions; exponents in log space against multiples of 1/2, 1/3 and 1/4; ``sqrt(n)``
+   and ``k*pi/q`` only when known to a relative precision where such a match is rarer than 1 in
+   1000), simplest first, within ``snap_z`` standard errors of its fitted value, with the other
    free coefficients refit; a snap is kept only when the validation RMSE stays within
-   ``rel_tol`` of the unsnapped fit.
+   ``rel_tol`` of the unsnapped fit. Every snap is listed in the notes.
 
 The result is a :class:`MergedFormula` with the SymPy expression, a terms table with every
 decision and its reason, validation scores, and ``predict``.
@@ -49,7 +53,7 @@ from discovery.symbolic import (
     text,
 )
 
-__all__ = ["merge", "MergedFormula", "clean_number", "choose_center"]
+__all__ = ["merge", "MergedFormula", "clean_number", "choose_center", "noise_level"]
 
 _MAD_TO_SD = 1.4826
 _SELECT_ROWS = 20_000
@@ -352,7 +356,8 @@ def merge(
         this fraction.
     snap, snap_z, snap_max_rel :
         Snap coefficients to clean numbers within ``snap_z`` standard errors and at most
-        ``snap_max_rel`` relative distance (see :func:`clean_number`).
+        ``snap_max_rel`` relative distance (see :func:`clean_number`), and only when the refit's
+        residuals pass the lack-of-fit test of :func:`noise_level` (3 standard errors).
     trim : float
         Proportion cut from each end for the trimmed mean reported beside the median.
     seed : int
@@ -477,10 +482,14 @@ def merge(
     snapped: dict[int, str] = {}
     final = refit
     if snap and keep:
-        final, numbers, snapped = _snap(
-            fitter, keep, table, refit, se, refit_rmse, affine_log, rel_tol, floor, snap_z, snap_max_rel
-        )
-        notes.extend(f"snapped {table[j].tolist()}: {s}" for j, s in snapped.items())
+        refusal = _snap_refusal(fitter, refit, V, np.concatenate([train, val]), floor, seed)
+        if refusal:
+            notes.append(refusal)
+        else:
+            final, numbers, snapped = _snap(
+                fitter, keep, table, refit, se, refit_rmse, affine_log, rel_tol, floor, snap_z, snap_max_rel
+            )
+            notes.extend(f"snapped {table[j].tolist()}: {s}" for j, s in snapped.items())
     val_rmse = fitter.rmse(final)
     pred_val = _to_target(D[val] @ final, space, sign)
     ss_tot = float(np.sum((y[val] - y[val].mean()) ** 2))
@@ -650,6 +659,82 @@ def _stepwise(fitter, keep, rank, reasons, add_tol, rel_tol, floor):
     return sorted(keep), current
 
 
+def noise_level(V: np.ndarray, residual: np.ndarray, rows: np.ndarray | None = None, seed: int = 0) -> tuple[float, float]:
+    """Noise level of the data and how much structure a fit left, from nearest-neighbour pairs.
+
+    Each row is paired with its nearest other row (variables scaled to unit spread). Half the
+    mean squared difference of the two residuals estimates the noise variance ``sigma**2``
+    whatever smooth error the fit made (it cancels between close neighbours, and replicates
+    give pure noise). A fit accurate to the noise leaves residuals no larger than that:
+    ``lack_of_fit`` is ``mean(r**2) - sigma**2`` in standard errors: the mean over rows of
+    ``r_i**2 - (r_i - r_j)**2 / 2``, whose variance under pure noise equals that of
+    ``(r_i - r_j)**2 / 2`` (widened by sqrt(2) because pairs repeat). About 0 for noise alone
+    (any symmetric distribution), large for a fit that misses part of the law.
+
+    Parameters
+    ----------
+    V : (n, p) array
+        The fit's variables at every row.
+    residual : (n,) array
+        Target minus prediction, in the target's units.
+    rows : row indices, optional
+        Rows to use (default all; at most 20,000 are drawn, seeded).
+    seed : int
+
+    Returns
+    -------
+    sigma, lack_of_fit : float
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> V = rng.uniform(-1, 1, (2000, 2))
+    >>> sigma, z = noise_level(V, 0.1 * rng.standard_normal(2000))
+    >>> round(sigma, 2), abs(z) < 3
+    (0.1, True)
+    >>> noise_level(V, V[:, 0] ** 2 - 1 / 3 + 0.01 * rng.standard_normal(2000))[1] > 3
+    True
+    """
+    from scipy.spatial import cKDTree
+
+    rows = np.arange(len(V)) if rows is None else np.asarray(rows)
+    rows = _subsample(rows, _SELECT_ROWS, np.random.default_rng(seed + 2))
+    Z = np.asarray(V, dtype=np.float64)[rows]
+    spread = Z.std(axis=0)
+    Z = Z / np.where(spread > 0, spread, 1.0)
+    r = np.asarray(residual, dtype=np.float64)[rows]
+    _, idx = cKDTree(Z).query(Z, k=2)
+    own = np.arange(len(Z))
+    neighbour = np.where(idx[:, 0] == own, idx[:, 1], idx[:, 0])  # a replicate may come first
+    half_sq = 0.5 * (r - r[neighbour]) ** 2
+    sigma = float(np.sqrt(np.mean(half_sq)))
+    excess = r**2 - half_sq
+    # Under pure noise var(excess) equals var(half_sq) for any symmetric noise distribution;
+    # half_sq is measured from differences that the fit's smooth error hardly enters.
+    se = float(np.std(half_sq)) * math.sqrt(2.0 / len(excess))
+    lack = float(np.mean(excess)) / se if se > 0 else (0.0 if np.mean(excess) <= 0 else math.inf)
+    return sigma, lack
+
+
+_LACK_OF_FIT_Z = 3.0  # one-sided 3 standard errors: a fit accurate to the noise is refused < 1 time in 700
+
+
+def _snap_refusal(fitter, refit, V, rows, floor, seed) -> str:
+    """Why the refit must not be snapped (its residuals hold more than noise), or ``""``."""
+    residual = fitter.y - _to_target(fitter.D @ refit, fitter.space, fitter.sign)
+    rms = float(np.sqrt(np.mean(residual[rows] ** 2)))
+    if rms <= floor:
+        return ""  # exact to rounding: nothing but the law is left to explain
+    sigma, lack = noise_level(V, residual, rows, seed)
+    if lack <= _LACK_OF_FIT_Z:
+        return ""
+    return (
+        f"not snapped: the refit is not accurate to the noise level (RMS residual {rms:.3g}, noise level "
+        f"{sigma:.3g} from nearest-neighbour differences, lack of fit {lack:.1f} standard errors > "
+        f"{_LACK_OF_FIT_Z:g}); its constants are fitted values, not exact ones"
+    )
+
+
 def _snap(fitter, keep, table, refit, se, refit_rmse, affine_log, rel_tol, floor, snap_z, snap_max_rel):
     """Snap kept coefficients one by one (others refit); returns values, SymPy numbers, log."""
     degrees = table.sum(axis=1)
@@ -674,7 +759,7 @@ def _snap(fitter, keep, table, refit, se, refit_rmse, affine_log, rel_tol, floor
                 v, s = math.exp(v), math.exp(v) * s
             kind = "exponent" if j in exponents else "coefficient"
             tol = min(max(snap_z * s, 1e-9 * abs(v)), snap_max_rel * abs(v))
-            for f, e, _ in clean_candidates(v, kind):
+            for f, e, _ in clean_candidates(v, kind, tol):
                 if abs(f - v) > tol:
                     continue
                 value, number = (math.log(f), sympy.log(e, evaluate=False)) if prefactor else (f, e)

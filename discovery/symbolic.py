@@ -10,12 +10,22 @@ first axis runs over the ``T`` terms (see :mod:`discovery.engine.polynomial`). T
 * reads a polynomial fitted in log space (``log|y|`` on ``log x``) back as a formula in ``x``:
   an affine polynomial becomes the monomial ``c * x1**a1 * x2**a2 ...``,
 * prints formulas as LaTeX or plain text with a chosen number of significant digits
-  (:func:`latex`, :func:`text`).
+  (:func:`latex`, :func:`text`), with common numeric factors of fractions cancelled
+  (:func:`tidy`).
+
+Column names are used exactly as the user wrote them: a SymPy ``Symbol`` may carry any name
+(``Symbol("temp (°C)")``, ``Symbol("gamma")``, ``Symbol("I")``), so names are never parsed or
+renamed. Where text from an external engine must be parsed, :func:`placeholders` gives safe
+stand-in names and the map back to the user's symbols. In LaTeX an identifier-like name keeps
+SymPy's reading (``x1`` -> ``x_{1}``, ``m_1`` -> ``m_{1}``, and a column the user named after a
+Greek letter, ``gamma``, prints as ``\\gamma``); any other name (spaces, units, punctuation,
+non-ASCII letters) prints upright and verbatim: ``temp (°C)`` -> ``\\mathrm{temp\\ (°C)}``.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -30,6 +40,9 @@ __all__ = [
     "clean_candidates",
     "to_original_units",
     "make_symbols",
+    "placeholders",
+    "tidy",
+    "latex_name",
     "latex",
     "text",
     "FormulaLatexPrinter",
@@ -49,10 +62,49 @@ def make_symbols(names: Sequence[str] | None, p: int) -> list[sympy.Symbol]:
     """
     if names is None:
         names = [f"x{i}" for i in range(p)]
-    names = list(names)
+    names = [str(n) for n in names]
     if len(names) != p:
         raise ValueError(f"make_symbols(names, p={p}): got {len(names)} names; pass one name per variable")
-    return [sympy.Symbol(str(n), real=True) for n in names]
+    # Built directly, never parsed: any text is a valid Symbol name ("temp (°C)", "gamma", "I").
+    return [sympy.Symbol(n, real=True) for n in names]
+
+
+def placeholders(names: Sequence[str], prefix: str = "x") -> tuple[list[str], dict[sympy.Symbol, sympy.Symbol]]:
+    """Parser-safe stand-in names for the variables, and the map back to the user's symbols.
+
+    An engine that reads or writes formulas as text (a parser, a Julia backend) gets
+    ``x0 .. x{p-1}``; its parsed result goes back to the user's names with
+    ``expr.xreplace(back)``. The stand-ins avoid every given name, so the map is one-to-one.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The user's column names, in order.
+    prefix : str, default "x"
+        Start of the stand-in names (an identifier no SymPy or Python name clashes with).
+
+    Returns
+    -------
+    safe : list of str
+        One stand-in name per variable.
+    back : dict
+        Plain ``Symbol(stand-in)`` -> real ``Symbol(user name)`` (as :func:`make_symbols`).
+
+    Examples
+    --------
+    >>> safe, back = placeholders(["temp (°C)", "gamma"])
+    >>> safe
+    ['x0', 'x1']
+    >>> (sympy.Symbol("x0") * 2 + sympy.Symbol("x1")).xreplace(back)
+    gamma + 2*temp (°C)
+    """
+    names = [str(n) for n in names]
+    taken = set(names)
+    while any(f"{prefix}{i}" in taken for i in range(len(names))):
+        prefix = "_" + prefix  # a user column is literally called x0: move every stand-in aside
+    safe = [f"{prefix}{i}" for i in range(len(names))]
+    user = make_symbols(names, len(names))
+    return safe, {sympy.Symbol(s): u for s, u in zip(safe, user)}
 
 
 def _number(value) -> sympy.Expr:
@@ -247,18 +299,34 @@ _EXACT_CONSTANTS = [(math.sqrt(n), sympy.sqrt(n)) for n in (2, 3, 5, 6, 7, 8, 10
 ]
 
 
+# A value known to relative precision rho lands within rho of one of these constants by chance
+# with probability about 2 * rho * (constants per unit of log-scale). A constant is claimed only
+# when that chance is below 1e-3: weaker evidence reads as a decimal, not as pi or sqrt(n).
+_CONSTANT_VALUES = [f for f, _ in _EXACT_CONSTANTS]
+_CONSTANT_DENSITY = len(_CONSTANT_VALUES) / math.log(max(_CONSTANT_VALUES) / min(_CONSTANT_VALUES))
+CONSTANT_MAX_REL = 1e-3 / (2 * _CONSTANT_DENSITY)
+"""Largest relative tolerance at which a coefficient may be read as ``sqrt(n)`` or ``k*pi/q``."""
+
+
 def _decimal(value: float, digits: int) -> tuple[float, sympy.Expr]:
     v = float(f"{value:.{digits}g}")
     return v, (sympy.Integer(int(v)) if v.is_integer() else sympy.Float(v))
 
 
-def clean_candidates(value: float, kind: str) -> list[tuple[float, sympy.Expr, str]]:
+def clean_candidates(value: float, kind: str, tolerance: float | None = None) -> list[tuple[float, sympy.Expr, str]]:
     """Clean numbers near ``value``, simplest first, as ``(float, SymPy number, family)``.
+
+    With ``tolerance`` (the uncertainty the value will be matched within), the exact constants
+    ``sqrt(n)`` and ``k*pi/q`` are offered only when ``tolerance / |value|`` is at most
+    :data:`CONSTANT_MAX_REL`: with about 30 such constants, a looser match is a coincidence more
+    often than once in a thousand, and a coefficient of a 0/1 column near 1.047 is not ``pi/3``.
 
     Examples
     --------
     >>> [c[1] for c in clean_candidates(0.26, "exponent")]
     [1/2, 1/3, 1/4]
+    >>> any(c[2] == "constant" for c in clean_candidates(1.0472, "coefficient", tolerance=1e-4))
+    False
     """
     out: list[tuple[float, sympy.Expr, str]] = []
     if kind == "exponent":
@@ -273,8 +341,9 @@ def clean_candidates(value: float, kind: str) -> list[tuple[float, sympy.Expr, s
         if frac.denominator > 2 and abs(frac.numerator) < 100:
             out.append((float(frac), sympy.Rational(frac.numerator, frac.denominator), "fraction"))
     out.append((*_decimal(value, 2), "2 digits"))
-    s = 1 if value > 0 else -1
-    out.extend((s * f, s * e, "constant") for f, e in _EXACT_CONSTANTS)
+    if tolerance is None or (value != 0 and tolerance <= CONSTANT_MAX_REL * abs(value)):
+        s = 1 if value > 0 else -1
+        out.extend((s * f, s * e, "constant") for f, e in _EXACT_CONSTANTS)
     for digits in (3, 4, 5):
         out.append((*_decimal(value, digits), f"{digits} digits"))
     seen, unique = set(), []
@@ -289,7 +358,8 @@ def clean_number(value: float, tolerance: float, kind: str = "coefficient") -> t
     """The simplest clean number within ``tolerance`` of ``value``, or ``None``.
 
     Coefficients are tried as integers, one-digit decimals, thirds and sixths, two-digit
-    decimals, ``sqrt(n)`` and ``k*pi/q``, then 3 to 5 significant digits. Exponents
+    decimals, ``sqrt(n)`` and ``k*pi/q`` (only for ``tolerance <= CONSTANT_MAX_REL * |value|``,
+    see :func:`clean_candidates`), then 3 to 5 significant digits. Exponents
     (``kind="exponent"``) are tried as multiples of 1, 1/2, 1/3 and 1/4. Zero is never
     returned (dropping a term is pruning, not snapping).
 
@@ -301,10 +371,12 @@ def clean_number(value: float, tolerance: float, kind: str = "coefficient") -> t
     6.674
     >>> clean_number(0.50004, 1e-3, kind="exponent")
     (0.5, 1/2)
+    >>> clean_number(1.0472, 1e-4)       # near pi/3, but 1e-4 is too loose to claim pi
+    (1.0472, 1.04720000000000)
     """
     if kind not in ("coefficient", "exponent"):
         raise ValueError(f"clean_number(value, tolerance, kind={kind!r}): pass 'coefficient' or 'exponent'")
-    for f, e, _ in clean_candidates(float(value), kind):
+    for f, e, _ in clean_candidates(float(value), kind, tolerance):
         if abs(f - value) <= tolerance:
             return f, e
     return None
@@ -312,6 +384,64 @@ def clean_number(value: float, tolerance: float, kind: str = "coefficient") -> t
 
 # --------------------------------------------------------------------------------------------
 # Printing
+
+
+def tidy(expr: sympy.Basic) -> sympy.Basic:
+    """``expr`` with the common numeric factors of every fraction cancelled; the value is unchanged.
+
+    In each quotient the numeric factor that numerator and denominator share (the gcd of their
+    coefficients' contents; all of the denominator's content when the numerator's coefficient is
+    a float) is divided out, and a denominator whose terms are all negative changes sign with
+    the numerator. Nothing else is rewritten: sums stay expanded, so polynomials read as
+    the terms table lists them.
+
+    Examples
+    --------
+    >>> V, pr, gamma, x1, x2 = sympy.symbols("V pr gamma x1 x2", real=True)
+    >>> tidy(-4 * V * pr / (4 - 4 * gamma))
+    -V*pr/(1 - gamma)
+    >>> tidy(10 * x1 / (10 * x2 + 10))
+    x1/(x2 + 1)
+    >>> tidy(x1**2 / 2 + x2 / 2), tidy(x1 / (3 * x2 + 3))
+    (x1**2/2 + x2/2, x1/(3*x2 + 3))
+    """
+    expr = sympy.sympify(expr)
+    return expr.replace(_is_quotient, _cancel_numbers)
+
+
+def _is_quotient(e: sympy.Basic) -> bool:
+    if isinstance(e, sympy.Pow):
+        return bool(e.exp.is_negative) and isinstance(e.base, sympy.Add)
+    if isinstance(e, sympy.Mul):
+        return any(isinstance(f, sympy.Pow) and f.exp.is_negative and isinstance(f.base, sympy.Add) for f in e.args)
+    return False
+
+
+def _content(e: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
+    """``(c, rest)`` with ``e == c * rest`` and ``c`` the rational content of ``e`` (1 if none)."""
+    if isinstance(e, sympy.Add):
+        coefficients = [t.as_coeff_Mul()[0] for t in e.args]
+        if all(c.is_Rational for c in coefficients):
+            c, rest = e.as_content_primitive()
+            return c, rest
+        return sympy.Integer(1), e
+    c, rest = e.as_coeff_Mul()
+    return (c, rest) if c.is_Rational else (sympy.Integer(1), e)
+
+
+def _cancel_numbers(e: sympy.Expr) -> sympy.Expr:
+    numerator, denominator = sympy.fraction(e, exact=True)
+    cn, n = _content(numerator)
+    cd, d = _content(denominator)
+    if cn == 1 and n == numerator and isinstance(numerator.as_coeff_Mul()[0], sympy.Float):
+        cn, n = numerator.as_coeff_Mul()  # a float numerator absorbs the denominator's content
+        common = cd
+    else:
+        common = sympy.gcd(cn, cd)
+    if isinstance(d, sympy.Add) and all(t.could_extract_minus_sign() for t in d.args):
+        n, d = -n, -d
+    new = (cn / common) * n / ((cd / common) * d)
+    return e if common == 1 and (n, d) == (numerator, denominator) else new
 
 
 def _round_sig(value: float, precision: int) -> float:
@@ -359,6 +489,29 @@ def _float_parts(value: float, precision: int) -> tuple[str, int | None]:
     return repr(v), None
 
 
+# Names SymPy's LaTeX reading suits: letters then digits, with at most one "_subscript".
+_IDENTIFIER = re.compile(r"[A-Za-z]+[0-9]*(_[A-Za-z0-9]+)?")
+_LATEX_SPECIAL = {
+    "\\": r"\backslash ", "{": r"\{", "}": r"\}", "_": r"\_", "%": r"\%", "#": r"\#", "$": r"\$",
+    "&": r"\&", "^": r"\hat{}", "~": r"\sim ", " ": r"\ ",
+}
+
+
+def latex_name(name: str) -> str:
+    """LaTeX of a column name: SymPy's reading for identifiers, else the name upright and verbatim.
+
+    Examples
+    --------
+    >>> latex_name("x1"), latex_name("m_1"), latex_name("gamma"), latex_name("I")
+    ('x_{1}', 'm_{1}', '\\\\gamma', 'I')
+    >>> latex_name("temp (°C)")
+    '\\\\mathrm{temp\\\\ (°C)}'
+    """
+    if _IDENTIFIER.fullmatch(name):
+        return LatexPrinter()._deal_with_super_sub(name)
+    return r"\mathrm{" + "".join(_LATEX_SPECIAL.get(ch, ch) for ch in name) + "}"
+
+
 class FormulaLatexPrinter(LatexPrinter):
     """LaTeX printer that rounds floats to ``precision`` significant digits.
 
@@ -377,7 +530,15 @@ class FormulaLatexPrinter(LatexPrinter):
     _default_settings = {**LatexPrinter._default_settings, "precision": 3}
 
     def doprint(self, expr) -> str:
-        return super().doprint(_rounded(expr, self._settings["precision"]))
+        return super().doprint(tidy(_rounded(expr, self._settings["precision"])))
+
+    def _print_Symbol(self, expr, style="plain") -> str:
+        name = self._settings["symbol_names"].get(expr)
+        if name is not None:
+            return name
+        if _IDENTIFIER.fullmatch(expr.name):
+            return super()._print_Symbol(expr, style)
+        return latex_name(expr.name)
 
     def _print_Float(self, expr) -> str:
         mantissa, exponent = _float_parts(float(expr), self._settings["precision"])
@@ -402,7 +563,7 @@ class FormulaStrPrinter(StrPrinter):
     _default_settings = {**StrPrinter._default_settings, "precision": 3}
 
     def doprint(self, expr) -> str:
-        return super().doprint(_rounded(expr, self._settings["precision"]))
+        return super().doprint(tidy(_rounded(expr, self._settings["precision"])))
 
     def _print_Float(self, expr) -> str:
         mantissa, exponent = _float_parts(float(expr), self._settings["precision"])

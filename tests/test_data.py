@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from discovery.data import DataWarning, Table, bundled, list_bundled, load_table, safe_name
+from discovery.data import DataWarning, Table, bundled, list_bundled, load_table
 from discovery.errors import DataError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,7 +83,7 @@ def test_dataframe_input_is_left_unchanged(tmp_path):
     with pytest.warns(DataWarning):
         table = load_table(frame, min_rows=3)
     pd.testing.assert_frame_equal(frame, before)
-    assert table.source is None and table.feature_names == ["gamma_", "z"]
+    assert table.source is None and table.feature_names == ["gamma", "z"]
     table.X[:] = 0  # the table owns its arrays
     pd.testing.assert_frame_equal(frame, before)
 
@@ -131,39 +131,35 @@ def test_constant_feature_columns_are_dropped_with_a_warning(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "column, expected",
-    [("gamma", "gamma_"), ("E", "E_"), ("I", "I_"), ("S", "S_"), ("N", "N_"), ("O", "O_"),
-     ("Q", "Q_"), ("pi", "pi_"), ("sin", "sin_"), ("beta", "beta_"), ("lambda", "lambda_"),
-     ("flow rate", "flow_rate"), ("x-1", "x_1"), ("2theta", "x_2theta"), ("mass", "mass")],
+    "column",
+    ["gamma", "E", "I", "S", "N", "O", "Q", "pi", "sin", "beta", "lambda", "flow rate", "x-1", "2theta",
+     "temp (°C)", "mass"],
 )
-def test_names_that_clash_with_sympy_or_are_not_identifiers_are_renamed(column, expected):
-    assert safe_name(column) == expected
+def test_column_names_are_kept_exactly_without_a_warning(column):
+    # Names that SymPy or Python define, or that are not identifiers, were once renamed
+    # ("gamma" -> "gamma_", "temp (°C)" -> "temp___C_"); formulas now carry them as they are.
     frame = pd.DataFrame({column: np.arange(12.0), "y": np.arange(12.0) ** 2})
-    if expected == column:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            table = load_table(frame)
-        assert table.renamed == {}
-    else:
-        with pytest.warns(DataWarning, match="renamed"):
-            table = load_table(frame)
-        assert table.renamed == {column: expected}
-    assert table.feature_names == [expected]
-
-
-def test_renamed_target_and_names_stay_unique():
-    frame = pd.DataFrame({"gamma": np.arange(12.0), "gamma_": np.arange(12.0) % 5, "E": np.arange(12.0) ** 2})
-    with pytest.warns(DataWarning):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         table = load_table(frame)
-    assert table.target_name == "E_"
-    assert table.feature_names == ["gamma__", "gamma_"]
-    assert table.renamed == {"E": "E_", "gamma": "gamma__"}
+    assert table.feature_names == [column] and table.renamed == {} and table.warnings == []
 
 
-def test_bundled_energy_keeps_real_names_and_loader_renames_E():
-    with pytest.warns(DataWarning, match="'E' -> 'E_'"):
+def test_sympy_like_target_and_feature_names_are_kept_in_a_csv(tmp_path):
+    text = "gamma,temp (°C),E\n" + "".join(f"{i},{i % 5},{i * i}\n" for i in range(12))
+    path = write(tmp_path, text.encode("utf-8"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = load_table(path)
+    assert table.target_name == "E" and table.feature_names == ["gamma", "temp (°C)"]
+    assert table.renamed == {}
+
+
+def test_bundled_energy_keeps_its_names_E_m_c():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         table = load_table(bundled("energy"))
-    assert table.target_name == "E_" and table.feature_names == ["m", "c"]
+    assert table.target_name == "E" and table.feature_names == ["m", "c"]
     np.testing.assert_allclose(table.y, table.X[:, 0] * table.X[:, 1] ** 2, rtol=1e-15)
 
 

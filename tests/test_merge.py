@@ -1,4 +1,10 @@
-"""Merging local polynomials into one global formula (synthetic expansions of known laws)."""
+"""Merging local polynomials into one global formula (synthetic expansions of known laws).
+
+The merge decides terms from the local polynomials (consensus, spread) and then from a stepwise
+least-squares refit on the data, so a test that names the consensus, the pruning or the spread
+asserts on values only the local polynomials can give (each fails when they are zeroed); tests
+of the data refit say so in their names.
+"""
 
 import math
 
@@ -9,7 +15,7 @@ import torch
 
 from discovery.engine.polynomial import evaluate, monomials, shift_coefficients
 from discovery.errors import DataError
-from discovery.merge import MergedFormula, choose_center, clean_number, merge
+from discovery.merge import MergedFormula, choose_center, clean_number, merge, noise_level
 
 
 def coefficients_of(table, terms):
@@ -64,7 +70,7 @@ def test_paper_law_recovered_exactly_with_reasons():
     np.testing.assert_allclose(lam(*X_new.T), f.predict(X_new), atol=1e-12)
 
 
-def test_five_variable_law_with_noisy_target():
+def test_five_variable_law_kept_by_consensus_then_refit_on_noisy_target():
     rng = np.random.default_rng(1)
     table = monomials(5, 3)
     law = {(0, 0, 0, 0, 0): 0.5, (1, 0, 0, 0, 0): 1.0, (0, 1, 1, 0, 0): 0.6, (0, 1, 0, 1, 0): -0.8,
@@ -77,9 +83,12 @@ def test_five_variable_law_with_noisy_target():
     f = merge(table, local_expansions(table, true, centers, rng), centers, X, y, names=[f"x{i}" for i in range(1, 6)])
     kept = f.terms[f.terms.kept]
     assert set(kept.exponents) == set(law)
+    by_term = kept.set_index("exponents")
     for alpha, value in law.items():
-        got = float(kept.set_index("exponents").coefficient[alpha])
-        assert got == pytest.approx(value, rel=0.02)
+        # the local polynomials alone put every law term near its value, well above its spread
+        assert by_term.consensus[alpha] == pytest.approx(value, abs=0.05)
+        assert by_term.reason[alpha].startswith("kept: consensus")
+        assert float(by_term.coefficient[alpha]) == pytest.approx(value, rel=0.02)
     x1, x2, x3, x4, x5 = symbols("x1", "x2", "x3", "x4", "x5")
     truth = 0.5 + x1 + 0.6 * x2 * x3 - 0.8 * x2 * x4 + x1 * x2 * x3 - x3 * x5
     assert sympy.expand(f.expression - truth) == 0  # snapped to the clean values
@@ -101,7 +110,7 @@ def test_spurious_term_consistent_across_points_is_pruned_by_the_data():
     assert not row.kept and row.significance > 2 and "backward elimination" in row.reason
 
 
-def test_far_from_origin_uses_the_data_mean():
+def test_far_from_origin_uses_the_data_mean_and_recentres_the_local_polynomials_there():
     rng = np.random.default_rng(3)
     X = rng.uniform(100, 110, (800, 2))
     center, reason = choose_center(X)
@@ -122,12 +131,22 @@ def test_far_from_origin_uses_the_data_mean():
     f = merge(table, local, centers, X, y, names=["x1", "x2"])
     x1, x2 = symbols("x1", "x2")
     assert "mean" in f.center_reason
+    # The local polynomials, shifted exactly from their points to the mean c, give the law's
+    # coefficients in powers of (x - c); the higher-order terms are pruned as noise around 0.
+    c1, c2 = f.center
+    expected = {(0, 0): 2 * c1 - c2 + 0.5 * (c1 - 105) ** 2, (1, 0): 2 + (c1 - 105), (0, 1): -1.0, (2, 0): 0.5}
+    by_term = f.terms.set_index("exponents")
+    for alpha, value in expected.items():
+        assert by_term.consensus[alpha] == pytest.approx(value, abs=0.05)
+        assert by_term.reason[alpha].startswith("kept: consensus")
+    for alpha in [(1, 1), (0, 2), (3, 0), (2, 1), (1, 2), (0, 3)]:
+        assert "within 2 x spread" in by_term.reason[alpha] and 0 < by_term.spread[alpha] < 0.05
     diff = sympy.Poly(sympy.expand(f.expression - (2 * x1 - x2 + 0.5 * (x1 - 105) ** 2)), x1, x2)
     assert max(abs(float(c)) for c in diff.coeffs()) < 1e-6
     assert f.val_r2 > 1 - 1e-10
 
 
-def test_snapping_only_when_validation_error_allows():
+def test_data_refit_is_snapped_only_when_validation_error_allows():
     rng = np.random.default_rng(4)
     table = monomials(1, 2)
     X = rng.uniform(-1, 1, (2000, 1))
@@ -172,22 +191,37 @@ def test_power_law_in_log_space_has_exact_exponents(noise):
     prefactor = f.expression / (m1 * m2 / r**2)
     assert prefactor.is_Number and float(prefactor) == pytest.approx(6.674, rel=0.002 + noise / 10)
     assert f.expression.as_powers_dict()[r] == -2 and f.expression.as_powers_dict()[m1] == 1
+    by_term = f.terms.set_index("exponents")
+    for alpha, value in {(1, 0, 0): 1, (0, 1, 0): 1, (0, 0, 1): -2}.items():  # from the local polynomials
+        assert by_term.consensus[alpha] == pytest.approx(value, abs=0.05)
+        assert by_term.reason[alpha].startswith("kept: consensus")
     if noise == 0:
         assert f.latex(precision=4) == r"\frac{6.674 m_{1} m_{2}}{r^{2}}"
     assert f.val_r2 > 0.999
 
 
-def test_square_root_law_in_log_space():
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+def test_square_root_law_in_log_space(noise):
     rng = np.random.default_rng(6)
     X = rng.uniform(1, 5, (2000, 2))
-    y = np.sqrt(2 * X[:, 0] * X[:, 1]) + 0.01 * rng.standard_normal(2000)
+    y = np.sqrt(2 * X[:, 0] * X[:, 1]) + noise * rng.standard_normal(2000)
     table = monomials(2, 3)
     true = coefficients_of(table, {(0, 0): 0.5 * math.log(2), (1, 0): 0.5, (0, 1): 0.5})
     centers = np.log(X[:16])
     f = merge(table, local_expansions(table, true, centers, rng), centers, X, y, names=["g", "h"], space="log")
     g, h = symbols("g", "h")
-    assert f.expression == sympy.sqrt(2) * sympy.sqrt(g) * sympy.sqrt(h)
-    assert f.latex() == r"\sqrt{2} \sqrt{g} \sqrt{h}"
+    by_term = f.terms.set_index("exponents")
+    for alpha in [(1, 0), (0, 1)]:  # the exponents 1/2 come from the local polynomials' consensus
+        assert by_term.consensus[alpha] == pytest.approx(0.5, abs=0.05) and by_term.reason[alpha].startswith("kept")
+    if noise == 0:
+        # exact data pin the prefactor to 1e-12: sqrt(2) is beyond coincidence
+        assert f.expression == sympy.sqrt(2) * sympy.sqrt(g) * sympy.sqrt(h)
+        assert f.latex() == r"\sqrt{2} \sqrt{g} \sqrt{h}"
+    else:
+        # 1 % noise knows the prefactor to about 1e-4: a decimal, not a claim of sqrt(2)
+        prefactor = f.expression / (sympy.sqrt(g) * sympy.sqrt(h))
+        assert isinstance(prefactor, sympy.Float) and float(prefactor) == pytest.approx(math.sqrt(2), rel=1e-3)
+        assert f.latex() == r"1.41 \sqrt{g} \sqrt{h}"
 
 
 def test_non_polynomial_law_gives_a_reasonable_approximation():
@@ -208,6 +242,14 @@ def test_non_polynomial_law_gives_a_reasonable_approximation():
     assert f.val_r2 > 0.9999
     kept = set(f.terms[f.terms.kept].exponents)
     assert {(1, 0), (0, 1), (3, 0)} <= kept and (1, 1) not in kept
+    # The local Taylor polynomials of sin, re-centred at 0, agree on its series: x - x^3/6.
+    by_term = f.terms.set_index("exponents")
+    assert by_term.consensus[(1, 0)] == pytest.approx(1.0, abs=0.02)
+    assert by_term.consensus[(3, 0)] == pytest.approx(-1 / 6, abs=0.02)
+    assert by_term.consensus[(0, 1)] == pytest.approx(1.0, abs=1e-12)
+    # A cubic that approximates sin leaves structure in its residuals: nothing is called exact.
+    assert (f.terms.snapped == "").all() and not any(n.startswith("snapped") for n in f.notes)
+    assert any(n.startswith("not snapped: the refit is not accurate to the noise level") for n in f.notes)
 
 
 def test_bad_inputs_raise_with_call_form():
@@ -221,7 +263,8 @@ def test_bad_inputs_raise_with_call_form():
         merge(table, np.zeros((4, 3, 2)), np.zeros((4, 2)), X, np.r_[np.ones(10), -np.ones(10)], space="log")
 
 
-def test_far_from_origin_but_sparse_at_origin_reads_at_origin():
+def test_data_refit_far_from_origin_but_sparse_at_origin_is_read_at_origin():
+    # The move to the origin works on the data refit (the local polynomials only seed it).
     rng = np.random.default_rng(8)
     table = monomials(2, 3)
     true = coefficients_of(table, {(1, 1): 1.0})
@@ -273,6 +316,9 @@ def test_to_dict_is_json_ready():
     assert sympy.sympify(f.text()) == sympy.sympify(d["formula"])
     kept = [t for t in d["terms"] if t["kept"]]
     assert kept[0]["exponents"] == [1, 1] and kept[0]["coefficient"] == 2.0
+    # the local polynomials' consensus and spread travel with the terms
+    assert kept[0]["consensus"] == pytest.approx(2.0, abs=0.05) and 0 < kept[0]["spread"] < 0.1
+    assert kept[0]["reason"].startswith("kept: consensus")
 
 
 def test_the_papers_three_local_polynomials_merge_to_its_law():
@@ -293,3 +339,50 @@ def test_the_papers_three_local_polynomials_merge_to_its_law():
     by_term = f.terms.set_index("term")
     assert by_term.loc["x1**2", "consensus"] == pytest.approx(0.53, abs=0.03)
     assert not by_term.loc["x1*x2", "kept"] and by_term.loc["x1*x2", "reason"].startswith("pruned:")
+
+
+def test_coefficient_of_a_boolean_column_is_not_read_as_pi():
+    # y = 2 x1 + 1.0465 b with b in {0, 1}: the data know 1.0465 to about 1e-3, where pi/3
+    # (1.0472) also fits; that is a coincidence, not evidence for pi.
+    rng = np.random.default_rng(11)
+    X = np.column_stack([rng.uniform(-1, 1, 2000), rng.integers(0, 2, 2000).astype(float)])
+    y = 2 * X[:, 0] + 1.0465 * X[:, 1] + 0.01 * rng.standard_normal(2000)
+    table = monomials(2, 1)
+    true = coefficients_of(table, {(1, 0): 2.0, (0, 1): 1.0465})
+    f = merge(table, local_expansions(table, true, X[:12], rng), X[:12], X, y, names=["x1", "b"])
+    x1, b = symbols("x1", "b")
+    assert not f.expression.has(sympy.pi)
+    assert f.text() == "1.05*b + 2*x1" and f.text(precision=4) == "1.046*b + 2*x1"
+    assert "snapped [0, 1]: 1.04644 -> 1.046" in f.notes
+
+
+@pytest.mark.parametrize("law", ["exp", "ratio"])
+def test_poor_refit_of_exact_data_is_not_snapped(law):
+    # Quadratic polynomials fit these laws to R^2 0.87-0.95: fractions like 11/6 or -4/3 would
+    # only be noise of the approximation made to look exact.
+    rng = np.random.default_rng(12)
+    X = rng.uniform(-1, 1, (1000, 2))
+    y = np.exp(1.5 * X[:, 0]) * X[:, 1] if law == "exp" else X[:, 0] / (1.2 + X[:, 1])
+    table = monomials(2, 2)
+    f = merge(table, np.full((4, len(table), 2), 0.1), X[:4], X, y, names=["a", "b"])
+    assert 0.8 < f.val_r2 < 0.99
+    assert not f.expression.atoms(sympy.Rational) - {sympy.Integer(1), sympy.Integer(-1)}
+    np.testing.assert_array_equal(f.coefficients, f.refit_coefficients)
+    assert (f.terms.snapped == "").all()
+    assert any(n.startswith("not snapped: the refit is not accurate to the noise level") for n in f.notes)
+
+
+def test_noise_level_from_neighbours_sees_through_smooth_error_and_flags_it():
+    rng = np.random.default_rng(13)
+    V = rng.uniform(-1, 1, (3000, 2))
+    noise = 0.05 * rng.standard_normal(3000)
+    sigma, lack = noise_level(V, noise)
+    assert sigma == pytest.approx(0.05, rel=0.05) and abs(lack) < 3
+    smooth = 0.3 * (V[:, 0] ** 2 - 1 / 3)  # what a fit missing the x^2 term leaves
+    sigma2, lack2 = noise_level(V, noise + smooth)
+    assert sigma2 == pytest.approx(0.05, rel=0.1) and lack2 > 10
+    # replicated rows: each row's neighbour is its replicate, whose difference is pure noise
+    twice = np.repeat(V[:500], 2, axis=0)
+    rep_noise = 0.02 * rng.standard_normal(1000)
+    sigma3, _ = noise_level(twice, rep_noise + np.repeat(np.sin(5 * V[:500, 0]), 2))
+    assert sigma3 == pytest.approx(0.02, rel=0.15)

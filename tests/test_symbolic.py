@@ -6,7 +6,17 @@ import sympy
 import torch
 
 from discovery.engine.polynomial import evaluate, monomials
-from discovery.symbolic import latex, polynomial_to_sympy, text, to_original_units
+from discovery.symbolic import (
+    clean_number,
+    latex,
+    latex_name,
+    make_symbols,
+    placeholders,
+    polynomial_to_sympy,
+    text,
+    tidy,
+    to_original_units,
+)
 
 x1, x2, m1, m2, r, g, h = sympy.symbols("x1 x2 m1 m2 r g h", real=True)
 
@@ -134,3 +144,103 @@ def test_bad_arguments_say_what_to_pass():
         polynomial_to_sympy(monomials(2, 1), [1.0, 2.0, 3.0], names=["a"])
     with pytest.raises(ValueError, match="precision >= 1"):
         latex(x1, precision=0)
+
+
+# ------------------------------------------------------------------------------ column names
+
+
+@pytest.mark.parametrize("name", ["gamma", "I", "E", "S", "pi", "lambda", "sin", "temp (°C)", "flow rate", "2theta", "Δp"])
+def test_symbols_carry_the_column_name_exactly(name):
+    # these were renamed to gamma_, I_, E_, temp___C_ ... before
+    (symbol,) = make_symbols([name], 1)
+    assert symbol.name == name and symbol.is_real
+    expr = polynomial_to_sympy(monomials(1, 2), [0.0, 2.0, 0.5], names=[name])
+    assert {s.name for s in expr.free_symbols} == {name}
+    assert text(expr) == f"0.5*{name}**2 + 2*{name}"
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("x1", r"x_{1}"),
+        ("m_1", r"m_{1}"),
+        ("velocity", r"velocity"),
+        ("gamma", r"\gamma"),  # the user spelled a Greek letter: it prints as one
+        ("I", r"I"),
+        ("E", r"E"),
+        ("temp (°C)", r"\mathrm{temp\ (°C)}"),
+        ("flow rate", r"\mathrm{flow\ rate}"),
+        ("2theta", r"\mathrm{2theta}"),
+        ("a_b_c", r"\mathrm{a\_b\_c}"),
+        ("x__1", r"\mathrm{x\_\_1}"),
+        ("rate%", r"\mathrm{rate\%}"),
+        ("Δp", r"\mathrm{Δp}"),
+    ],
+)
+def test_latex_of_column_names(name, expected):
+    assert latex_name(name) == expected
+    assert latex(sympy.Symbol(name, real=True)) == expected
+
+
+def test_latex_and_text_of_a_formula_in_unusual_names():
+    t, gamma, current = make_symbols(["temp (°C)", "gamma", "I"], 3)
+    expr = sympy.Float(0.5) * t**2 + 3 * gamma * current
+    assert latex(expr) == r"3 I \gamma + 0.5 \mathrm{temp\ (°C)}^{2}"
+    assert text(expr) == "3*I*gamma + 0.5*temp (°C)**2"
+    assert latex(t / (1 + gamma)) == r"\frac{\mathrm{temp\ (°C)}}{\gamma + 1}"
+
+
+def test_placeholders_map_parser_safe_names_back_to_the_users_symbols():
+    names = ["temp (°C)", "gamma", "I"]
+    safe, back = placeholders(names)
+    assert safe == ["x0", "x1", "x2"]
+    parsed = sympy.parse_expr("2*x0 + x1*x2")  # what a text-based engine returns
+    assert parsed.xreplace(back) == 2 * sympy.Symbol("temp (°C)", real=True) + make_symbols(names, 3)[1] * make_symbols(names, 3)[2]
+    # a column literally called x1 moves the stand-ins aside, keeping the map one-to-one
+    safe2, back2 = placeholders(["x1", "y"])
+    assert safe2 == ["_x0", "_x1"] and [back2[sympy.Symbol(s)].name for s in safe2] == ["x1", "y"]
+
+
+# --------------------------------------------------------------------------- tidy printing
+
+
+V, pr, gamma_, a, b = sympy.symbols("V pr gamma a b", real=True)
+
+
+@pytest.mark.parametrize(
+    "expr, expected_text, expected_latex",
+    [
+        (-4 * V * pr / (4 - 4 * gamma_), "-V*pr/(1 - gamma)", r"- \frac{V pr}{1 - \gamma}"),
+        (10 * x1 / (10 * x2 + 10), "x1/(x2 + 1)", r"\frac{x_{1}}{x_{2} + 1}"),
+        (-x1 / (-x2 - 1), "x1/(x2 + 1)", r"\frac{x_{1}}{x_{2} + 1}"),
+        (6 * x1 / (4 * x2 + 2), "3*x1/(2*x2 + 1)", r"\frac{3 x_{1}}{2 x_{2} + 1}"),
+        (sympy.Float(2.5) * a / (sympy.Float(5.0) * b + 5), "0.5*a/(b + 1)", r"\frac{0.5 a}{b + 1}"),
+        (x1 / (3 * x2 + 3), "x1/(3*x2 + 3)", r"\frac{x_{1}}{3 x_{2} + 3}"),  # nothing shared: unchanged
+        (x1**2 / 2 + x2 / 2, "x1**2/2 + x2/2", r"\frac{x_{1}^{2}}{2} + \frac{x_{2}}{2}"),  # sums stay expanded
+        (4 * sympy.sin(2 * x1 / (2 * x2 + 2)), "4*sin(x1/(x2 + 1))", r"4 \sin{\left(\frac{x_{1}}{x_{2} + 1} \right)}"),
+    ],
+)
+def test_formulas_print_with_common_factors_cancelled(expr, expected_text, expected_latex):
+    assert text(expr) == expected_text
+    assert latex(expr) == expected_latex
+
+
+def test_tidy_keeps_the_value():
+    rng = np.random.default_rng(14)
+    exprs = [-4 * V * pr / (4 - 4 * gamma_), 10 * a / (10 * b + 10), -a / (-b - 1), 6 * a / (4 * b + 2) + a**2 / 3,
+             sympy.exp(-2 * a / (6 * b - 2)) / (4 * b**2 + 2)]
+    for expr in exprs:
+        symbols = sorted(expr.free_symbols, key=lambda s: s.name)
+        values = rng.uniform(2, 3, (20, len(symbols)))
+        before = sympy.lambdify(symbols, expr)(*values.T)
+        after = sympy.lambdify(symbols, tidy(expr))(*values.T)
+        np.testing.assert_allclose(after, before, rtol=1e-14)
+
+
+def test_pi_and_square_roots_need_strong_evidence():
+    # 1.0472 is pi/3 to 5e-5: at a tolerance of 1e-4 that is a coincidence (the crosscheck's
+    # middle snapping pass), at 1e-7 it is evidence.
+    assert clean_number(1.0472, 1e-4) == (1.0472, sympy.Float(1.0472))
+    assert clean_number(1.04719755, 1e-7)[1] == sympy.pi / 3
+    assert clean_number(1.4142, 1e-3)[1] != sympy.sqrt(2)
+    assert clean_number(1.41421356, 1e-7)[1] == sympy.sqrt(2)
