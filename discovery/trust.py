@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from discovery.crosscheck.base import paired_gain
 from discovery.errors import DiscoveryError
 
-__all__ = ["RowSets", "split_rows", "check_fit_rows", "paired_gain", "assess", "R2_TARGET"]
+__all__ = ["RowSets", "split_rows", "check_fit_rows", "assess", "R2_TARGET"]
 
 R2_TARGET = 0.999
 """Test R^2 below this is reported: noisy data, or a formula that misses part of the law."""
@@ -84,23 +85,6 @@ def check_fit_rows(rows: RowSets, fitted, call: str) -> None:
             f"{call}: the networks' validation rows differ from the pipeline's; the row sets would overlap "
             "(fit_ensemble's split changed: update discovery.trust.split_rows)"
         )
-
-
-def paired_gain(y: np.ndarray, better: np.ndarray, worse: np.ndarray) -> tuple[float, float]:
-    """Mean reduction of squared error of ``better`` over ``worse`` on the same rows, and its
-    standard error (paired, so the noise common to both cancels).
-
-    Examples
-    --------
-    >>> y = np.array([0.0, 1.0, 2.0, 3.0])
-    >>> paired_gain(y, y, np.full(4, 1.5))[0]
-    1.25
-    """
-    d = (y - worse) ** 2 - (y - better) ** 2
-    if not np.all(np.isfinite(d)):
-        return (-math.inf if not np.all(np.isfinite(better)) else math.inf), 0.0
-    se = float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.inf
-    return float(np.mean(d)), se
 
 
 def assess(

@@ -29,6 +29,7 @@ __all__ = [
     "complexity",
     "evaluate",
     "finish",
+    "paired_gain",
     "polish",
     "select_best",
 ]
@@ -191,6 +192,24 @@ def _mse(pred: np.ndarray, y: np.ndarray) -> float:
     if not np.all(np.isfinite(pred)):
         return math.inf
     return float(np.mean((pred - y) ** 2))
+
+
+def paired_gain(y: np.ndarray, better: np.ndarray, worse: np.ndarray) -> tuple[float, float]:
+    """Mean reduction of squared error of ``better`` over ``worse`` on the same rows, and its
+    standard error (paired, so the noise both share cancels). Non-finite predictions lose.
+
+    Examples
+    --------
+    >>> y = np.array([0.0, 1.0, 2.0, 3.0])
+    >>> paired_gain(y, y, np.full(4, 1.5))[0]
+    1.25
+    """
+    ok_b, ok_w = bool(np.all(np.isfinite(better))), bool(np.all(np.isfinite(worse)))
+    if not (ok_b and ok_w):
+        return (math.inf if ok_b else -math.inf if ok_w else 0.0), 0.0
+    d = (y - worse) ** 2 - (y - better) ** 2
+    se = float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.inf
+    return float(np.mean(d)), se
 
 
 def r2_score(pred: np.ndarray, y: np.ndarray) -> float:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import sympy
 
-from discovery.crosscheck.base import Search, complexity, evaluate, finish, r2_score
+from discovery.crosscheck.base import Search, complexity, evaluate, finish, paired_gain, r2_score
 from discovery.crosscheck.equivalence import AGREE, equivalence
 from discovery.errors import CrosscheckError
 
@@ -267,29 +267,40 @@ def _fit_additive(fit, X, y, names, groups, parts, time_budget, seed, options) -
     return Search(engine, table, chosen, time.perf_counter() - start, {"additive": groups})
 
 
-def _recommend(verdict: str, r2: dict[str, float], cx: dict[str, int], engine: str) -> tuple[str, str]:
-    """Best accuracy at comparable complexity; on a tie in both, the expansion's formula."""
-    err = {k: max(1.0 - v, 1e-12) for k, v in r2.items()}  # 1 - R^2 = normalised MSE
+_Z = 2.0  # an accuracy difference counts when it exceeds two standard errors (paired, validation rows)
+
+
+def _recommend(verdict: str, y: np.ndarray, pred: dict[str, np.ndarray], cx: dict[str, int],
+               engine: str) -> tuple[str, str]:
+    """The more accurate formula on the validation rows when the difference is larger than the
+    rows can resolve (a paired test of squared errors); otherwise, or when both agree, the
+    simpler one, the expansion's on a tie."""
+    r2 = {k: r2_score(v, y) for k, v in pred.items()}
+    err = {k: max(1.0 - v, 1e-12) if np.isfinite(v) else np.inf for k, v in r2.items()}  # normalised MSE
     e, x = err["expansion"], err[engine]
     ce, cxx = cx["expansion"], cx[engine]
     if verdict == AGREE:
         if cxx < ce:
             return engine, f"both agree; the {engine} formula is simpler ({cxx} vs {ce} nodes)"
         return "expansion", f"both agree; the expansion's formula is as simple or simpler ({ce} vs {cxx} nodes)"
-    ratio = x / e
-    if ratio < 0.5 and (cxx <= 1.5 * ce + 5 or ratio < 0.01):
+    gain, se = paired_gain(y, pred[engine], pred["expansion"])  # > 0: the engine's errors are smaller
+    resolvable = max(_Z * se, 1e-12 * float(np.mean(y**2)))  # round-off of exact formulas decides nothing
+    if gain > resolvable:
         return engine, (
-            f"{engine} is more accurate on validation rows (1-R^2 {x:.2g} vs {e:.2g}) at "
-            f"{'lower' if cxx < ce else 'comparable'} complexity ({cxx} vs {ce} nodes)"
+            f"{engine} is more accurate on validation rows (1-R^2 {x:.2g} vs {e:.2g}, beyond what {len(y)} rows "
+            f"can attribute to chance) at {'lower' if cxx < ce else 'higher' if cxx > ce else 'equal'} complexity "
+            f"({cxx} vs {ce} nodes)"
         )
-    if ratio > 2 and (ce <= 1.5 * cxx + 5 or ratio > 100):
+    if -gain > resolvable:
         return "expansion", (
-            f"the expansion's formula is more accurate on validation rows (1-R^2 {e:.2g} vs {x:.2g}) at "
-            f"{'lower' if ce < cxx else 'comparable'} complexity ({ce} vs {cxx} nodes)"
+            f"the expansion's formula is more accurate on validation rows (1-R^2 {e:.2g} vs {x:.2g}, beyond what "
+            f"{len(y)} rows can attribute to chance) at {'lower' if ce < cxx else 'higher' if ce > cxx else 'equal'} "
+            f"complexity ({ce} vs {cxx} nodes)"
         )
+    same = f"accuracy the same within what {len(y)} validation rows resolve (1-R^2 {x:.2g} vs {e:.2g})"
     if cxx < ce:
-        return engine, f"similar accuracy at comparable or better trade-off; the {engine} formula is simpler ({cxx} vs {ce} nodes)"
-    return "expansion", f"similar accuracy at comparable or better trade-off; the expansion's formula is as simple or simpler ({ce} vs {cxx} nodes)"
+        return engine, f"{same}; the {engine} formula is simpler ({cxx} vs {ce} nodes)"
+    return "expansion", f"{same}; the expansion's formula is as simple or simpler ({ce} vs {cxx} nodes)"
 
 
 def compare(
@@ -394,13 +405,15 @@ def compare(
     found = search.formula
     eq = equivalence(formula, found, X[~test], names, rtol=rtol, seed=seed)
 
+    def predictions(rows: np.ndarray) -> dict[str, np.ndarray]:
+        return {"expansion": evaluate(formula, X[rows], names), engine: evaluate(found, X[rows], names)}
+
     def scores(rows: np.ndarray) -> dict[str, float]:
-        return {"expansion": r2_score(evaluate(formula, X[rows], names), y[rows]),
-                engine: r2_score(evaluate(found, X[rows], names), y[rows])}
+        return {k: r2_score(v, y[rows]) for k, v in predictions(rows).items()}
 
     r2 = scores(val)
     cx = {"expansion": complexity(formula), engine: complexity(found)}
-    recommended, reason = _recommend(eq.verdict, r2, cx, engine)
+    recommended, reason = _recommend(eq.verdict, y[val], predictions(val), cx, engine)
     r2_test = scores(test) if test.any() else {}
     times = {"engine": t2 - t1, "engine_cpu": cpu2 - cpu1, "compare": (t1 - t0) + (time.perf_counter() - t2)}
     rows = {"train": int(train.sum()), "validation": int(val.sum()), "test": int(test.sum())}
