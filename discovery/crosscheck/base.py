@@ -67,7 +67,7 @@ def usable(expr) -> sympy.Expr | None:
         expr = sympy.sympify(expr)
     except (sympy.SympifyError, TypeError, ValueError, SyntaxError):
         return None
-    if not isinstance(expr, sympy.Expr) or isinstance(expr, sympy.logic.boolalg.Boolean):
+    if not isinstance(expr, sympy.Expr):  # relations, logic, tuples (a Symbol is an Expr and a Boolean)
         return None
     if expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I):
         return None
@@ -272,7 +272,8 @@ def _scores(c: np.ndarray, loss: np.ndarray) -> np.ndarray:
     logl = np.log(np.maximum(loss, floor))
     score = np.zeros(len(c))
     if len(c) > 1:
-        score[1:] = -np.diff(logl) / np.diff(c.astype(np.float64))
+        with np.errstate(invalid="ignore"):  # an unusable row has infinite loss and no score
+            score[1:] = -np.diff(logl) / np.diff(c.astype(np.float64))
     return score
 
 

@@ -92,7 +92,9 @@ def tree_to_sympy(tree, symbols_by_hash: dict[int, sympy.Symbol]) -> sympy.Expr:
 
     Operon stores a tree in postfix order; the first argument of a node is the subtree just
     before it, the next argument the subtree before that. Variables carry a weight
-    (``w * x``); constants and weights are taken at their stored value, not a printed one.
+    (``w * x``); constants and weights are taken at their stored value, not a printed one. A node
+    with no value (``0/0``) becomes ``nan``: the candidate is then unusable and dropped by
+    :func:`~discovery.crosscheck.base.candidates_table`.
 
     Parameters
     ----------
@@ -126,7 +128,10 @@ def tree_to_sympy(tree, symbols_by_hash: dict[int, sympy.Symbol]) -> sympy.Expr:
         elif kind in _RULES:
             arity = int(node.Arity)
             args = [stack.pop() for _ in range(arity)]  # popped order = argument order
-            stack.append(_RULES[kind](args))
+            try:
+                stack.append(_RULES[kind](args))
+            except (ZeroDivisionError, OverflowError, ValueError, TypeError):
+                stack.append(sympy.nan)  # 0.0/0.0 and the like: no number, so the candidate is unusable
         else:
             raise CrosscheckError(
                 f"tree_to_sympy(tree, symbols_by_hash): Operon node type {kind!r} at position {i} "
