@@ -155,7 +155,7 @@ def discover(
     rows = split_rows(n, test_fraction, val_fraction, seed)
     fit_index, test_index = rows.fit, rows.test
 
-    spaces, space_note = _spaces(space, X, y, call)
+    spaces, space_note = _spaces(space, X, y[fit_index], call)  # the test rows' targets decide nothing
     if len(spaces) > 1:
         spaces, space_note = _screen(spaces, X, y, rows, min(max(orders), MAX_ORDER))
     max_order = max(orders)

@@ -125,12 +125,16 @@ def assess(
     if crosscheck_missing is not None:
         out.append(f"no cross-check ran: {crosscheck_missing}")
     gain, se = paired_gain(y_val, formula_val, np.full_like(y_val, train_mean))
-    constant = gain <= _Z * se or (test_r2 is not None and not test_r2 > 0)
-    if constant:
-        where = f"test R^2 {test_r2:.3g}" if test_r2 is not None else "no test rows"
-        out.append(f"the formula is no better than the constant {train_mean:.4g} (the training mean): on the "
-                   f"validation rows it lowers the squared error by {gain:.3g} +- {se:.3g} per row; {where}. "
-                   f"{target} may not depend on these columns, or the data are mostly noise")
+    constant = False
+    if gain <= _Z * se:
+        constant = True
+        out.append(f"the formula is no better than the constant {train_mean:.4g} (the training mean) on the "
+                   f"validation rows (it lowers the squared error by {gain:.3g} +- {se:.3g} per row): {target} may "
+                   "not depend on these columns, or the data are mostly noise")
+    elif test_r2 is not None and not test_r2 > 0:
+        constant = True
+        out.append(f"the formula is no better than a constant on the test rows (R^2 {test_r2:.3g}), although it is "
+                   "on the validation rows: the test rows may not follow the law the other rows follow")
     lack, lack_se = paired_gain(y_val, network_val, formula_val)
     floor = 1e-12 * float(np.mean(y_val**2))  # round-off of exact formulas and networks
     if not constant and lack > _Z * lack_se and lack > floor:
