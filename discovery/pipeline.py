@@ -17,9 +17,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
-
 import sympy
+import torch
 
 from discovery.crosscheck.base import EngineFailure, complexity
 from discovery.data import load_table
