@@ -22,6 +22,7 @@ from discovery.errors import (
     CrosscheckError,
     DataError,
     DiscoveryError,
+    DiscoveryWarning,
     ExpansionError,
     ModelLoadError,
     UnsupportedLayerError,
@@ -146,5 +147,6 @@ __all__ = [
     "UnsupportedLayerError",
     "ModelLoadError",
     "CrosscheckError",
+    "DiscoveryWarning",
     "__version__",
 ]

@@ -9,6 +9,7 @@ __all__ = [
     "UnsupportedLayerError",
     "ModelLoadError",
     "CrosscheckError",
+    "DiscoveryWarning",
 ]
 
 
@@ -34,3 +35,9 @@ class ModelLoadError(DiscoveryError, ValueError):
 
 class CrosscheckError(DiscoveryError, RuntimeError):
     """A symbolic-regression backend is missing or failed."""
+
+
+class DiscoveryWarning(UserWarning):
+    """A result that should not be trusted as it stands: no cross-check ran, the formula only
+    approximates, scores no better than a constant, a defaulted target. ``Discovery.warnings``
+    lists the same messages."""

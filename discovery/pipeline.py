@@ -3,27 +3,33 @@
     load_table -> fit_ensemble (per space) -> reference points (k-means on standardised inputs)
     -> one batched ``expand`` for every point and member -> units -> merge (per order)
     -> pick space and order -> optional cross-check -> :class:`~discovery.result.Discovery`
+    -> warnings for anything that changes what the answer is worth
+
+Rows (:mod:`discovery.trust`): training rows fit, validation rows choose, test rows only score.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import sympy
 import torch
 
-from discovery.crosscheck.base import complexity
+from discovery.crosscheck.base import EngineFailure, complexity
 from discovery.data import load_table
 from discovery.engine import Expansion, expand
-from discovery.errors import DataError, DiscoveryError
+from discovery.errors import DataError, DiscoveryError, DiscoveryWarning
 from discovery.fit import fit_ensemble
 from discovery.interpret.structure import additive_separability, unused_variables
 from discovery.merge import merge
-from discovery.result import Discovery, LocalPolynomials
+from discovery.result import Discovery, LocalPolynomials, evaluate_formula
 from discovery.symbolic import text, to_original_units
+from discovery.trust import RowSets, assess, check_fit_rows, split_rows
 
 __all__ = ["discover", "structure_guide", "FIT_DEFAULTS"]
 
@@ -43,7 +49,7 @@ def discover(
     *,
     features: Sequence[str] | None = None,
     space: str = "auto",
-    seed: int = 0,
+    seed: int | None = 0,
     device="auto",
     crosscheck: str | None = "auto",
     members: int = 5,
@@ -74,13 +80,16 @@ def discover(
         ``"log"`` fits ``log y`` on ``log x`` (needs positive features and a target of one sign),
         so power laws come out as monomials with clean exponents. ``"auto"`` tries both where
         possible and picks by validation error, then complexity; ``space_reason`` says why.
-    seed : int, default 0
-        Seeds the splits, the networks and the reference points.
+    seed : int or None, default 0
+        Seeds the splits, the networks and the reference points. ``None`` draws a fresh seed
+        (scikit-learn's ``random_state=None``); the seed used is kept in ``settings["seed"]``.
     device : "auto", str or torch.device
         Where to train (``"auto"``: CUDA when available).
     crosscheck : {"auto", "operon", "pysr", "gplearn", "off", None}
         Symbolic-regression engine to cross-check the formula with. ``"auto"`` runs Operon
-        when ``pyoperon`` imports. A failing engine becomes a note on the result, not an error.
+        when ``pyoperon`` imports. An engine that is missing or fails (import, crash, timeout)
+        becomes a note and a warning on the result, not an error; the package's own errors
+        propagate.
     members : int, default 5
         Networks in the ensemble; members far worse than the best (3x validation RMSE) are dropped.
     reference_points : "auto", int or (B, p) array
@@ -89,7 +98,9 @@ def discover(
     progress : bool, default True
         Progress bars while training.
     test_fraction : float, default 0.2
-        Rows held out from everything (training, merging, selection) to score the result.
+        Test rows: held out from everything (training, merging, every choice) and used only to
+        score the result. Of the other rows, the networks' validation split (20 %) makes every
+        choice; the rest train (:mod:`discovery.trust`).
     crosscheck_budget : float, default 30
         Seconds the cross-check engine may search at most.
     crosscheck_guide : {"structure", "off"}, default "structure"
@@ -107,6 +118,8 @@ def discover(
     Returns
     -------
     Discovery
+        Its ``warnings`` list every condition that changes what the answer is worth; each is
+        also raised as :class:`~discovery.errors.DiscoveryWarning`.
 
     Examples
     --------
@@ -117,7 +130,8 @@ def discover(
     start = time.perf_counter()
     call = "discover(data, ...)"
     orders = _orders(order, call)
-    engine = _engine(crosscheck, call)
+    seed = _seed(seed, call)
+    engine, engine_missing = _engine(crosscheck, call)
     if crosscheck_guide not in (None, "off", "structure"):
         raise DataError(f"{call}: crosscheck_guide={crosscheck_guide!r}; pass 'structure' or 'off'")
     if not 0 <= test_fraction < 0.9:
@@ -135,18 +149,14 @@ def discover(
     X, y, names = table.X, table.y, list(table.feature_names)
     n, p = X.shape
 
-    rng = np.random.default_rng(seed)
-    n_test = int(round(test_fraction * n)) if n >= 50 else 0
-    perm = rng.permutation(n)
-    test_index = np.sort(perm[:n_test])
-    fit_index = np.sort(perm[n_test:])
-    if n_test == 0:
-        notes.append(f"only {n} rows: no rows held out; scores are on the validation rows")
-
-    spaces, space_note = _spaces(space, X, y, call)
-    if len(spaces) > 1:
-        spaces, space_note = _screen(spaces, X[fit_index], y[fit_index], min(max(orders), MAX_ORDER), seed)
     fit_settings = {**FIT_DEFAULTS, **(fit_options or {})}
+    val_fraction = fit_settings.get("val_fraction", inspect.signature(fit_ensemble).parameters["val_fraction"].default)
+    rows = split_rows(n, test_fraction, val_fraction, seed)
+    fit_index, test_index = rows.fit, rows.test
+
+    spaces, space_note = _spaces(space, X, y[fit_index], call)  # the test rows' targets decide nothing
+    if len(spaces) > 1:
+        spaces, space_note = _screen(spaces, X, y, rows, min(max(orders), MAX_ORDER))
     max_order = max(orders)
     candidates = []
     fitted_by_space = {}
@@ -155,6 +165,7 @@ def discover(
         t0 = time.perf_counter()
         V, t, sign = _to_space(X[fit_index], y[fit_index], sp)
         fitted = fit_ensemble(V, t, members=members, seed=seed, device=device, progress=progress, **fit_settings)
+        check_fit_rows(rows, fitted, call)
         timings[f"fit {sp}"] = time.perf_counter() - t0
         kept = np.flatnonzero(fitted.val_rmse <= _MEMBER_FACTOR * fitted.val_rmse.min() + 1e-300)
         if len(kept) < fitted.members:
@@ -179,8 +190,8 @@ def discover(
         t0 = time.perf_counter()
         degree = local.monomials.sum(axis=1)
         for k in orders:
-            rows = np.flatnonzero(degree <= k)
-            merged = merge(local.monomials[rows], coefficients[:, rows, :], centers, X[fit_index], y[fit_index],
+            terms = np.flatnonzero(degree <= k)
+            merged = merge(local.monomials[terms], coefficients[:, terms, :], centers, X[fit_index], y[fit_index],
                            names=names, val_index=fitted.val_index, space=sp, seed=seed, **(merge_options or {}))
             candidates.append({
                 "space": sp, "order": k, "val_rmse": merged.val_rmse, "val_r2": merged.val_r2,
@@ -201,12 +212,17 @@ def discover(
         options = dict(crosscheck_options or {})
         structure = structure_by_space.get(best["space"])
         if crosscheck_guide == "structure" and structure is not None and "guide" not in options:
-            options["guide"] = structure_guide(structure)
-        comparison = _crosscheck(engine, merged.expression, X, y, names, test_index, seed, crosscheck_budget,
-                                 options, notes)
+            options["guide"], why = _guide(structure, merged.expression)
+            if options["guide"] is None:
+                notes.append(f"cross-check not guided by the structure tests: {why}")
+        try:
+            comparison = _crosscheck(engine, merged.expression, X, y, names, rows, seed, crosscheck_budget, options)
+        except EngineFailure as exc:  # only the external engine's failure; the package's own errors propagate
+            notes.append(f"cross-check with {engine} did not run: {exc}")
+            engine_missing = f"{engine} failed or is unavailable ({exc})"
         timings["crosscheck"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
-    return Discovery(
+    d = Discovery(
         expansion_formula=merged.expression,
         crosscheck=comparison,
         merged=merged,
@@ -232,7 +248,29 @@ def discover(
         structure=structure_by_space.get(best["space"]),
         settings={"order": order, "space": space, "seed": seed, "members": members, "crosscheck": engine or "off",
                   "reference_points": int(local.centers.shape[0]), "fit": {k: list(v) if isinstance(v, tuple) else v
-                                                                         for k, v in fit_settings.items()}},
+                                                                         for k, v in fit_settings.items()},
+                  "rows": {"train": len(rows.train), "validation": len(rows.validation), "test": len(rows.test)}},
+    )
+    d.warnings.extend(_warnings(d, rows, engine_missing, table.target_name if target is None else None))
+    for w in d.warnings:
+        warnings.warn(DiscoveryWarning(f"{call}: {w}"), stacklevel=2)
+    return d
+
+
+def _warnings(d: Discovery, rows: RowSets, engine_missing: str | None, defaulted: str | None) -> list[str]:
+    """The result's warnings, judged on the validation rows (and the test score, reported only)."""
+    val = rows.validation
+    fit_y = d.y[rows.train]
+    return assess(
+        y_val=d.y[val],
+        formula_val=evaluate_formula(d.formula, d.X[val], d.names),
+        network_val=d.predict_network(d.X[val]),
+        train_mean=float(np.mean(fit_y)),
+        test_r2=d.r2 if len(rows.test) else None,
+        approximate_by="expansion's" if d.recommended == "expansion" else f"{d.recommended}'s",
+        crosscheck_missing=engine_missing,
+        defaulted_target=defaulted,
+        target=d.target_name,
     )
 
 
@@ -272,17 +310,45 @@ def _structure(expansion, kept, names, target, space, notes) -> dict | None:
     }
 
 
-def structure_guide(structure: dict):
-    """The cross-check guide a structure report implies (additive blocks only hold for raw y)."""
+def structure_guide(structure: dict, formula: sympy.Expr | None = None):
+    """The cross-check guide a structure report implies (additive blocks only hold for raw y),
+    or ``None`` (no guide) when the structure tests are not clear.
+
+    Not clear: no input has influence; ``formula`` (the expansion's) uses an input the tests call
+    without influence; or a term of ``formula`` joins inputs of different additive blocks. So the
+    engine never gets fewer variables than the expansion's formula uses.
+
+    Examples
+    --------
+    >>> s = {"space": "raw", "inputs_with_influence": [], "additive_blocks": [["a"], ["b"]]}
+    >>> structure_guide(s) is None
+    True
+    """
+    return _guide(structure, formula)[0]
+
+
+def _guide(structure: dict, formula: sympy.Expr | None):
+    """(guide or None, why None)."""
     from discovery.crosscheck import Guide
 
+    used = list(structure["inputs_with_influence"])
+    if not used:
+        return None, "they found no input with influence"
+    if formula is not None:
+        lacking = sorted({s.name for s in formula.free_symbols} - set(used))
+        if lacking:
+            return None, f"the expansion's formula uses {', '.join(lacking)}, which they call without influence"
     blocks = structure["additive_blocks"]
-    used = set(structure["inputs_with_influence"])
     additive = None
     if structure["space"] == "raw" and len(blocks) > 1:
-        additive = [[n for n in b if n in used] for b in blocks]
-        additive = [b for b in additive if b] or None
-    return Guide(variables=structure["inputs_with_influence"], additive=additive)
+        additive = [b for b in ([n for n in blk if n in used] for blk in blocks) if b]
+        if formula is not None and len(additive) > 1:
+            for term in sympy.Add.make_args(sympy.expand(formula)):
+                vs = {s.name for s in term.free_symbols}
+                if vs and not any(vs <= set(b) for b in additive):
+                    return None, f"the expansion's term {term} joins inputs of different additive blocks"
+        additive = additive if len(additive) > 1 else None
+    return Guide(variables=used, additive=additive), ""
 
 
 def _orders(order, call: str) -> list[int]:
@@ -296,17 +362,30 @@ def _orders(order, call: str) -> list[int]:
     return [int(order)]
 
 
-def _engine(crosscheck, call: str) -> str | None:
+def _seed(seed, call: str) -> int:
+    """An integer seed; ``None`` (or a NumPy generator) draws one, as scikit-learn's ``random_state``."""
+    if seed is None:
+        return int(np.random.SeedSequence().entropy % 2**32)
+    if isinstance(seed, (np.random.Generator, np.random.RandomState)):
+        return int(seed.integers(2**32) if isinstance(seed, np.random.Generator) else seed.randint(2**32, dtype=np.int64))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise DataError(f"{call}: seed={seed!r}; pass an integer in [0, 2**32), or None for a fresh seed "
+                        "(kept in settings['seed'])")
+    return int(seed)
+
+
+def _engine(crosscheck, call: str) -> tuple[str | None, str | None]:
+    """The engine to run, and why none runs although one was asked for."""
     if crosscheck in (None, False, "off", "none"):
-        return None
+        return None, None
     if crosscheck == "auto":
         try:
             import pyoperon  # noqa: F401
-        except Exception:  # pragma: no cover - pyoperon is a dependency
-            return None
-        return "operon"
+        except Exception as exc:  # a missing or broken engine is the engine's failure
+            return None, f"crosscheck='auto' needs pyoperon, which does not import ({type(exc).__name__}: {exc})"
+        return "operon", None
     if crosscheck in ("operon", "pysr", "gplearn"):
-        return crosscheck
+        return crosscheck, None
     raise DataError(f"{call}: crosscheck={crosscheck!r}; pass 'auto', 'operon', 'pysr', 'gplearn' or 'off'")
 
 
@@ -326,16 +405,14 @@ def _spaces(space: str, X: np.ndarray, y: np.ndarray, call: str) -> tuple[list[s
     return ["raw", "log"], ""
 
 
-def _screen(spaces: list[str], X: np.ndarray, y: np.ndarray, degree: int, seed: int) -> tuple[list[str], str]:
-    """Skip training a space whose best polynomial of the same degree (least squares, validation
-    rows) is more than ``_SCREEN_FACTOR`` times worse than the other space's: the networks there
-    could not do better than the polynomial the merge refits anyway."""
+def _screen(spaces: list[str], X: np.ndarray, y: np.ndarray, rows: RowSets, degree: int) -> tuple[list[str], str]:
+    """Skip training a space whose best polynomial of the same degree (least squares on the
+    training rows, scored on the validation rows) is more than ``_SCREEN_FACTOR`` times worse
+    than the other space's: the networks there could not do better than the polynomial the
+    merge refits anyway."""
     from sklearn.preprocessing import PolynomialFeatures
 
-    rng = np.random.default_rng(seed + 1)
-    perm = rng.permutation(len(y))
-    n_val = max(1, len(y) // 5)
-    val, train = perm[:n_val], perm[n_val:]
+    val, train = rows.validation, rows.train
     floor = 1e-9 * float(np.std(y)) + 1e-300
     rmse = {}
     for sp in spaces:
@@ -442,14 +519,10 @@ def _choose(candidates, spaces, space_note, orders, y) -> tuple[dict, str, str]:
     return chosen, space_reason, order_reason
 
 
-def _crosscheck(engine, formula, X, y, names, test_index, seed, budget, options, notes):
+def _crosscheck(engine, formula, X, y, names, rows: RowSets, seed, budget, options):
+    """The engine searches on the training rows; the recommendation is made on the validation
+    rows; the test rows are only scored."""
     from discovery.crosscheck import compare
 
-    try:
-        return compare(formula, X, y, names, engine=engine, time_budget=budget, seed=seed,
-                       test_index=test_index if len(test_index) else None, **(options or {}))
-    except DiscoveryError as exc:
-        notes.append(f"cross-check with {engine} did not run: {exc}")
-    except Exception as exc:  # a backend crash must not lose the discovered formula
-        notes.append(f"cross-check with {engine} failed ({type(exc).__name__}): {exc}")
-    return None
+    return compare(formula, X, y, names, engine=engine, time_budget=budget, seed=seed,
+                   validation_index=rows.validation, test_index=rows.test, **(options or {}))

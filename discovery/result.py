@@ -103,6 +103,10 @@ class Discovery:
         Scores of ``formula`` on held-out rows (never used for training or selection).
     timings : dict
         Seconds per stage.
+    warnings : list of str
+        Every condition that changes what the answer is worth (no cross-check ran and why, a
+        formula that only approximates, a low or no-better-than-constant score, a defaulted
+        target); also raised as :class:`~discovery.errors.DiscoveryWarning` by ``discover``.
     structure : dict or None
         What the exact derivatives of the kept networks say about the law: inputs with and
         without influence (``df/dx_i = 0`` everywhere) and additive blocks (``d2f/dx_i dx_j = 0``),
@@ -140,6 +144,7 @@ class Discovery:
     notes: list[str] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
     structure: dict | None = None
+    warnings: list[str] = field(default_factory=list)
 
     # ----------------------------------------------------------------------------- formula
     @property
@@ -277,6 +282,7 @@ class Discovery:
             "timings": {k: float(v) for k, v in self.timings.items()},
             "notes": list(self.notes) + list(self.merged.notes),
             "data_warnings": list(self.data_warnings),
+            "warnings": list(self.warnings),
             "settings": self.settings,
             "structure": self.structure,
             "crosscheck": None,
@@ -364,6 +370,7 @@ class Discovery:
             if c.recommended != "expansion":
                 lines.append(f"  expansion's formula: {formula_text(self.expansion_formula, precision=6)}")
         lines.extend(f"  note: {n}" for n in self.notes)
+        lines.extend(f"  warning: {w}" for w in self.warnings)
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -143,11 +143,20 @@ def test_compare_recommends_operon_for_a_non_polynomial_law():
 
 def test_compare_agrees_with_a_correct_expansion_and_keeps_it():
     X, t = _data(lambda X: (X[:, 0] ** 2 + X[:, 1]) / 2, -1, 1, 2, seed=1)
-    hope = 0.5000001 * x1**2 + 0.4999999 * x2 + 1e-8
-    c = compare(hope, X, t, ["x1", "x2"], **FAST)
+    c = compare(x1**2 / 2 + x2 / 2, X, t, ["x1", "x2"], **FAST)
     assert c.verdict == AGREE
-    assert c.recommended in ("expansion", "operon") and "agree" in c.reason
+    assert c.recommended == "expansion" and c.recommended_formula == x1**2 / 2 + x2 / 2
+    assert c.reason.startswith("both agree; the expansion's formula is as simple or simpler")
     assert c.r2["expansion"] > 0.999999 and c.r2["operon"] > 0.999999
+
+
+def test_compare_agrees_with_a_rough_expansion_and_prefers_the_simpler_engine_formula():
+    X, t = _data(lambda X: (X[:, 0] ** 2 + X[:, 1]) / 2, -1, 1, 2, seed=1)
+    rough = 0.5000001 * x1**2 + 0.4999999 * x2 + 1e-8  # the same law with float dust: more nodes
+    c = compare(rough, X, t, ["x1", "x2"], **FAST)
+    assert c.verdict == AGREE
+    assert c.recommended == "operon" and sympy.simplify(c.recommended_formula - (x1**2 + x2) / 2) == 0
+    assert c.reason.startswith("both agree; the operon formula is simpler")
 
 
 def test_guided_search_sees_only_the_variables_that_matter():
@@ -165,15 +174,23 @@ def test_guide_naming_an_unknown_column_is_an_error():
         run_engine(X, t, ["a", "b"], guide=["a", "q"])
 
 
-def test_pysr_absent_gives_one_clear_line():
+def test_pysr_absent_gives_one_clear_line_and_an_engine_failure():
     if "pysr" in sys.modules or __import__("importlib").util.find_spec("pysr") is not None:
         pytest.skip("PySR is installed here")
+    from discovery.crosscheck.base import EngineFailure
+    from discovery.crosscheck.pysr import fit_pysr
+
     ok, message = pysr_status()
     assert not ok
     assert "\n" not in message and "pip install discovery[pysr]" in message and "Julia" in message
+    assert "Operon is used instead" not in message  # nothing else runs when PySR was asked for
     assert "pysr" not in sys.modules
-    with pytest.raises(CrosscheckError, match=r"discovery\[pysr\]"):
-        compare(x, np.ones((20, 1)) * np.arange(20)[:, None], np.arange(20.0), ["x"], engine="pysr")
+    X = np.arange(20.0)[:, None]
+    with pytest.raises(EngineFailure, match=r"fit_pysr\(X, y, names\): PySR is not installed"):
+        fit_pysr(X, X[:, 0], ["x"])  # the real call: the probe answers, no engine is imitated
+    with pytest.raises(EngineFailure, match=r"discovery\[pysr\]"):
+        compare(x, X, np.arange(20.0), ["x"], engine="pysr")
+    assert "pysr" not in sys.modules
 
 
 def test_pysr_probe_times_out_instead_of_hanging_and_caches_the_verdict(tmp_path, monkeypatch):
@@ -211,6 +228,28 @@ def test_hall_of_fame_is_rescored_on_local_data(tmp_path):
     assert table.loc[2, "score"] == pytest.approx(expected)
     assert list(table["loss_reported"]) == [999.0, 99.0, 9.0, 1e-3, 1e-4]
     assert path.read_bytes() == before
+
+
+def test_hall_of_fame_equations_that_give_no_number_are_scored_invalid_not_raised(tmp_path):
+    X = np.random.default_rng(7).uniform(1, 5, (200, 2))
+    t = X[:, 0] * X[:, 1]
+    path = tmp_path / "hall_of_fame.csv"
+    path.write_text(textwrap.dedent("""\
+        Complexity,Loss,Equation
+        1,9.0,"x0"
+        3,1.0,"x0 / 0"
+        4,1.0,"Derivative(x0, x1)"
+        5,1e-9,"(x0 * x1)"
+        6,1.0,"__import__('os').getcwd()"
+        7,1.0,"frobnicate(x0)"
+        9,1.0,"((x0 *"
+        """))
+    search = read_hall_of_fame(path, X, t, ["a", "b"])
+    table = search.candidates
+    assert list(table["complexity"]) == [1, 3, 4, 5, 6, 7, 9]  # every row kept, in order
+    assert search.formula == sympy.Symbol("a") * sympy.Symbol("b")
+    assert np.isinf(table.loc[[1, 2, 4, 5, 6], "loss"]).all() and table.loc[[1, 2, 4, 5, 6], "sympy_format"].isna().all()
+    assert list(table["loss_reported"]) == [9.0, 1.0, 1.0, 1e-9, 1.0, 1.0, 1.0]
 
 
 def test_hall_of_fame_without_pysr_columns_is_an_error(tmp_path):

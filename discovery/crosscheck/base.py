@@ -21,16 +21,61 @@ import sympy
 from discovery.errors import CrosscheckError
 
 __all__ = [
+    "EngineFailure",
     "Search",
+    "try_evaluate",
+    "usable",
     "candidates_table",
     "complexity",
     "evaluate",
     "finish",
+    "paired_gain",
     "polish",
     "select_best",
 ]
 
 COLUMNS = ["complexity", "loss", "score", "equation", "sympy_format", "r2"]
+
+# What numeric code generation may raise on an expression it cannot print or run (unknown
+# functions, unevaluated derivatives, ...): for an engine's candidate this means "unusable".
+_UNEVALUABLE = (KeyError, NameError, TypeError, ValueError, AttributeError, NotImplementedError,
+                ZeroDivisionError, OverflowError, RecursionError, SyntaxError, sympy.SympifyError)
+
+
+class EngineFailure(CrosscheckError):
+    """An external symbolic-regression engine is missing, crashed or ran out of time.
+
+    Only this error becomes a note on a :class:`~discovery.result.Discovery`; every other error
+    of the cross-check is a defect or a wrong argument and propagates.
+    """
+
+
+def usable(expr) -> sympy.Expr | None:
+    """``expr`` as a real-valued SymPy expression a candidate can be scored with, else ``None``.
+
+    Engines can return formulas no number comes out of: ``zoo`` (a division by a constant 0),
+    ``nan``, ``oo``, imaginary constants (``sqrt(-2)``), unevaluated derivatives, integrals or
+    substitutions, functions SymPy does not know, relations. Such a candidate is unusable.
+
+    Examples
+    --------
+    >>> x = sympy.Symbol("x")
+    >>> usable(x / 2), usable(x / sympy.Integer(0)), usable(sympy.Function("g")(x))
+    (x/2, None, None)
+    """
+    try:
+        expr = sympy.sympify(expr)
+    except (sympy.SympifyError, TypeError, ValueError, SyntaxError):
+        return None
+    if not isinstance(expr, sympy.Expr):  # relations, logic, tuples (a Symbol is an Expr and a Boolean)
+        return None
+    if expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo, sympy.I):
+        return None
+    from sympy.core.function import AppliedUndef
+
+    if expr.atoms(sympy.Derivative, sympy.Subs, sympy.Integral, AppliedUndef, sympy.Order):
+        return None
+    return expr
 
 
 @dataclass
@@ -115,20 +160,56 @@ def evaluate(expr: sympy.Basic, X: np.ndarray, names: Sequence[str]) -> np.ndarr
     array([2., 4.])
     """
     X = np.asarray(X, dtype=np.float64)
-    f = sympy.lambdify(_symbols(names), expr, modules="numpy")
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        out = f(*[X[:, j] for j in range(X.shape[1])])
-    out = np.asarray(out, dtype=np.complex128 if np.iscomplexobj(out) else np.float64)
+    try:
+        f = sympy.lambdify(_symbols(names), expr, modules="numpy")
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = f(*[X[:, j] for j in range(X.shape[1])])
+        out = np.asarray(out, dtype=np.complex128 if np.iscomplexobj(out) else np.float64)
+    except _UNEVALUABLE as exc:
+        raise CrosscheckError(
+            f"evaluate(expr, X, names): {str(expr)[:200]} cannot be evaluated numerically "
+            f"({type(exc).__name__}: {exc}); pass a formula of numbers, symbols and NumPy functions"
+        ) from exc
     if np.iscomplexobj(out):
         out = np.where(np.abs(out.imag) > 1e-12 * (1 + np.abs(out.real)), np.nan, out.real)
     return np.broadcast_to(out, (X.shape[0],)).astype(np.float64)
+
+
+def try_evaluate(expr, X: np.ndarray, names: Sequence[str]) -> np.ndarray | None:
+    """:func:`evaluate` for an engine's candidate: ``None`` when it is not :func:`usable` or
+    cannot be evaluated, instead of an error."""
+    expr = usable(expr)
+    if expr is None:
+        return None
+    try:
+        return evaluate(expr, X, names)
+    except CrosscheckError:
+        return None
 
 
 def _mse(pred: np.ndarray, y: np.ndarray) -> float:
     if not np.all(np.isfinite(pred)):
         return math.inf
     return float(np.mean((pred - y) ** 2))
+
+
+def paired_gain(y: np.ndarray, better: np.ndarray, worse: np.ndarray) -> tuple[float, float]:
+    """Mean reduction of squared error of ``better`` over ``worse`` on the same rows, and its
+    standard error (paired, so the noise both share cancels). Non-finite predictions lose.
+
+    Examples
+    --------
+    >>> y = np.array([0.0, 1.0, 2.0, 3.0])
+    >>> paired_gain(y, y, np.full(4, 1.5))[0]
+    1.25
+    """
+    ok_b, ok_w = bool(np.all(np.isfinite(better))), bool(np.all(np.isfinite(worse)))
+    if not (ok_b and ok_w):
+        return (math.inf if ok_b else -math.inf if ok_w else 0.0), 0.0
+    d = (y - worse) ** 2 - (y - better) ** 2
+    se = float(np.std(d, ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.inf
+    return float(np.mean(d)), se
 
 
 def r2_score(pred: np.ndarray, y: np.ndarray) -> float:
@@ -163,8 +244,10 @@ def candidates_table(
     mean = float(np.mean(y))
     baseline = sympy.Integer(int(mean)) if mean.is_integer() else sympy.Float(mean)
     for e in [baseline, *exprs]:
-        e = sympy.sympify(e)
-        pred = evaluate(e, X, names)
+        e = usable(e)
+        pred = None if e is None else try_evaluate(e, X, names)
+        if pred is None:  # an unusable candidate is dropped, never an error
+            continue
         rows.append((complexity(e), _mse(pred, y), str(e), e, r2_score(pred, y)))
     rows = [r for r in rows if math.isfinite(r[1])]
     if not rows:
@@ -189,7 +272,8 @@ def _scores(c: np.ndarray, loss: np.ndarray) -> np.ndarray:
     logl = np.log(np.maximum(loss, floor))
     score = np.zeros(len(c))
     if len(c) > 1:
-        score[1:] = -np.diff(logl) / np.diff(c.astype(np.float64))
+        with np.errstate(invalid="ignore"):  # an unusable row has infinite loss and no score
+            score[1:] = -np.diff(logl) / np.diff(c.astype(np.float64))
     return score
 
 
@@ -245,15 +329,26 @@ def _refit(expr: sympy.Expr, X: np.ndarray, y: np.ndarray, names: Sequence[str])
     """Least-squares refit of the Float constants of ``expr`` in float64."""
     from scipy.optimize import least_squares
 
+    pred = try_evaluate(expr, X, names)
+    base = math.inf if pred is None else _mse(pred, y)
     floats = _float_atoms(expr)
-    base = _mse(evaluate(expr, X, names), y)
-    if not floats:
+    if not floats or pred is None:
         return expr, base
     params = sympy.symbols(f"_c0:{len(floats)}")
     template = expr.xreplace(dict(zip(floats, params)))
     args = list(params) + _symbols(names)
-    f: Callable = sympy.lambdify(args, template, modules="numpy")
-    grads = [sympy.lambdify(args, sympy.diff(template, p), modules="numpy") for p in params]
+    try:
+        f: Callable = sympy.lambdify(args, template, modules="numpy")
+    except _UNEVALUABLE:
+        return expr, base
+    grads: list[Callable] | None
+    try:  # exact gradients where SymPy can differentiate into printable code
+        derivatives = [sympy.diff(template, p) for p in params]
+        if any(usable(d) is None for d in derivatives):
+            raise ValueError("derivative not printable")
+        grads = [sympy.lambdify(args, d, modules="numpy") for d in derivatives]
+    except _UNEVALUABLE:
+        grads = None  # finite differences instead (Abs, Min, sign, ... at their kinks)
     cols = [X[:, j] for j in range(X.shape[1])]
 
     def residual(theta: np.ndarray) -> np.ndarray:
@@ -270,12 +365,13 @@ def _refit(expr: sympy.Expr, X: np.ndarray, y: np.ndarray, names: Sequence[str])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            sol = least_squares(residual, theta0, jac=jacobian, method="lm", xtol=1e-12, ftol=1e-10, gtol=1e-12,
+            sol = least_squares(residual, theta0, jac=jacobian if grads is not None else "2-point", method="lm", xtol=1e-12, ftol=1e-10, gtol=1e-12,
                                 max_nfev=20 * (len(theta0) + 1))
-    except (ValueError, TypeError, ZeroDivisionError, OverflowError):
+    except _UNEVALUABLE:
         return expr, base
     new = template.xreplace({p: sympy.Float(v) for p, v in zip(params, sol.x)})
-    loss = _mse(evaluate(new, X, names), y)
+    pred = try_evaluate(new, X, names)
+    loss = math.inf if pred is None else _mse(pred, y)
     return (new, loss) if loss <= base else (expr, base)
 
 

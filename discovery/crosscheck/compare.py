@@ -1,6 +1,7 @@
 """Cross-check a discovered formula against a symbolic-regression engine: run the engine on the
-same data (optionally guided by what the expansion found), decide whether the two formulas are
-the same law, score both on held-out rows, and recommend one with the reason stated.
+training rows (optionally guided by what the expansion found), decide whether the two formulas
+are the same law, score both on validation rows and recommend one with the reason stated; test
+rows, when given, are only scored for the report, never used for the recommendation.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 import pandas as pd
 import sympy
 
-from discovery.crosscheck.base import Search, complexity, evaluate, finish, r2_score
+from discovery.crosscheck.base import Search, complexity, evaluate, finish, paired_gain, r2_score
 from discovery.crosscheck.equivalence import AGREE, equivalence
 from discovery.errors import CrosscheckError
 
@@ -94,7 +95,7 @@ class Comparison:
     candidates : pandas.DataFrame
         The engine's candidates (PySR ``equations_`` columns).
     r2 : dict
-        Held-out R^2 of ``"expansion"`` and of the engine.
+        R^2 of ``"expansion"`` and of the engine on the validation rows (the recommendation's basis).
     complexity : dict
         Complexity (expression-tree nodes) of each formula.
     times : dict
@@ -102,6 +103,10 @@ class Comparison:
         all threads) and ``"compare"`` (everything else).
     guided : str
         How the search was narrowed, or ``""``.
+    r2_test : dict
+        R^2 of both on the test rows (empty when none were given); reported, never used to choose.
+    rows : dict
+        Number of ``"train"`` (engine search), ``"validation"`` and ``"test"`` rows.
     """
 
     verdict: str
@@ -116,6 +121,8 @@ class Comparison:
     complexity: dict[str, int]
     times: dict[str, float] = field(default_factory=dict)
     guided: str = ""
+    r2_test: dict[str, float] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
 
     @property
     def recommended_formula(self) -> sympy.Expr:
@@ -125,9 +132,12 @@ class Comparison:
     def summary(self) -> str:
         """One line for a terminal: verdict, recommendation and R^2 of both."""
         e = self.engine
+        test = (f"; test rows: expansion {self.r2_test['expansion']:.6f}, {e} {self.r2_test[e]:.6f}"
+                if self.r2_test else "")
         return (
             f"cross-check ({e}): {self.verdict}; recommended: {self.recommended} "
-            f"(R^2 held-out: expansion {self.r2['expansion']:.6f}, {e} {self.r2[e]:.6f}; {self.reason})"
+            f"(R^2 on validation rows: expansion {self.r2['expansion']:.6f}, {e} {self.r2[e]:.6f}{test}; "
+            f"{self.reason})"
         )
 
 
@@ -202,6 +212,8 @@ def run_engine(
     if g is None or (g.variables is None and not g.additive):
         return fit(X, y, names, time_budget=time_budget, seed=seed, **options), ""
     variables = list(g.variables) if g.variables is not None else names
+    if not variables:
+        raise CrosscheckError("compare(..., guide=...): the guide names no variables; pass at least one, or no guide")
     missing = [v for v in variables + [v for grp in g.additive or [] for v in grp] if v not in names]
     if missing:
         raise CrosscheckError(f"compare(..., guide=...): variables {missing} are not among the columns {names}")
@@ -255,29 +267,40 @@ def _fit_additive(fit, X, y, names, groups, parts, time_budget, seed, options) -
     return Search(engine, table, chosen, time.perf_counter() - start, {"additive": groups})
 
 
-def _recommend(verdict: str, r2: dict[str, float], cx: dict[str, int], engine: str) -> tuple[str, str]:
-    """Best accuracy at comparable complexity; on a tie in both, the expansion's formula."""
-    err = {k: max(1.0 - v, 1e-12) for k, v in r2.items()}  # 1 - R^2 = normalised MSE
+_Z = 2.0  # an accuracy difference counts when it exceeds two standard errors (paired, validation rows)
+
+
+def _recommend(verdict: str, y: np.ndarray, pred: dict[str, np.ndarray], cx: dict[str, int],
+               engine: str) -> tuple[str, str]:
+    """The more accurate formula on the validation rows when the difference is larger than the
+    rows can resolve (a paired test of squared errors); otherwise, or when both agree, the
+    simpler one, the expansion's on a tie."""
+    r2 = {k: r2_score(v, y) for k, v in pred.items()}
+    err = {k: max(1.0 - v, 1e-12) if np.isfinite(v) else np.inf for k, v in r2.items()}  # normalised MSE
     e, x = err["expansion"], err[engine]
     ce, cxx = cx["expansion"], cx[engine]
     if verdict == AGREE:
         if cxx < ce:
             return engine, f"both agree; the {engine} formula is simpler ({cxx} vs {ce} nodes)"
         return "expansion", f"both agree; the expansion's formula is as simple or simpler ({ce} vs {cxx} nodes)"
-    ratio = x / e
-    if ratio < 0.5 and (cxx <= 1.5 * ce + 5 or ratio < 0.01):
+    gain, se = paired_gain(y, pred[engine], pred["expansion"])  # > 0: the engine's errors are smaller
+    resolvable = max(_Z * se, 1e-12 * float(np.mean(y**2)))  # round-off of exact formulas decides nothing
+    if gain > resolvable:
         return engine, (
-            f"{engine} is more accurate on held-out data (1-R^2 {x:.2g} vs {e:.2g}) at "
-            f"{'lower' if cxx < ce else 'comparable'} complexity ({cxx} vs {ce} nodes)"
+            f"{engine} is more accurate on validation rows (1-R^2 {x:.2g} vs {e:.2g}, beyond what {len(y)} rows "
+            f"can attribute to chance) at {'lower' if cxx < ce else 'higher' if cxx > ce else 'equal'} complexity "
+            f"({cxx} vs {ce} nodes)"
         )
-    if ratio > 2 and (ce <= 1.5 * cxx + 5 or ratio > 100):
+    if -gain > resolvable:
         return "expansion", (
-            f"the expansion's formula is more accurate on held-out data (1-R^2 {e:.2g} vs {x:.2g}) at "
-            f"{'lower' if ce < cxx else 'comparable'} complexity ({ce} vs {cxx} nodes)"
+            f"the expansion's formula is more accurate on validation rows (1-R^2 {e:.2g} vs {x:.2g}, beyond what "
+            f"{len(y)} rows can attribute to chance) at {'lower' if ce < cxx else 'higher' if ce > cxx else 'equal'} "
+            f"complexity ({ce} vs {cxx} nodes)"
         )
+    same = f"accuracy the same within what {len(y)} validation rows resolve (1-R^2 {x:.2g} vs {e:.2g})"
     if cxx < ce:
-        return engine, f"similar accuracy at comparable or better trade-off; the {engine} formula is simpler ({cxx} vs {ce} nodes)"
-    return "expansion", f"similar accuracy at comparable or better trade-off; the expansion's formula is as simple or simpler ({ce} vs {cxx} nodes)"
+        return engine, f"{same}; the {engine} formula is simpler ({cxx} vs {ce} nodes)"
+    return "expansion", f"{same}; the expansion's formula is as simple or simpler ({ce} vs {cxx} nodes)"
 
 
 def compare(
@@ -290,15 +313,18 @@ def compare(
     time_budget: float = 30.0,
     seed: int = 0,
     guide: Guide | Mapping[str, Any] | Sequence[str] | str | None = None,
+    validation_index: np.ndarray | None = None,
     test_index: np.ndarray | None = None,
     rtol: float = 1e-2,
     **options: Any,
 ) -> Comparison:
     """Cross-check ``formula`` (found by the expansion) against a symbolic-regression engine.
 
-    The engine is fitted on the training rows (all rows but ``test_index``; by default a seeded
-    20% of rows is held out), both formulas are scored on the held-out rows, and
-    :func:`~discovery.crosscheck.equivalence.equivalence` decides whether they are the same law.
+    Three disjoint row sets: the engine searches on the training rows (all rows outside
+    ``validation_index`` and ``test_index``); both formulas are scored on the validation rows,
+    and the recommendation follows those scores;
+    :func:`~discovery.crosscheck.equivalence.equivalence` decides whether they are the same law
+    (on the inputs outside the test rows). Test rows are only scored (``r2_test``).
 
     Parameters
     ----------
@@ -317,8 +343,11 @@ def compare(
     guide : Guide, dict, list of str, or "auto", optional
         HOPE-guided search: the variables that matter and any additive split (see :class:`Guide`);
         ``"auto"`` derives both from ``formula`` (:func:`guide_from_formula`).
+    validation_index : ndarray of int, optional
+        Rows both formulas are scored on to recommend one (default: a seeded 20 % of the rows
+        outside ``test_index``); the engine never sees them.
     test_index : ndarray of int, optional
-        Rows held out for R^2 (e.g. the network's validation rows).
+        Rows used for nothing but the reported ``r2_test``.
     rtol : float
         Largest relative difference of values for two formulas of the same form to ``"agree"``.
     **options
@@ -354,12 +383,19 @@ def compare(
     engine = _resolve_engine(engine)
     if isinstance(guide, str) and guide == "auto":
         guide = guide_from_formula(formula, names)
-    rng = np.random.default_rng(seed)
-    if test_index is None:
-        test_index = rng.choice(len(y), max(1, len(y) // 5), replace=False)
-    test = np.zeros(len(y), dtype=bool)
-    test[np.asarray(test_index, dtype=int)] = True
-    train = ~test
+    test = _mask(test_index, len(y), "test_index")
+    if validation_index is None:
+        free = np.flatnonzero(~test)
+        validation_index = np.random.default_rng(seed).choice(free, max(1, len(free) // 5), replace=False)
+    val = _mask(validation_index, len(y), "validation_index")
+    if np.any(val & test):
+        raise CrosscheckError("compare(..., validation_index, test_index): the two share rows; pass disjoint row sets")
+    train = ~(val | test)
+    if train.sum() < 2 or not val.any():
+        raise CrosscheckError(
+            f"compare(formula, X, y, names): {int(train.sum())} training and {int(val.sum())} validation rows; "
+            "pass more rows or fewer validation/test rows"
+        )
     t1, cpu1 = time.perf_counter(), time.process_time()
     search, guided = run_engine(
         X[train], y[train], names, engine=engine, time_budget=time_budget, seed=seed, guide=guide,
@@ -367,13 +403,36 @@ def compare(
     )
     t2, cpu2 = time.perf_counter(), time.process_time()
     found = search.formula
-    eq = equivalence(formula, found, X, names, rtol=rtol, seed=seed)
-    r2 = {
-        "expansion": r2_score(evaluate(formula, X[test], names), y[test]),
-        engine: r2_score(evaluate(found, X[test], names), y[test]),
-    }
+    eq = equivalence(formula, found, X[~test], names, rtol=rtol, seed=seed)
+
+    def predictions(rows: np.ndarray) -> dict[str, np.ndarray]:
+        return {"expansion": evaluate(formula, X[rows], names), engine: evaluate(found, X[rows], names)}
+
+    def scores(rows: np.ndarray) -> dict[str, float]:
+        return {k: r2_score(v, y[rows]) for k, v in predictions(rows).items()}
+
+    r2 = scores(val)
     cx = {"expansion": complexity(formula), engine: complexity(found)}
-    recommended, reason = _recommend(eq.verdict, r2, cx, engine)
+    recommended, reason = _recommend(eq.verdict, y[val], predictions(val), cx, engine)
+    r2_test = scores(test) if test.any() else {}
     times = {"engine": t2 - t1, "engine_cpu": cpu2 - cpu1, "compare": (t1 - t0) + (time.perf_counter() - t2)}
+    rows = {"train": int(train.sum()), "validation": int(val.sum()), "test": int(test.sum())}
     return Comparison(eq.verdict, eq.evidence, recommended, reason, formula, found, engine,
-                      search.candidates, r2, cx, times, guided)
+                      search.candidates, r2, cx, times, guided, r2_test, rows)
+
+
+def _mask(index, n: int, what: str) -> np.ndarray:
+    """Boolean mask of ``n`` rows from an index array (``None``: no rows)."""
+    mask = np.zeros(n, dtype=bool)
+    if index is None:
+        return mask
+    index = np.asarray(index).reshape(-1)
+    if index.dtype == bool:
+        if index.shape != (n,):
+            raise CrosscheckError(f"compare(..., {what}=...): a boolean mask of {index.shape[0]} rows; pass {n}")
+        return index.copy()
+    index = index.astype(np.int64)
+    if index.size and (index.min() < -n or index.max() >= n):
+        raise CrosscheckError(f"compare(..., {what}=...): row indices outside [0, {n}); pass rows of X")
+    mask[index] = True
+    return mask

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 import sympy
 
-from discovery.crosscheck.base import Search, as_xy, finish
+from discovery.crosscheck.base import EngineFailure, Search, as_xy, finish
 from discovery.errors import CrosscheckError
 
 __all__ = ["fit_gplearn", "program_to_sympy", "GPLEARN_DEFAULTS"]
@@ -100,29 +100,41 @@ def fit_gplearn(
     >>> fit_gplearn(X, X[:, 0] * X[:, 1], ["a", "b"], generations=5).formula  # doctest: +SKIP
     a*b
     """
-    from gplearn.genetic import SymbolicRegressor
-
     X, y = as_xy(X, y, names, "fit_gplearn(X, y, names)")
+    if X.shape[1] == 0:
+        raise CrosscheckError("fit_gplearn(X, y, names): no variables; pass at least one column")
+    try:
+        from gplearn.genetic import SymbolicRegressor
+    except Exception as exc:  # the engine is missing or broken
+        raise EngineFailure(f"fit_gplearn(X, y, names): gplearn does not import ({type(exc).__name__}: {exc})") from exc
     settings = dict(GPLEARN_DEFAULTS)
     settings.update(options)
     generations = int(settings.pop("generations"))
     settings["random_state"] = int(seed)
     start = time.perf_counter()
-    reg = SymbolicRegressor(generations=1, warm_start=True, **settings)
-    for g in range(1, generations + 1):
-        reg.set_params(generations=g)
-        reg.fit(X, y)
-        if time.perf_counter() - start > time_budget:
-            break
+    try:  # only the engine's own calls: any exception here is gplearn's failure
+        reg = SymbolicRegressor(generations=1, warm_start=True, **settings)
+        for g in range(1, generations + 1):
+            reg.set_params(generations=g)
+            reg.fit(X, y)
+            if time.perf_counter() - start > time_budget:
+                break
+        population = [p for p in reg._programs[-1] if p is not None]
+    except Exception as exc:
+        raise EngineFailure(f"fit_gplearn(X, y, names): gplearn failed ({type(exc).__name__}: {exc})") from exc
     symbols = [sympy.Symbol(n) for n in names]
-    population = [p for p in reg._programs[-1] if p is not None]
     population.sort(key=lambda p: (p.length_, p.raw_fitness_))
     front, best_fit = [], np.inf
     for p in population:  # Pareto front of length vs error, simplest first
         if p.raw_fitness_ < best_fit:
             front.append(p)
             best_fit = p.raw_fitness_
-    exprs = [program_to_sympy(p.program, symbols) for p in front[-10:]]
+    exprs = []
+    for p in front[-10:]:
+        try:
+            exprs.append(program_to_sympy(p.program, symbols))
+        except CrosscheckError:  # a function without a SymPy rule: that candidate is unusable
+            pass
     table, best = finish(exprs, X, y, names, polish_constants=polish_constants)
     settings["generations_run"] = g
     return Search("gplearn", table, best, time.perf_counter() - start, settings)

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import sympy
 
-from discovery.crosscheck.base import Search, as_xy, finish
+from discovery.crosscheck.base import EngineFailure, Search, as_xy, finish
 from discovery.errors import CrosscheckError
 
 __all__ = ["fit_operon", "tree_to_sympy", "OPERON_DEFAULTS", "default_threads"]
@@ -92,7 +92,9 @@ def tree_to_sympy(tree, symbols_by_hash: dict[int, sympy.Symbol]) -> sympy.Expr:
 
     Operon stores a tree in postfix order; the first argument of a node is the subtree just
     before it, the next argument the subtree before that. Variables carry a weight
-    (``w * x``); constants and weights are taken at their stored value, not a printed one.
+    (``w * x``); constants and weights are taken at their stored value, not a printed one. A node
+    with no value (``0/0``) becomes ``nan``: the candidate is then unusable and dropped by
+    :func:`~discovery.crosscheck.base.candidates_table`.
 
     Parameters
     ----------
@@ -126,7 +128,10 @@ def tree_to_sympy(tree, symbols_by_hash: dict[int, sympy.Symbol]) -> sympy.Expr:
         elif kind in _RULES:
             arity = int(node.Arity)
             args = [stack.pop() for _ in range(arity)]  # popped order = argument order
-            stack.append(_RULES[kind](args))
+            try:
+                stack.append(_RULES[kind](args))
+            except (ZeroDivisionError, OverflowError, ValueError, TypeError):
+                stack.append(sympy.nan)  # 0.0/0.0 and the like: no number, so the candidate is unusable
         else:
             raise CrosscheckError(
                 f"tree_to_sympy(tree, symbols_by_hash): Operon node type {kind!r} at position {i} "
@@ -178,9 +183,13 @@ def fit_operon(
     >>> fit_operon(X, y, ["a", "b"], generations=5, n_threads=1).formula  # doctest: +SKIP
     a*b
     """
-    from pyoperon.sklearn import SymbolicRegressor
-
     X, y = as_xy(X, y, names, "fit_operon(X, y, names)")
+    if X.shape[1] == 0:
+        raise CrosscheckError("fit_operon(X, y, names): no variables; pass at least one column")
+    try:
+        from pyoperon.sklearn import SymbolicRegressor
+    except Exception as exc:  # the engine is missing or broken: its failure, not ours
+        raise EngineFailure(f"fit_operon(X, y, names): pyoperon does not import ({type(exc).__name__}: {exc})") from exc
     settings = dict(OPERON_DEFAULTS)
     spread = float(np.std(y)) or 1.0
     settings["uncertainty"] = [1e-3 * spread]  # model-selection noise scale from the target
@@ -195,18 +204,27 @@ def fit_operon(
         rows = np.sort(rng.choice(len(y), MAX_SEARCH_ROWS, replace=False))
 
     start = time.perf_counter()
-    reg = SymbolicRegressor(**settings)
-    try:
+    try:  # only the engine's own call: any exception here is Operon's failure
+        reg = SymbolicRegressor(**settings)
         reg.fit(X[rows], y[rows])
-    except (RuntimeError, ValueError) as exc:
-        raise CrosscheckError(f"fit_operon(X, y, names): Operon failed: {exc}") from exc
+        front = [member["tree"] for member in reg.pareto_front_]
+        variables = list(reg.variables_)
+        generations = reg.stats_.get("generations")
+    except Exception as exc:
+        raise EngineFailure(f"fit_operon(X, y, names): Operon failed ({type(exc).__name__}: {exc})") from exc
     # real symbols while building, so SymPy folds log(exp(u)) and the like; plain ones after
     real = [sympy.Symbol(n, real=True) for n in names]
     plain = {r: sympy.Symbol(r.name) for r in real}
-    by_hash = {h: real[j] for j, h in enumerate(reg.variables_)}
-    exprs = [tree_to_sympy(member["tree"], by_hash).xreplace(plain) for member in reg.pareto_front_]
+    by_hash = {h: real[j] for j, h in enumerate(variables)}
+    exprs, unusable = [], 0
+    for tree in front:
+        try:
+            exprs.append(tree_to_sympy(tree, by_hash).xreplace(plain))
+        except CrosscheckError:  # a node type without a SymPy rule: that candidate is unusable
+            unusable += 1
     table, best = finish(exprs, X, y, names, polish_constants=polish_constants)
     seconds = time.perf_counter() - start
     settings["search_rows"] = len(rows)
-    settings["generations_run"] = reg.stats_.get("generations")
+    settings["generations_run"] = generations
+    settings["unconvertible_models"] = unusable
     return Search("operon", table, best, seconds, settings)

@@ -26,8 +26,10 @@ import numpy as np
 import pandas as pd
 import sympy
 from sympy.parsing.sympy_parser import convert_xor, parse_expr, standard_transformations
+from tokenize import TokenError
 
-from discovery.crosscheck.base import COLUMNS, Search, _scores, candidates_table, evaluate, r2_score, select_best
+from discovery.crosscheck.base import (COLUMNS, EngineFailure, Search, _scores, candidates_table, r2_score,
+                                       select_best, try_evaluate, usable)
 from discovery.errors import CrosscheckError
 
 __all__ = ["pysr_status", "pysr_available", "fit_pysr", "read_hall_of_fame", "ENABLE_HINT"]
@@ -68,10 +70,10 @@ def pysr_status(
     --------
     >>> ok, message = pysr_status()
     >>> message  # doctest: +SKIP
-    'PySR is not installed; Operon is used instead (to enable it: pip install discovery[pysr] on a machine with Julia)'
+    'PySR is not installed (to enable it: pip install discovery[pysr] on a machine with Julia)'
     """
     if importlib.util.find_spec(module) is None:
-        return False, f"PySR is not installed; Operon is used instead ({ENABLE_HINT})"
+        return False, f"PySR is not installed ({ENABLE_HINT})"
     key = f"{sys.executable}|{module}|{_version(module)}"
     if not refresh and key in _memo:
         return _memo[key]
@@ -101,14 +103,14 @@ def _probe(module: str, timeout: float) -> tuple[bool, str]:
         )
     except subprocess.TimeoutExpired:
         return False, (
-            f"PySR did not start within {timeout:g} s (Julia or its packages are missing or downloading); "
-            f"Operon is used instead ({ENABLE_HINT})"
+            f"PySR did not start within {timeout:g} s (Julia or its packages are missing or downloading; "
+            f"{ENABLE_HINT})"
         )
     if done.returncode == 0 and done.stdout.startswith("ok"):
         return True, f"PySR works here (Julia started in {time.perf_counter() - start:.1f} s)"
     lines = [ln for ln in (done.stderr or done.stdout).strip().splitlines() if ln.strip()]
     last = lines[-1].strip() if lines else f"exit code {done.returncode}"
-    return False, f"PySR is installed but does not start ({last[:200]}); Operon is used instead ({ENABLE_HINT})"
+    return False, f"PySR is installed but does not start ({last[:200]}; {ENABLE_HINT})"
 
 
 def _store(cache_file: Path, key: str, verdict: tuple[bool, str]) -> None:
@@ -134,8 +136,8 @@ def fit_pysr(
 ) -> Search:
     """Run ``pysr.PySRRegressor`` (deterministic, serial) and re-score its equations locally.
 
-    Raises :class:`~discovery.errors.CrosscheckError` with the probe's message when PySR does
-    not work here.
+    Raises :class:`~discovery.crosscheck.base.EngineFailure` with the probe's message when PySR
+    does not work here, or when it fails while searching.
 
     Examples
     --------
@@ -145,9 +147,7 @@ def fit_pysr(
     """
     ok, message = pysr_status()
     if not ok:
-        raise CrosscheckError(f"fit_pysr(X, y, names): {message}")
-    from pysr import PySRRegressor  # only here: importing pysr may start Julia
-
+        raise EngineFailure(f"fit_pysr(X, y, names): {message}")
     settings: dict[str, Any] = {
         "niterations": 40,
         "binary_operators": ["+", "-", "*", "/"],
@@ -162,9 +162,15 @@ def fit_pysr(
     }
     settings.update(options)
     start = time.perf_counter()
-    reg = PySRRegressor(**settings)
-    reg.fit(np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64), variable_names=list(names))
-    exprs = [sympy.sympify(e) for e in reg.equations_["sympy_format"]]
+    try:  # only the engine's own calls: any exception here is PySR's (or Julia's) failure
+        from pysr import PySRRegressor  # only here: importing pysr may start Julia
+
+        reg = PySRRegressor(**settings)
+        reg.fit(np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64), variable_names=list(names))
+        raw = list(reg.equations_["sympy_format"])
+    except Exception as exc:
+        raise EngineFailure(f"fit_pysr(X, y, names): PySR failed ({type(exc).__name__}: {exc})") from exc
+    exprs = [e for e in (usable(r) for r in raw) if e is not None]  # unusable candidates are dropped
     table = candidates_table(exprs, X, y, names)
     return Search("pysr", table, select_best(table, np.asarray(y)), time.perf_counter() - start, settings)
 
@@ -194,6 +200,11 @@ def _pysr_functions() -> dict[str, Any]:
     }
 
 
+_SYMPY_NAMES = {"sin", "cos", "tan", "exp", "log", "sqrt", "abs", "Abs", "sinh", "cosh", "tanh", "asin", "acos",
+                "atan", "asinh", "acosh", "atanh", "sign", "floor", "ceiling", "erf", "erfc", "gamma", "Max", "Min",
+                "pi", "E", "Float", "Integer", "Rational", "Symbol"}
+
+
 def parse_equation(text: str, names: Sequence[str]) -> sympy.Expr:
     """Parse a PySR equation string (``^`` for powers, ``x0, x1, ...`` or the column names).
 
@@ -206,9 +217,19 @@ def parse_equation(text: str, names: Sequence[str]) -> sympy.Expr:
     local.update(_pysr_functions())
     if not any(re.search(rf"\b{re.escape(n)}\b", text) for n in names):
         local.update({f"x{i}": sympy.Symbol(n) for i, n in enumerate(names)})
+    # parse_expr runs Python on the text: accept only numbers, operators and known names, so a
+    # file from elsewhere cannot run code here
+    words = set(re.findall(r"[A-Za-z_][A-Za-z_0-9]*", re.sub(r"(?<![A-Za-z_0-9])(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", " ", text)))
+    foreign = sorted(words - set(local) - _SYMPY_NAMES)
+    if foreign or not re.fullmatch(r"[A-Za-z_0-9+\-*/^().,\s]*", text):
+        raise CrosscheckError(
+            f"parse_equation({text[:200]!r}, names): unknown names {foreign[:10]} or characters; pass an equation of "
+            f"the columns {list(names)}, numbers and PySR operators"
+        )
     try:
         expr = parse_expr(text, local_dict=local, transformations=standard_transformations + (convert_xor,))
-    except (SyntaxError, TypeError, ValueError, sympy.SympifyError) as exc:
+    except (SyntaxError, TypeError, ValueError, NameError, AttributeError, ZeroDivisionError, RecursionError,
+            sympy.SympifyError, TokenError) as exc:
         raise CrosscheckError(f"parse_equation({text!r}, names): not a formula SymPy can read ({exc})") from exc
     unknown = sorted(s.name for s in expr.free_symbols if s.name not in names)
     if unknown:
@@ -219,6 +240,8 @@ def parse_equation(text: str, names: Sequence[str]) -> sympy.Expr:
 def read_hall_of_fame(path: str | Path, X: np.ndarray, y: np.ndarray, names: Sequence[str]) -> Search:
     """Read a PySR ``hall_of_fame.csv`` and re-score every equation on ``(X, y)``.
 
+    An equation that does not parse, or gives no numbers (``zoo``, unknown functions...), stays
+    in the table with an infinite loss and no ``sympy_format``; it is never chosen.
     Keeps PySR's ``Complexity`` (its own measure); ``loss`` becomes the mean squared error on
     the given data and ``score`` is recomputed as PySR defines it
     (``-d log(loss) / d complexity`` between consecutive rows). The file's loss is kept as
@@ -245,8 +268,14 @@ def read_hall_of_fame(path: str | Path, X: np.ndarray, y: np.ndarray, names: Seq
     y = np.asarray(y, dtype=np.float64).reshape(-1)
     rows = []
     for _, r in raw.sort_values("Complexity", kind="stable").iterrows():
-        expr = parse_equation(str(r["Equation"]), names)
-        pred = evaluate(expr, X, names)
+        try:
+            expr = usable(parse_equation(str(r["Equation"]), names))
+        except CrosscheckError:  # not a formula of these columns: kept in the table, scored invalid
+            expr = None
+        pred = None if expr is None else try_evaluate(expr, X, names)
+        if pred is None:
+            rows.append((int(r["Complexity"]), math.inf, str(r["Equation"]), None, -math.inf, float(r["Loss"])))
+            continue
         loss = float(np.mean((pred - y) ** 2)) if np.all(np.isfinite(pred)) else math.inf
         rows.append((int(r["Complexity"]), loss, str(expr), expr, r2_score(pred, y), float(r["Loss"])))
     table = pd.DataFrame(rows, columns=["complexity", "loss", "equation", "sympy_format", "r2", "loss_reported"])
