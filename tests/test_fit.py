@@ -116,15 +116,36 @@ def test_split_standardisation_and_history():
     np.testing.assert_allclose(fit.x_scale, X[fit.train_index].std(axis=0))
     assert fit.y_scale == pytest.approx(y[fit.train_index].std())
     assert len(fit.history) == 2 and len(fit.history[0]["train"]) == len(fit.history[0]["val"]) > 0
-    assert fit.history[0]["val_after_polish"] <= fit.history[0]["val_before_polish"]
+    # the recorded validation loss is the returned model's (standardised MSE on the validation rows)
+    reported = np.array([h["val_after_polish"] for h in fit.history])
+    np.testing.assert_allclose(reported, (fit.val_rmse / fit.y_scale) ** 2, rtol=1e-4)
 
 
-def test_polish_never_makes_validation_worse():
-    X, y = quadratic(300, 8)
-    y = y + np.random.default_rng(0).normal(scale=0.05, size=y.shape)  # noisy: polish may overfit
-    fit = fit_ensemble(X, y, members=3, hidden=(16, 16), max_epochs=100, lbfgs_steps=100, progress=False)
-    for h in fit.history:
-        assert h["val_after_polish"] <= h["val_before_polish"]
+def test_polish_is_kept_where_it_helps_validation():
+    # Noise-free law: after 100 Adam epochs L-BFGS must cut every member's validation MSE at
+    # least tenfold (it reaches ~1e-5 from ~5e-3 here), and the returned model is the polished one.
+    X, y = quadratic(300, 6)
+    kwargs = dict(members=3, hidden=(16, 16), max_epochs=100, dtype=torch.float64, progress=False)
+    adam = fit_ensemble(X, y, lbfgs_steps=0, **kwargs)
+    fit = fit_ensemble(X, y, lbfgs_steps=100, **kwargs)
+    for m, h in enumerate(fit.history):
+        # same seed: the Adam phase is bit-identical, so the polish starts from adam's weights
+        assert h["val_before_polish"] == adam.history[m]["val_after_polish"]
+        assert h["polish_kept"] and h["val_after_polish"] < 0.1 * h["val_before_polish"], h
+    assert np.all(fit.val_rmse < 0.5 * adam.val_rmse)
+
+
+def test_polish_that_overfits_is_discarded_per_member():
+    # 60 noisy rows, 300 L-BFGS steps: the polish fits the noise and no validation check during
+    # it beats the Adam weights, so every member must come back exactly as Adam left it.
+    X = np.random.default_rng(8).uniform(-1, 1, (60, 2))
+    y = (X[:, 0] ** 2 + X[:, 1]) / 2 + np.random.default_rng(0).normal(scale=0.2, size=60)
+    kwargs = dict(members=4, hidden=(16, 16), max_epochs=100, dtype=torch.float64, seed=1, progress=False)
+    adam = fit_ensemble(X, y, lbfgs_steps=0, **kwargs)
+    fit = fit_ensemble(X, y, lbfgs_steps=300, **kwargs)
+    assert not any(h["polish_kept"] for h in fit.history)
+    np.testing.assert_array_equal(fit.predict_members(X), adam.predict_members(X))
+    np.testing.assert_array_equal(fit.val_rmse, adam.val_rmse)
 
 
 def test_without_validation_split_uses_training_rows():
