@@ -49,8 +49,12 @@ def write_folder(directory, write: Callable[[Path], None], call: str, source: st
 
     Examples
     --------
-    >>> write_folder("out", lambda tmp: (tmp / "a.txt").write_text("hi"), "demo")  # doctest: +SKIP
-    PosixPath('out')
+    >>> import tempfile
+    >>> parent = tempfile.TemporaryDirectory()
+    >>> out = write_folder(Path(parent.name) / "out", lambda tmp: (tmp / "a.txt").write_text("hi"), "demo")
+    >>> out.name, [f.name for f in out.iterdir()], (out / "a.txt").read_text()
+    ('out', ['a.txt'], 'hi')
+    >>> parent.cleanup()
     """
     target = check_folder(directory, call, source)
     target.parent.mkdir(parents=True, exist_ok=True)
