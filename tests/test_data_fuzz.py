@@ -8,6 +8,7 @@ byte for byte what it was.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -21,6 +22,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import discovery
+from discovery.cli import main
 from discovery.data import DataWarning, load_table
 from discovery.errors import DataError
 
@@ -208,6 +210,29 @@ def test_discover_on_tiny_tables_gives_a_result_or_one_data_error(table, delimit
     if not isinstance(got, str):
         names = {str(s) for s in got.formula.free_symbols}
         assert names <= set(got.names), (got.formula, got.names)
+
+
+@settings(max_examples=15, **SETTINGS)
+@given(tables(min_rows=9, max_rows=16, min_cols=2, number=MODERATE), st.sampled_from(DELIMITERS), st.sampled_from(ENCODINGS))
+def test_command_line_on_tiny_tables_succeeds_or_says_why_in_one_line(table, delimiter, encoding):
+    raw = encode(render(*table, delimiter), encoding)
+    if raw is None:
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "tiny.csv"
+        path.write_bytes(raw)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["run", str(path), "--members", "1", "--crosscheck", "off", "--no-report",
+                         "--quiet", "--out", str(Path(folder) / "result")])
+        assert path.read_bytes() == raw, "the input file was modified"
+    event("refused" if code else "discovered")
+    if code:
+        # 2: a refusal the user can act on; 1 would be an unexpected exception
+        assert code == 2 and err.getvalue().count("\n") == 1 and err.getvalue().startswith("discovery run: "), \
+            (code, err.getvalue())
+    else:
+        assert out.getvalue().strip(), "no formula printed"
 
 
 @pytest.mark.xfail(strict=True, raises=(ValueError, np.linalg.LinAlgError),
