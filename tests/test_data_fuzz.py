@@ -1,9 +1,10 @@
-"""Fuzzing the CSV reader and ``discover`` with small, odd tables.
+"""Fuzzing the CSV reader, ``discover`` and ``discovery run`` with small, odd tables.
 
 Whatever the file holds (odd names, missing or infinite cells, text, another delimiter or
 encoding, no rows at all), reading it either gives a table or raises one ``DataError`` whose
 message is one line starting with the call form; no other exception escapes, and the file is
-byte for byte what it was.
+byte for byte what it was. ``discover`` and the command line keep the same contract on tiny
+tables (one network of 4 units, 2 epochs: the contract, not the fit, is under test).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ MODERATE = st.floats(-1e30, 1e30, allow_nan=False, width=64).map(repr)
 def cells(number):
     """Per table: only numbers, numbers with a few gaps or infinities, or anything at all."""
     return {"clean": number, "gaps": st.one_of(*[number] * 6, GAP), "odd": st.one_of(number, number, ODD_CELL)}
+
+
 DELIMITERS = [",", ";", "\t"]
 ENCODINGS = ["utf-8", "utf-8-sig", "latin-1", "utf-16"]  # Python's "utf-16" writes a BOM
 
