@@ -30,17 +30,20 @@ from discovery.errors import DataError
 # Names: plain, with spaces, unicode (Latin-1 and beyond), SymPy clashes, empty, duplicates.
 NAME_ALPHABET = st.sampled_from(list("abxyzXY_019 -.éüßµΔπ中") + ["gamma", "E", "lambda"])
 NAMES = st.lists(NAME_ALPHABET, min_size=0, max_size=4).map("".join)
+SOME_NAME = st.lists(NAME_ALPHABET, min_size=1, max_size=4).map("".join)  # a blank one is rarer
 NUMBER = st.floats(allow_nan=False, allow_infinity=False, width=64).map(repr)
 ODD_CELL = st.sampled_from(["", " ", "nan", "NaN", "inf", "-inf", "NA", "?", "abc", "1,5", "1e400", "0x1p3", "TRUE"])
-GAP = st.sampled_from(["", "nan", "NA", "inf", "-inf"])
+GAP = st.sampled_from(["", "nan", "NA", "?"])
+INFINITE = st.sampled_from(["inf", "-inf", "Infinity", "1e400"])
 # discover's own arithmetic (means, squares, polynomial terms) overflows near the float64 limit,
 # see test_discover_on_values_near_the_float64_limit below; its fuzz stays within 1e30.
 MODERATE = st.floats(-1e30, 1e30, allow_nan=False, width=64).map(repr)
 
 
 def cells(number):
-    """Per table: only numbers, numbers with a few gaps or infinities, or anything at all."""
-    return {"clean": number, "gaps": st.one_of(*[number] * 6, GAP), "odd": st.one_of(number, number, ODD_CELL)}
+    """Per table: only numbers, numbers with a few gaps, with a few infinities, or anything at all."""
+    return {"clean": number, "gaps": st.one_of(*[number] * 6, GAP), "infinite": st.one_of(*[number] * 12, INFINITE),
+            "odd": st.one_of(number, number, ODD_CELL)}
 
 
 DELIMITERS = [",", ";", "\t"]
@@ -50,10 +53,10 @@ SETTINGS = dict(deadline=None, database=None, derandomize=True, suppress_health_
 
 
 @st.composite
-def tables(draw, min_rows: int = 0, max_rows: int = 14, min_cols: int = 0, number=NUMBER):
+def tables(draw, min_rows: int = 0, max_rows: int = 14, min_cols: int = 0, number=NUMBER, names=NAMES):
     """(header, rows): min_cols-4 columns, min_rows-max_rows rows; rows may be short or long."""
     n_cols = draw(st.integers(min_cols, 4))
-    header = draw(st.lists(NAMES, min_size=n_cols, max_size=n_cols))
+    header = draw(st.lists(names, min_size=n_cols, max_size=n_cols))
     if n_cols >= 2 and draw(st.integers(0, 5)) == 0:
         header[1] = header[0]  # a duplicate name
     n_rows = draw(st.integers(min_rows, max_rows))
@@ -111,7 +114,7 @@ def check_table(table, min_rows: int) -> None:
     assert len(table.feature_names) == table.X.shape[1] >= 1
 
 
-@settings(max_examples=300, **SETTINGS)
+@settings(max_examples=200, **SETTINGS)
 @given(tables(), st.sampled_from(DELIMITERS), st.sampled_from(ENCODINGS))
 def test_load_table_gives_a_table_or_one_data_error_and_never_touches_the_file(table, delimiter, encoding):
     raw = encode(render(*table, delimiter), encoding)
@@ -193,8 +196,8 @@ def test_degenerate_files_are_refused_in_one_line(raw):
 TINY_FIT = {"hidden": (4,), "max_epochs": 2, "lbfgs_steps": 0}
 
 
-@settings(max_examples=30, **SETTINGS)
-@given(tables(min_rows=9, max_rows=16, min_cols=2, number=MODERATE), st.sampled_from(DELIMITERS), st.sampled_from(ENCODINGS))
+@settings(max_examples=20, **SETTINGS)
+@given(tables(min_rows=9, max_rows=16, min_cols=2, number=MODERATE, names=SOME_NAME), st.sampled_from(DELIMITERS), st.sampled_from(ENCODINGS))
 def test_discover_on_tiny_tables_gives_a_result_or_one_data_error(table, delimiter, encoding):
     raw = encode(render(*table, delimiter), encoding)
     if raw is None:
@@ -216,7 +219,7 @@ def test_discover_on_tiny_tables_gives_a_result_or_one_data_error(table, delimit
 
 
 @settings(max_examples=15, **SETTINGS)
-@given(tables(min_rows=9, max_rows=16, min_cols=2, number=MODERATE), st.sampled_from(DELIMITERS), st.sampled_from(ENCODINGS))
+@given(tables(min_rows=9, max_rows=16, min_cols=2, number=MODERATE, names=SOME_NAME), st.sampled_from(DELIMITERS), st.sampled_from(ENCODINGS))
 def test_command_line_on_tiny_tables_succeeds_or_says_why_in_one_line(table, delimiter, encoding):
     raw = encode(render(*table, delimiter), encoding)
     if raw is None:
