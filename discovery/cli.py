@@ -325,10 +325,16 @@ def main(argv: list[str] | None = None) -> int:
 
     Examples
     --------
-    >>> main(["run", "datasets/momentum.csv", "--order", "2", "--crosscheck", "off"])  # doctest: +SKIP
-    p = m*v
+    >>> import tempfile, discovery
+    >>> out = tempfile.TemporaryDirectory()
+    >>> main(["run", str(discovery.bundled("paper_quadratic")), "--order", "2", "--members", "2",
+    ...       "--crosscheck", "off", "--no-report", "--out", out.name])
+    y = 0.5*x1**2 + 0.5*x2
+      LaTeX: 0.5 x_{1}^{2} + 0.5 x_{2}
     ...
+    results written to ...
     0
+    >>> out.cleanup()
     """
     parser = _parser()
     args = parser.parse_args(argv)

@@ -10,6 +10,7 @@ one message that says what is wrong and what to pass instead. Everything it chan
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -280,23 +281,32 @@ def _read_csv(path: Path, call: str) -> pd.DataFrame:
     if path.is_dir():
         raise DataError(f"{call}: is a folder; pass the path of a CSV file inside it")
     raw = path.read_bytes()
+    empty = f"{call}: the file is empty; pass a CSV with a header line and data rows"
     if not raw.strip():
-        raise DataError(f"{call}: the file is empty; pass a CSV with a header line and data rows")
-    head = raw[:_SNIFF_BYTES]
-    if b"\x00" in head:
-        raise DataError(
-            f"{call}: this is a binary file, not a CSV (a spreadsheet or Parquet file?); "
-            "export it as CSV with a header line"
-        )
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
+        raise DataError(empty)
+    binary = (
+        f"{call}: this is a binary file, not a CSV (a spreadsheet or Parquet file?); "
+        "export it as CSV with a header line"
+    )
+    # A UTF-16 byte-order mark names the encoding (Excel's "Unicode text"); its NUL bytes are text.
+    utf16 = raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+    if b"\x00" in raw[:_SNIFF_BYTES] and not utf16:
+        raise DataError(binary)
+    for encoding in ("utf-16",) if utf16 else ("utf-8-sig", "cp1252"):
         try:
-            text = raw.decode("cp1252")
+            text = raw.decode(encoding)
+            break
         except UnicodeDecodeError:
-            raise DataError(
-                f"{call}: the file is not text in UTF-8 or Windows-1252; save it as a UTF-8 CSV"
-            ) from None
+            continue
+    else:
+        raise DataError(
+            f"{call}: the file is not text in UTF-8, UTF-16 (with a byte-order mark) or "
+            "Windows-1252; save it as a UTF-8 CSV"
+        )
+    if "\x00" in text[:_SNIFF_BYTES]:
+        raise DataError(binary)
+    if not text.strip():
+        raise DataError(empty)
     header_line = next((line for line in text.splitlines() if line.strip()), "")
     delimiter = max(_DELIMITERS, key=header_line.count)
     if header_line.count(delimiter) == 0:

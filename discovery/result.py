@@ -62,8 +62,12 @@ class LocalPolynomials:
 
         Examples
         --------
-        >>> d.local.sympy(0)  # doctest: +SKIP
-        0.5*(x1 - 0.31)**2 + ...
+        >>> import discovery
+        >>> d = discovery.discover(discovery.bundled("paper_quadratic"), members=2, crosscheck="off")
+        >>> p = d.local.sympy(0)  # in powers of (x - centre); its value at the centre:
+        >>> at_centre = dict(zip(sorted(p.free_symbols, key=str), d.local.centers[0]))
+        >>> bool(abs(float(p.subs(at_centre)) - d.predict_network(d.local.centers[:1])[0]) < 1e-9)
+        True
         """
         c = self.coefficients[i]
         c = np.median(c, axis=1) if member is None else c[:, member]
@@ -115,9 +119,12 @@ class Discovery:
 
     Examples
     --------
-    >>> d = discover("datasets/paper_quadratic.csv", crosscheck="off")  # doctest: +SKIP
-    >>> d.latex()  # doctest: +SKIP
-    '\\\\frac{x_{1}^{2}}{2} + \\\\frac{x_{2}}{2}'
+    >>> import discovery
+    >>> d = discovery.discover(discovery.bundled("paper_quadratic"), members=2, crosscheck="off")
+    >>> d.formula
+    0.5*x1**2 + 0.5*x2
+    >>> d.space, d.order, d.r2 > 0.9999
+    ('raw', 2, True)
     """
 
     expansion_formula: sympy.Expr
@@ -170,8 +177,10 @@ class Discovery:
 
         Examples
         --------
-        >>> d.latex(precision=3)  # doctest: +SKIP
-        '\\\\frac{x_{1}^{2}}{2} + \\\\frac{x_{2}}{2}'
+        >>> import discovery
+        >>> d = discovery.discover(discovery.bundled("paper_quadratic"), members=2, crosscheck="off")
+        >>> d.latex(precision=3)
+        '0.5 x_{1}^{2} + 0.5 x_{2}'
         """
         return formula_latex(self.formula, precision=precision)
 
@@ -214,7 +223,9 @@ class Discovery:
 
         Examples
         --------
-        >>> d.predict(np.array([[1.0, 2.0]]))  # doctest: +SKIP
+        >>> import discovery
+        >>> d = discovery.discover(discovery.bundled("paper_quadratic"), members=2, crosscheck="off")
+        >>> d.predict(np.array([[1.0, 2.0]]))
         array([1.5])
         """
         return evaluate_formula(self.formula, self._matrix(X, "Discovery.predict(X)"), self.names)
@@ -321,8 +332,14 @@ class Discovery:
 
         Examples
         --------
-        >>> d.save("results/paper_quadratic")  # doctest: +SKIP
-        PosixPath('results/paper_quadratic')
+        >>> import discovery, tempfile
+        >>> d = discovery.discover(discovery.bundled("paper_quadratic"), members=2, crosscheck="off")
+        >>> parent = tempfile.TemporaryDirectory()
+        >>> folder = d.save(Path(parent.name) / "paper_quadratic", report=False)
+        >>> sorted(f.name for f in folder.iterdir())  # doctest: +NORMALIZE_WHITESPACE
+        ['candidates.csv', 'formula.tex', 'formula.txt', 'local.npz', 'model.pt', 'result.json',
+         'terms.csv']
+        >>> parent.cleanup()
         """
 
         def write(tmp: Path) -> None:

@@ -449,7 +449,19 @@ def expand_command(model_path, at, order: int, out=None, *, radius: float = 1.0,
 
     Examples
     --------
-    >>> print(expand_command("net.pt", "0.1,0.2", 8))  # doctest: +SKIP
+    >>> import os, tempfile, torch
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <...>
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "net.pt")
+    >>> torch.jit.script(net).save(path)
+    >>> report = expand_command(path, "0.1,0.2", 4, radius=0.1)
+    >>> print(report.splitlines()[0])
+    Taylor polynomial of order 4 at (0.1, 0.2):
+    >>> print(report.splitlines()[-1])  # doctest: +ELLIPSIS
+    TRUSTED ...
+    >>> folder.cleanup()
     """
     from discovery.modelio import load_model
     from discovery.symbolic import polynomial_to_sympy, text

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import discovery
-from oracle import all_partials, assert_partials_match, mlp
+from oracle import all_partials, assert_partials_match, mlp, multi_indices
 from paper_rule import paper_mixed, paper_unmixed
 
 X0 = torch.tensor([[0.3, -0.5], [-0.2, 0.4]], dtype=torch.float64)
@@ -34,17 +34,21 @@ def _relative_by_order(values: dict, oracle: dict, b: int) -> dict[int, float]:
 def test_one_hidden_layer_paper_rule_equals_ours(act):
     net = mlp(2, 16, 1, act, seed=1, gain=1.0)
     e = discovery.expand(net, X0, 6)
+    oracle = all_partials(net, X0, 6)  # nested autograd: independent of both rules
+    assert_partials_match(e, oracle, 1e-10, f"{act}: ours")
+    every_alpha = [a for a in multi_indices(2, 6) if sum(a) >= 1]
     for b in range(len(X0)):
         paper = paper_mixed(net, X0[b], 6)
-        ours = {a: float(e.derivative(a)[b, 0]) for a in paper}
-        oracle = {a: e.derivative(a) for a in paper}
+        # the rule must produce every mixed partial of order 1..6, not a subset of them
+        assert sorted(paper) == sorted(every_alpha), f"{act}: the paper's rule returned {sorted(paper)}"
         errors = _relative_by_order(paper, oracle, b)
-        assert max(errors.values()) <= 1e-10, f"{act}: paper vs ours per order {errors}"
-        assert ours  # every alpha of order 1..6 compared
+        assert sorted(errors) == [1, 2, 3, 4, 5, 6]
+        assert max(errors.values()) <= 1e-10, f"{act}: paper vs autograd per order {errors}"
     # and the unmixed form (Eq. 28) gives the pure derivatives
     unmixed = paper_unmixed(net, X0[0], 6)
     for k in range(1, 7):
-        torch.testing.assert_close(unmixed[k - 1, 0], e.derivative((k, 0))[0, 0], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(unmixed[k - 1, 0], oracle[(k, 0)][0, 0], rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(unmixed[k - 1, 1], oracle[(0, k)][0, 0], rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("act,depth", [("tanh", 2), ("tanh", 3), ("sigmoid", 2), ("sine", 2)])

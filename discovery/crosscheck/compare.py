@@ -201,9 +201,9 @@ def run_engine(
     --------
     >>> rng = np.random.default_rng(0)
     >>> X = rng.uniform(-1, 1, (300, 3)); y = X[:, 0] * X[:, 1]
-    >>> s, how = run_engine(X, y, ["a", "b", "c"], guide=["a", "b"], generations=5)  # doctest: +SKIP
-    >>> how  # doctest: +SKIP
-    'variables a, b'
+    >>> s, how = run_engine(X, y, ["a", "b", "c"], guide=["a", "b"], generations=5)
+    >>> how, s.formula
+    ('variables a, b', a*b)
     """
     engine = _resolve_engine(engine)
     fit = ENGINES[engine]
@@ -362,8 +362,8 @@ def compare(
     >>> rng = np.random.default_rng(0)
     >>> X = rng.uniform(-1, 1, (400, 2)); y = (X[:, 0] ** 2 + X[:, 1]) / 2
     >>> x1, x2 = sympy.symbols("x1 x2")
-    >>> c = compare(x1**2 / 2 + x2 / 2, X, y, ["x1", "x2"], generations=20)  # doctest: +SKIP
-    >>> c.verdict, c.recommended  # doctest: +SKIP
+    >>> c = compare(x1**2 / 2 + x2 / 2, X, y, ["x1", "x2"], generations=20)
+    >>> c.verdict, c.recommended
     ('agree', 'expansion')
     """
     t0 = time.perf_counter()

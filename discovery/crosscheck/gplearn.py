@@ -97,7 +97,7 @@ def fit_gplearn(
     Examples
     --------
     >>> X = np.random.default_rng(0).uniform(1, 2, (200, 2))
-    >>> fit_gplearn(X, X[:, 0] * X[:, 1], ["a", "b"], generations=5).formula  # doctest: +SKIP
+    >>> fit_gplearn(X, X[:, 0] * X[:, 1], ["a", "b"], generations=3, population_size=300).formula
     a*b
     """
     X, y = as_xy(X, y, names, "fit_gplearn(X, y, names)")

@@ -68,9 +68,10 @@ def pysr_status(
 
     Examples
     --------
-    >>> ok, message = pysr_status()
-    >>> message  # doctest: +SKIP
-    'PySR is not installed (to enable it: pip install discovery[pysr] on a machine with Julia)'
+    Where the module is missing the answer comes at once, without a probe:
+
+    >>> pysr_status(module="pysr_not_installed_here")
+    (False, 'PySR is not installed (to enable it: pip install discovery[pysr] on a machine with Julia)')
     """
     if importlib.util.find_spec(module) is None:
         return False, f"PySR is not installed ({ENABLE_HINT})"
@@ -249,8 +250,15 @@ def read_hall_of_fame(path: str | Path, X: np.ndarray, y: np.ndarray, names: Seq
 
     Examples
     --------
-    >>> search = read_hall_of_fame("hall_of_fame.csv", X, y, ["m", "v"])  # doctest: +SKIP
-    >>> search.candidates[["complexity", "loss", "score", "equation"]]  # doctest: +SKIP
+    >>> import tempfile
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = Path(folder.name) / "hall_of_fame.csv"
+    >>> _ = path.write_text("Complexity,Loss,Equation\\n1,1.2,m\\n3,0.0,m * v\\n")
+    >>> X = np.random.default_rng(0).uniform(1, 2, (50, 2))
+    >>> search = read_hall_of_fame(path, X, X[:, 0] * X[:, 1], ["m", "v"])
+    >>> search.formula, search.candidates["complexity"].tolist()
+    (m*v, [1, 3])
+    >>> folder.cleanup()
     """
     path = Path(path)
     try:

@@ -58,9 +58,23 @@ def register_rule(*keys):
 
     Examples
     --------
-    >>> from torch import nn
-    >>> @register_rule(nn.Hardtanh)            # doctest: +SKIP
-    ... def _hardtanh(ctx, module, x): ...
+    A module class with a rule is kept as one node of the traced graph:
+
+    >>> import discovery
+    >>> class Scale(nn.Module):
+    ...     def __init__(self, factor):
+    ...         super().__init__()
+    ...         self.factor = factor
+    ...     def forward(self, x):
+    ...         return self.factor * x
+    >>> @register_rule(Scale)
+    ... def _scale(ctx, module, x):
+    ...     return linear_rule(x, lambda t: module.factor * t)
+    >>> net = nn.Sequential(nn.Linear(1, 1), nn.Tanh(), Scale(3.0)).double()
+    >>> e = discovery.expand(net, [[0.0]], 2)
+    >>> bool(torch.allclose(e.derivative((0,)), 3.0 * torch.tanh(net[0].bias.detach())))
+    True
+    >>> del REGISTRY[Scale]  # leave the registry as it was
     """
 
     def decorate(rule):
