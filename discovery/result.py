@@ -344,6 +344,21 @@ class Discovery:
                             self.source, replace_all=False)
         return path / "report.html"
 
+    @classmethod
+    def load(cls, folder) -> "Discovery":
+        """Read a folder written by :meth:`save` (JSON, CSV, NPZ and the weights-only ``model.pt``; nothing
+        is unpickled). Formula, scores, terms, space, order, names and notes are as saved; see
+        :func:`discovery.load.load_result`.
+
+        Examples
+        --------
+        >>> Discovery.load(d.save("results/quadratic")).formula  # doctest: +SKIP
+        0.5*x1**2 + 0.5*x2
+        """
+        from discovery.load import load_result
+
+        return load_result(folder)
+
     # ----------------------------------------------------------------------------- display
     def summary(self) -> str:
         """A few lines for a terminal: formula, scores, space, order, cross-check."""
