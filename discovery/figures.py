@@ -107,6 +107,10 @@ def _pareto(d, plt):
         ax.plot(chosen["complexity"], np.maximum(chosen["val_rmse"], floor), "*", color="red", ms=18,
                 mec="black", alpha=0.6, label="recommended", zorder=1)
     ax.set_yscale("log")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    ax.set_xlim(points["complexity"].min() - 1, points["complexity"].max() + 1)
     ax.axhline(floor, color="grey", lw=0.6, ls=":")
     ax.text(ax.get_xlim()[0], floor, " round-off", va="bottom", ha="left", fontsize=7, color="grey")
     ax.set_xlabel("complexity (expression-tree nodes)")
@@ -292,7 +296,8 @@ def _coefficient_boxes(d, plt):
 FIGURES = {
     "pareto": (_pareto, "Pareto front: every candidate formula of the expansion and of the cross-check engine, "
                         "complexity against RMSE on the validation rows (the line is the best error reached at each "
-                        "complexity or below; the star is the recommended formula)."),
+                        "complexity or below; the star is the recommended formula). The engine searched "
+                        "every row not held out, these validation rows included."),
     "parity": (_parity, "Formula against observation on the scored rows; log-log axes in log space."),
     "residuals": (_residuals, "Residuals against each input on the scored rows."),
     "slices": (_slices, "The ensemble (band: the kept networks' minimum to maximum) and the formula along each "

@@ -32,7 +32,8 @@ td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.pruned td{color:#777}
 details summary{cursor:pointer}
 code{background:#f4f4f4;padding:1px 4px;overflow-wrap:anywhere}
-figure{margin:1em 0} figcaption{font-size:.9em;color:#444;max-width:60em}
+.figs{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
+figure{margin:.5em 0;flex:1 1 520px;max-width:100%} figure h3{margin:.2em 0;font-size:1.05em} figcaption{font-size:.9em;color:#444;max-width:60em}
 img{max-width:100%;height:auto}
 .note{background:#f6f8fa;border-left:3px solid #8aa;padding:.4em .8em}
 """
@@ -146,17 +147,20 @@ def write_report(d, folder: Path) -> Path:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_fold(n)}</li>" for n in notes) + "</ul>")
 
     captions = dict(figures)
+    parts.append("<h2>Accuracy</h2><div class='figs'>")
+    parts += [_figure(name, captions.pop(name)) for name in ("pareto", "parity") if name in captions]
+    parts.append("</div>")
     message = residual_message(d)
-    for name in ("pareto", "parity", "residuals"):
-        if name == "residuals" and message is not None:
-            parts.append(f"<h2>residuals</h2><p class='note'>{e(message)}</p>")
-        if name in captions:
-            parts.append(_figure(name, captions.pop(name)))
+    if message is not None:
+        parts.append(f"<p class='note'><b>Residuals:</b> {e(message)}</p>")
+    elif "residuals" in captions:
+        parts.append(_figure("residuals", captions.pop("residuals")))
     parts.append("<h2>Candidate formulas (Pareto front)</h2>")
     parts.append(_table(pareto_points(d), numeric={"val_rmse": "{:.4g}"}, mark="chosen"))
     parts += _terms_section(d)
-    for name, caption in captions.items():
-        parts.append(_figure(name, caption))
+    parts.append("<h2>Networks and coefficients</h2><div class='figs'>")
+    parts += [_figure(name, caption) for name, caption in captions.items()]
+    parts.append("</div>")
     parts.append("</body></html>")
     path = folder / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")
@@ -165,7 +169,7 @@ def write_report(d, folder: Path) -> Path:
 
 def _figure(name: str, caption: str) -> str:
     e = html.escape
-    return (f"<h2>{e(name)}</h2><figure><img src='{name}.png' alt='{e(name)} figure'>"
+    return (f"<figure><h3>{e(name)}</h3><img src='{name}.png' alt='{e(name)} figure'>"
             f"<figcaption>{e(caption)} <a href='{name}.svg'>SVG</a></figcaption></figure>")
 
 
