@@ -88,7 +88,7 @@ def _pareto(d, plt):
     if points.empty:
         return None
     floor = _floor(d)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
     kinds = {"expansion": ("o", "C0")}
     if d.crosscheck is not None:
         kinds[d.crosscheck.engine] = ("s", "C1")
@@ -126,11 +126,12 @@ def _log_axes(d) -> bool:
 
 def _plain_log(ax, which: str = "xy") -> None:
     """Log scale on ``which`` axes with plain numbers (``20``, not ``2 x 10^1``) and no crowded minor labels."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     for name in which:
         axis = ax.xaxis if name == "x" else ax.yaxis
         (ax.set_xscale if name == "x" else ax.set_yscale)("log")
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         axis.set_minor_formatter(NullFormatter())
 
@@ -138,7 +139,7 @@ def _plain_log(ax, which: str = "xy") -> None:
 def _parity(d, plt):
     idx = d.score_index
     y, pred = d.y[idx], d.predict(d.X[idx])
-    fig, ax = plt.subplots(figsize=(4.6, 4.6))
+    fig, ax = plt.subplots(figsize=(4.6, 4.6), layout="constrained")
     log = _log_axes(d)
     if log:  # a power law spans decades: on linear axes most points crowd into a corner
         y, pred = np.abs(y), np.abs(pred)
@@ -183,7 +184,7 @@ def _residuals(d, plt):
     idx = d.score_index
     res = d.y[idx] - d.predict(d.X[idx])
     p = len(d.names)
-    fig, axes = plt.subplots(1, p, figsize=(3.2 * p, 3), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, p, figsize=(3.2 * p, 3), squeeze=False, sharey=True, layout="constrained")
     bound = float(np.nanmax(np.abs(res))) * 1.1 or 1.0
     for j, ax in enumerate(axes[0]):
         ax.plot(d.X[idx, j], res, ".", ms=3, alpha=0.7)
@@ -194,7 +195,6 @@ def _residuals(d, plt):
         ax.set_xlabel(d.names[j])
     axes[0][0].set_ylabel(f"{d.target_name} observed - formula")
     fig.suptitle(f"residuals on {len(idx)} scored rows (RMSE {float(np.sqrt(np.nanmean(res ** 2))):.3g})")
-    fig.tight_layout()
     return fig
 
 
@@ -212,7 +212,7 @@ def _slices(d, plt):
     V = np.log(d.X) if log else d.X
     median = np.median(V, axis=0)
     scale = np.where(V.std(axis=0) > 0, V.std(axis=0), 1.0)
-    fig, axes = plt.subplots(1, p, figsize=(3.4 * p, 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, p, figsize=(3.4 * p, 3.2), squeeze=False, layout="constrained")
     near_count = min(len(d.y), max(_SLICE_MIN_ROWS, int(np.ceil(_SLICE_FRACTION * len(d.y)))))
     for j, ax in enumerate(axes[0]):
         grid_v = np.repeat(median[None, :], 200, axis=0)
@@ -240,7 +240,6 @@ def _slices(d, plt):
     axes[0][0].legend(fontsize=7)
     where = "medians" + (" (of log x)" if log else "")
     fig.suptitle(f"networks and formula along one input, the others at their {where}")
-    fig.tight_layout()
     return fig
 
 
@@ -249,7 +248,7 @@ def _training(d, plt):
     if not history or not any(len(h.get("train", [])) for h in history):
         return None
     kept = set(int(i) for i in d.members_kept)
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    fig, ax = plt.subplots(figsize=(6.4, 3.8), layout="constrained")
     for m, h in enumerate(history):
         style = "-" if m in kept else ":"
         epochs = np.arange(1, len(h["train"]) + 1)
@@ -280,7 +279,7 @@ def _coefficient_boxes(d, plt):
                                torch.from_numpy(np.asarray(merged.center, dtype=np.float64))).numpy()
     terms = merged.terms
     order = np.argsort(-terms["contribution"].to_numpy())[:16]
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(order) + 2), 4))
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(order) + 2), 4), layout="constrained")
     ax.boxplot([every[:, i, :].reshape(-1) for i in order], showfliers=True)
     ax.set_xticks(range(1, len(order) + 1), [str(terms["term"].iloc[i]) for i in order], rotation=45, ha="right")
     for k, i in enumerate(order):

@@ -114,8 +114,8 @@ def write_report(d, folder: Path) -> Path:
         if fig is None:
             continue
         try:
-            fig.savefig(folder / f"{name}.png", dpi=100, bbox_inches="tight")
-            fig.savefig(folder / f"{name}.svg", bbox_inches="tight")
+            fig.savefig(folder / f"{name}.png", dpi=100)
+            fig.savefig(folder / f"{name}.svg")
         finally:
             plt.close(fig)
         figures.append((name, caption))
