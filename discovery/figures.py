@@ -179,8 +179,13 @@ def residual_message(d) -> str | None:
 
 
 def _residuals(d, plt):
-    if residual_message(d) is not None:
-        return None
+    message = residual_message(d)
+    if message is not None:  # the message in place of panels of flat lines on arbitrary axes
+        import textwrap
+
+        fig = plt.figure(figsize=(6.4, 1.6))
+        fig.text(0.02, 0.5, "\n".join(textwrap.wrap(message, 95)), va="center", ha="left", fontsize=9)
+        return fig
     idx = d.score_index
     res = d.y[idx] - d.predict(d.X[idx])
     p = len(d.names)
@@ -298,7 +303,8 @@ FIGURES = {
                         "complexity or below; the star is the recommended formula). The engine searched "
                         "every row not held out, these validation rows included."),
     "parity": (_parity, "Formula against observation on the scored rows; log-log axes in log space."),
-    "residuals": (_residuals, "Residuals against each input on the scored rows."),
+    "residuals": (_residuals, "Residuals against each input on the scored rows (in words when they are zero "
+                              "to round-off)."),
     "slices": (_slices, "The ensemble (band: the kept networks' minimum to maximum) and the formula along each "
                         "input with the others at their median, over the data rows nearest that line."),
     "training": (_training, "Training curves of every network (standardised MSE per Adam epoch)."),
