@@ -213,3 +213,26 @@ def test_load_evaluates_no_code(tmp_path, gravitation):
         Discovery.load(copy)
     assert not (tmp_path / "pwned").exists()
     assert str(parse_formula("Mul(Float('6.674', precision=53), Pow(Symbol('r', real=True), Integer(-2)))")) == "6.674/r**2"
+
+
+@pytest.mark.filterwarnings("ignore:load_table")
+def test_pareto_front_and_report_include_the_crosscheck_engine(tmp_path):
+    pytest.importorskip("pyoperon")
+    from discovery.figures import pareto_points
+    from discovery.symbolic import text
+
+    options = {**SMALL, "crosscheck": "operon"}
+    d = discovery.discover(DATA / "energy.csv", order=2, crosscheck_budget=10,
+                           crosscheck_options={"generations": 20, "n_threads": 1}, **options)
+    assert d.crosscheck is not None, d.notes
+    points = pareto_points(d)
+    engine = points[points["source"] == d.crosscheck.engine]
+    assert len(engine) >= len(d.crosscheck.candidates) >= 1
+    assert len(points) == len(engine) + len(d.candidates)
+    chosen = points[points["chosen"]]
+    assert len(chosen) == 1 and chosen["formula"].iloc[0] == text(d.formula, precision=6)
+    assert np.isfinite(engine["val_rmse"]).all()
+    html = (d.save(tmp_path / "r") / "report.html").read_text(encoding="utf-8")
+    assert f"Cross-check with {d.crosscheck.engine}" in html
+    assert html.count("<math") >= 3  # the headline and both compared formulas
+    assert not re.search(r"(?i)https?://", html)
