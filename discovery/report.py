@@ -8,6 +8,7 @@ and the page names no external URL. Figures: :mod:`discovery.figures`.
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ h1{font-size:1.5em} h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid 
 math[display=block]{font-size:1.6em;margin:.4em 0 .8em 0}
 .scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;margin:.4em 0}
-td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}
+td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:top}
 td{max-width:38em;overflow-wrap:break-word}
 td.long{min-width:16em}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
@@ -91,6 +92,9 @@ def mathml(expr: sympy.Basic, precision: int = 4, lhs: str | None = None, displa
     '<math display="block"><mrow><mi>y</mi><mo>=</mo>'
     """
     body = FormulaMathMLPrinter({"precision": precision}).doprint(sympy.sympify(expr))
+    # x_1 squared: one msubsup stacks both scripts; msup around msub puts the 2 after the 1
+    body = re.sub(r"<msup><msub>(<mi>[^<]*</mi>)(<mi>[^<]*</mi>)</msub>(<mn>[^<]*</mn>|<mi>[^<]*</mi>)</msup>",
+                  r"<msubsup>\1\2\3</msubsup>", body)
     if lhs is not None:
         body = f"<mrow><mi>{html.escape(lhs)}</mi><mo>=</mo>{body}</mrow>"
     mode = "block" if display else "inline"
@@ -201,7 +205,8 @@ def _crosscheck_section(d, text) -> list[str]:
 
 def _terms_section(d) -> list[str]:
     """The terms table; in log space with a note on what the constant term means."""
-    terms = d.terms.drop(columns=["exponents"], errors="ignore")
+    # terms.csv keeps every column; the page shows what fits beside the reason at 1280 px
+    terms = d.terms.drop(columns=["exponents", "refit", "trimmed_mean", "degree"], errors="ignore")
     parts = ["<h2>Terms of the expansion's formula</h2>"]
     if d.space == "log":
         sign = d.local.sign
@@ -221,9 +226,9 @@ def _terms_section(d) -> list[str]:
             terms["term"] = terms["term"].astype(object)
             terms.loc[constant[0], "term"] = "1 (log prefactor)" if not np.any(center) else "1 (log at centre)"
         parts.append("</p>")
-    parts.append(_table(terms, numeric={c: "{:.6g}" for c in terms.columns
-                                        if c not in ("term", "kept", "reason", "snapped", "degree")},
-                        dim="kept"))
+    numeric = {c: "{:.4g}" for c in terms.columns if c not in ("term", "kept", "reason", "snapped")}
+    numeric["coefficient"] = "{:.6g}"
+    parts.append(_table(terms, numeric=numeric, dim="kept"))
     return parts
 
 
