@@ -391,7 +391,9 @@ class Discovery:
         import html
 
         r2, rmse = self._scores(self.formula)
-        rows = [("formula", f"$${self.latex()}$$"), ("R<sup>2</sup> (held-out)", f"{r2:.6f}"),
+        from discovery.report import mathml
+
+        rows = [("formula", mathml(self.formula, precision=4)), ("R<sup>2</sup> (held-out)", f"{r2:.6f}"),
                 ("RMSE (held-out)", f"{rmse:.4g}"), ("space", html.escape(self.space_reason or self.space)),
                 ("order", html.escape(self.order_reason))]
         if self.crosscheck is not None:

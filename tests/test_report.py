@@ -244,3 +244,9 @@ def test_pareto_front_and_report_include_the_crosscheck_engine(tmp_path):
     assert f"Cross-check with {d.crosscheck.engine}" in html
     assert html.count("<math") >= 3  # the headline and both compared formulas
     assert not re.search(r"(?i)https?://", html)
+
+
+def test_notebook_display_uses_mathml_not_tex(gravitation):
+    d, _ = gravitation
+    shown = d._repr_html_()
+    assert "<math" in shown and "<mfrac>" in shown and "$$" not in shown
