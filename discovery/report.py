@@ -88,8 +88,8 @@ def mathml(expr: sympy.Basic, precision: int = 4, lhs: str | None = None, displa
     --------
     >>> import sympy
     >>> x = sympy.Symbol("x1")
-    >>> mathml(x**2 / 2, lhs="y")[:45]
-    '<math display="block"><mrow><mi>y</mi><mo>=</mo>'
+    >>> mathml(x**2 / 2, lhs="y")[:52]
+    '<math display="block"><mrow><mi>y</mi><mo>=</mo><mrow>'
     """
     body = FormulaMathMLPrinter({"precision": precision}).doprint(sympy.sympify(expr))
     # x_1 squared: one msubsup stacks both scripts; msup around msub puts the 2 after the 1
