@@ -88,7 +88,7 @@ def mathml(expr: sympy.Basic, precision: int = 4, lhs: str | None = None, displa
     --------
     >>> import sympy
     >>> x = sympy.Symbol("x1")
-    >>> mathml(x**2 / 2, lhs="y")[:52]
+    >>> mathml(x**2 / 2, lhs="y")[:54]
     '<math display="block"><mrow><mi>y</mi><mo>=</mo><mrow>'
     """
     body = FormulaMathMLPrinter({"precision": precision}).doprint(sympy.sympify(expr))
