@@ -218,9 +218,10 @@ def _terms_section(d) -> list[str]:
         if len(constant):
             c0 = float(terms.loc[constant[0], "coefficient"])
             value = sign * np.exp(c0)
-            meaning = ("log of the prefactor" if not np.any(center) else
+            meaning = ("log of the prefactor" + ("'s magnitude" if sign < 0 else "") if not np.any(center) else
                        "log " + html.escape(y) + " at the common centre")
-            parts.append(f" The constant term <code>1</code> is the {meaning}: exp({c0:.6g}) = "
+            minus = "-" if sign < 0 else ""
+            parts.append(f" The constant term <code>1</code> is the {meaning}: {minus}exp({c0:.6g}) = "
                          f"<b>{value:.6g}</b>.")
             terms = terms.copy()
             terms["term"] = terms["term"].astype(object)
