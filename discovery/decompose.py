@@ -41,6 +41,7 @@ __all__ = ["Decomposition", "Node", "Piece", "decompose", "polynomial_leaf", "re
 NODE_FIT = {"members": 4, "hidden": (32, 32), "max_epochs": 300, "patience": 50, "lbfgs_steps": 100}
 _ACCURACY_TOL = 0.05  # a decomposition within 5 % of the undecomposed alternative's RMSE verifies
 _FLOOR = 1e-9  # RMSE differences below this fraction of y's spread are rounding
+_POWER_FORMS = {2: "sqrt-polynomial", -1: "reciprocal-polynomial", -2: "reciprocal-sqrt-polynomial"}
 _PAIR_EXPR = {"difference": lambda a, b: a - b, "sum": lambda a, b: a + b,
               "product": lambda a, b: a * b, "ratio": lambda a, b: a / b}
 
@@ -119,8 +120,10 @@ def _evaluate(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray) 
 
 
 def _rmse(a: np.ndarray, b: np.ndarray) -> float:
-    d = a - b
-    return float(np.sqrt(np.mean(d * d))) if np.all(np.isfinite(d)) else math.inf
+    with np.errstate(all="ignore"):
+        d = a - b
+        value = float(np.sqrt(np.mean(d * d)))
+    return value if math.isfinite(value) else math.inf
 
 
 def refit_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray, y: np.ndarray) -> sympy.Expr:
@@ -166,7 +169,7 @@ def refit_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.nda
 
 # -- the built-in leaf solver ------------------------------------------------------------------
 
-def _library(X: np.ndarray, symbols, degree: int):
+def _library(X: np.ndarray, symbols, degree: int, logs: bool = True):
     """Monomials of degree 1..``degree`` in the columns, plus ``log x_i`` of positive columns."""
     from itertools import combinations_with_replacement
 
@@ -176,7 +179,7 @@ def _library(X: np.ndarray, symbols, degree: int):
         for combo in combinations_with_replacement(range(p), d):
             cols.append(np.prod(X[:, list(combo)], axis=1))
             exprs.append(sympy.Mul(*[symbols[i] for i in combo]))
-    for i in range(p):
+    for i in range(p if logs else 0):
         if np.all(X[:, i] > 0):
             cols.append(np.log(X[:, i]))
             exprs.append(sympy.log(symbols[i]))
@@ -205,10 +208,10 @@ def _stepwise(F, t, train, val, back, y):
 
 def polynomial_leaf(X: np.ndarray, y: np.ndarray, names: Sequence[str], *, val_index, seed: int = 0,
                     time_budget: float = 10.0, degree: int = 3) -> Piece:
-    """Built-in leaf solver: sparse polynomials (with ``log x`` terms) in three target forms.
+    """Built-in leaf solver: sparse polynomials (with ``log x`` terms) in several target forms.
 
-    ``y``, ``log |y|`` (sign-definite ``y``: ``y = s exp(P)``) and ``y^2`` (``y = s sqrt(P)``)
-    are each fitted by forward selection over a library of monomials up to ``degree`` and
+    ``y`` and, for a sign-definite ``y = s |y|``, ``log |y|`` (``y = s exp(P)``), ``|y|^2``,
+    ``1 / |y|`` and ``1 / |y|^2`` (``y = s P^(1/k)``) are each fitted by forward selection over a library of monomials up to ``degree`` and
     ``log x_i`` of positive columns; the form with the lowest validation RMSE (in ``y``) wins,
     the fewest terms breaking ties within 5 %. A rational form ``y = P / (1 + Q)`` (degree 2,
     linearised least squares) competes too. Deterministic; ``seed`` and ``time_budget`` are
@@ -230,37 +233,39 @@ def polynomial_leaf(X: np.ndarray, y: np.ndarray, names: Sequence[str], *, val_i
     forms = [("polynomial", y, lambda v: v, lambda P: P)]
     s = float(np.sign(np.median(y)))
     if np.all(np.sign(y) == s) and s != 0:
-        forms.append(("log-polynomial", np.log(np.abs(y)), lambda v: s * np.exp(np.clip(v, -700, 700)),
+        a = np.abs(y)
+        forms.append(("log-polynomial", np.log(a), lambda v: s * np.exp(np.clip(v, -700, 700)),
                       lambda P: s * sympy.exp(P)))
-        forms.append(("sqrt-polynomial", y * y, lambda v: s * np.sqrt(np.clip(v, 0, None)),
-                      lambda P: s * sympy.sqrt(P)))
+        for k, method in _POWER_FORMS.items():  # |y|^k polynomial: y = s P^(1/k)
+            forms.append((method, a ** k, lambda v, k=k: s * np.clip(v, 1e-300, None) ** (1.0 / k),
+                          lambda P, k=k: s * P ** sympy.Rational(1, k)))
     results = []
     for method, t, back, build in forms:
         rmse, chosen, coef = _stepwise(F, t, train, val, back, y)
-        P = sympy.Float(coef[0], 15) + sum((sympy.Float(c, 15) * terms[k] for c, k in zip(coef[1:], chosen)),
-                                           sympy.Integer(0))
+        P = _linear(coef, [terms[k] for k in chosen])
         results.append((rmse, len(chosen), method, build(P)))
     results.append(_rational(X, y, symbols, train, val))
     best = min(r[0] for r in results)
     near = best * (1 + _ACCURACY_TOL) + _FLOOR * float(np.std(y))
-    rmse, n_terms, method, expr = min((r for r in results if r[0] <= near),
-                                      key=lambda r: (r[1], r[0]))
+    rmse, n_terms, method, expr = min((r for r in results if r[0] <= near), key=lambda r: (r[1], r[0]))
     evidence = "; ".join(f"{m}: val RMSE {r:.3g} with {k} terms" for r, k, m, _ in results)
     return Piece(expr, rmse, method, evidence)
 
 
+def _linear(coef, terms) -> sympy.Expr:
+    """``coef[0] + sum_k coef[k+1] terms[k]`` with Float constants (which the refit moves)."""
+    return sympy.Float(coef[0], 15) + sum((sympy.Float(c, 15) * t for c, t in zip(coef[1:], terms)), sympy.Integer(0))
+
+
 def _rational(X, y, symbols, train, val):
     """``y = P / (1 + Q)`` with ``P``, ``Q`` of degree <= 2: ``y = P - y Q`` by least squares."""
-    F, terms = _library(X, symbols, 2)
-    F, terms = F[:, : len(terms) - sum(isinstance(t, sympy.log) for t in terms)], [t for t in terms
-                                                                                    if not isinstance(t, sympy.log)]
+    F, terms = _library(X, symbols, 2, logs=False)
     A = np.hstack([np.ones((len(y), 1)), F, -y[:, None] * F])
     coef, *_ = np.linalg.lstsq(A[train], y[train], rcond=None)
     k = F.shape[1]
     num, den = coef[0] + F @ coef[1 : k + 1], 1.0 + F @ coef[k + 1 :]
     rmse = _rmse(num[val] / den[val], y[val])
-    P = sympy.Float(coef[0], 15) + sum((sympy.Float(c, 15) * t for c, t in zip(coef[1 : k + 1], terms)), sympy.Integer(0))
-    Q = sum((sympy.Float(c, 15) * t for c, t in zip(coef[k + 1 :], terms)), sympy.Integer(0))
+    P, Q = _linear(coef[: k + 1], terms), _linear(np.r_[0.0, coef[k + 1 :]], terms)  # Q has no constant
     return (rmse, 2 * k, "rational", P / (1 + Q))
 
 
