@@ -378,7 +378,7 @@ def _candidates(y, cols, ctx: _Context, depth: int):
         for r in symmetries(e, units=fit, names=_label(cols)):
             if r.holds and not (r.detail["pair"] == "ratio" and np.any(Xn[:, r.variables[1]] == 0)):
                 steps.append((float(r.statistic) / r.threshold, "symmetry",
-                              f"depends on {r.detail['h']}: identity residual/spread {float(r.statistic):.2f} < "
+                              f"depends on {r.detail['h']}: identity residual |t| {float(r.statistic):.2f} < "
                               f"{r.threshold:g} (median relative residual {r.detail['relative_residual']:.2g})",
                               (r.variables, r.detail["pair"])))
     ctx.tick("tests", t0)

@@ -15,8 +15,8 @@ the members' disagreement:
 * no influence of ``x_i``: ``df / dx_i = 0`` at every point (judged by the pooled ratio of the
   ensemble-mean gradient to its standard error, see :func:`unused_variables`).
 
-For a derivative ``D`` the statistic is ``median_b |mean_m D| / std_m D`` over points ``b`` and
-members ``m``: a signal-to-spread ratio. It is zero-like when it stays below
+For a derivative ``D`` the statistic is ``median_b |mean_m D| / (std_m D / sqrt(M))`` over
+points ``b`` and ``M`` members ``m``: the member mean over its standard error (a median ``|t|``). It is zero-like when it stays below
 ``threshold`` (default 3). A single model has no spread; then the statistic is relative to the
 size of its peers (``rms`` of all second derivatives, or of the gradient) and ``threshold`` is
 read as a fraction (default ``0.02``).
@@ -170,8 +170,10 @@ def _derivatives(expansions, call: str, units=None):
 
 
 def _signal_to_spread(d: torch.Tensor, peers: torch.Tensor) -> np.ndarray:
-    """``d`` (B, ..., M): median over points of ``|member mean| / member spread``.
+    """``d`` (B, ..., M): median over points of ``|member mean| / standard error``.
 
+    The standard error of the members' mean is ``spread / sqrt(M)``, so the statistic is a
+    median ``|t|``: about 0.7-0.8 where ``d`` is zero and the members only scatter around it.
     The median keeps a few points where ``f`` is nearly singular (``log |f|`` near a zero of
     ``f``) or the members disagree wildly from deciding the verdict.
     """
@@ -179,7 +181,7 @@ def _signal_to_spread(d: torch.Tensor, peers: torch.Tensor) -> np.ndarray:
     mean = d.mean(dim=-1)
     if members > 1:
         floor = max(1e-12 * float(peers.pow(2).mean().sqrt()), 1e-300)
-        ratio = mean.abs() / d.std(dim=-1).clamp(min=floor)
+        ratio = mean.abs() * members ** 0.5 / d.std(dim=-1).clamp(min=floor)
         return ratio.median(dim=0).values.numpy()
     scale = float(peers.mean(dim=-1).pow(2).mean().sqrt())
     return (mean.pow(2).mean(dim=0).sqrt() / max(scale, 1e-300)).numpy()
@@ -232,8 +234,9 @@ def additive_separability(expansion, *, threshold: float | None = None) -> Struc
     expansion : Expansion or list of Expansion
         Order >= 2, at many reference points; outputs (or list entries) are ensemble members.
     threshold : float, optional
-        Signal-to-spread ratio under which a mixed partial counts as zero (default 3; for a
-        single model, a fraction of the rms second derivative, default 0.02).
+        Median ``|t|`` (member mean over its standard error) under which a mixed partial
+        counts as zero (default 3; for a single model, a fraction of the rms second
+        derivative, default 0.02).
 
     Returns
     -------

@@ -12,7 +12,7 @@ disagreement like the tests of :mod:`discovery.interpret.structure`:
   coefficients of degree ``> d`` of the composed series vanish. The composition is exact
   (series algebra of the engine), not a finite difference.
 
-With members, the statistic is the median over points of ``|member mean| / member spread`` of
+With members, the statistic is the median over points of ``|member mean| / standard error`` of
 the normalised residual (a minor divided by ``|grad f| |grad h|``, or a coefficient), its
 largest value over the residuals of a test; the property holds below ``threshold`` (default 3).
 A single model has no spread: the statistic is then the median relative residual and the
