@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
@@ -74,7 +74,10 @@ class Node:
     val_rmse: float | None = None
 
     def to_dict(self) -> dict:
-        return {**{k: v for k, v in asdict(self).items() if k != "children"},
+        """JSON-ready record (a non-finite RMSE becomes ``None``)."""
+        rmse = self.val_rmse if self.val_rmse is not None and math.isfinite(self.val_rmse) else None
+        return {"test": self.test, "evidence": self.evidence, "variables": list(self.variables),
+                "method": self.method, "expression": self.expression, "val_rmse": rmse,
                 "children": [c.to_dict() for c in self.children]}
 
 
@@ -105,7 +108,8 @@ class Decomposition:
 
     def to_dict(self) -> dict:
         """JSON-ready record."""
-        return {"expression": str(self.expression), "val_rmse": float(self.val_rmse), "val_r2": float(self.val_r2),
+        finite = [v if math.isfinite(v) else None for v in (float(self.val_rmse), float(self.val_r2))]
+        return {"expression": str(self.expression), "val_rmse": finite[0], "val_r2": finite[1],
                 "tree": self.tree.to_dict(), "notes": list(self.notes),
                 "timings": {k: float(v) for k, v in self.timings.items()}}
 
@@ -346,12 +350,45 @@ def _refit(expr, y, ctx: _Context):
     return expr, rmse
 
 
-def _candidates(y, cols, ctx: _Context, depth: int):
-    """Train the node's ensemble, run the tests; the steps they allow, clearest first."""
+class _Restricted:
+    """The parent's ensemble with the columns outside ``block`` held at ``anchor``.
+
+    A split's piece ``g(x_A) = f(x_A, x_B*)`` is the parent's function on a slice, so its exact
+    derivatives (and the members' disagreement about them) come from the parent's members
+    through one fixed linear embedding; no new network is trained, and a bias the parent's
+    members share is not mistaken for structure of the piece.
+    """
+
+    def __init__(self, parent, block, anchor):
+        self.parent, self.block, self.anchor = parent, list(block), np.asarray(anchor, dtype=np.float64)
+        self.x_mean, self.x_scale = parent.x_mean[self.block], parent.x_scale[self.block]
+        self.y_mean, self.y_scale = parent.y_mean, parent.y_scale
+        embed = torch.nn.Linear(len(self.block), len(parent.x_mean), dtype=torch.float64)
+        with torch.no_grad():
+            embed.weight.zero_()
+            embed.weight[self.block, range(len(self.block))] = 1.0
+            bias = (self.anchor - parent.x_mean) / parent.x_scale
+            bias[self.block] = 0.0
+            embed.bias.copy_(torch.from_numpy(bias))
+        embed.requires_grad_(False)
+        self.model = torch.nn.Sequential(embed, parent.model)
+
+    def predict(self, X) -> np.ndarray:
+        full = np.repeat(self.anchor[None, :], len(X), axis=0)
+        full[:, self.block] = X
+        return self.parent.predict(full)
+
+
+def _candidates(y, cols, ctx: _Context, depth: int, inherited=None):
+    """The node's ensemble (trained, or inherited from a split), the tests, and the steps they
+    allow, clearest first."""
     t0 = time.perf_counter()
     Xn = ctx.columns(cols)
-    options = {**NODE_FIT, **ctx.fit_options}
-    fit = fit_ensemble(Xn[ctx.train], y[ctx.train], seed=ctx.seed, progress=False, **options)
+    if inherited is None:
+        options = {**NODE_FIT, **ctx.fit_options}
+        fit = fit_ensemble(Xn[ctx.train], y[ctx.train], seed=ctx.seed, progress=False, **options)
+    else:
+        fit = inherited
     ctx.tick("fit", t0)
     t0 = time.perf_counter()
     from sklearn.cluster import KMeans
@@ -399,8 +436,9 @@ def _split_step(kind, report):
 def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
     """Children of one step and how to recombine them."""
     _, kind, evidence, arg = step
+    anchor = np.median(Xn[ctx.train], axis=0)
     if kind == "unused":
-        expr, child, _ = _solve(y, [cols[i] for i in arg], ctx, depth + 1)
+        expr, child, _ = _solve(y, [cols[i] for i in arg], ctx, depth + 1, _Restricted(fit, arg, anchor))
         return expr, [child]
     if kind == "symmetry":
         (i, j), pair = arg
@@ -409,12 +447,10 @@ def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
         expr, child, _ = _solve(y, rest + [new], ctx, depth + 1)
         return expr, [child]
     A, B = arg
-    anchor = np.median(Xn[ctx.train], axis=0)
     pieces, children = [], []
     for block in (A, B):
-        Xb = np.repeat(anchor[None, :], len(Xn), axis=0)
-        Xb[:, block] = Xn[:, block]
-        expr, child, _ = _solve(fit.predict(Xb), [cols[i] for i in block], ctx, depth + 1)
+        piece = _Restricted(fit, block, anchor)
+        expr, child, _ = _solve(piece.predict(Xn[:, block]), [cols[i] for i in block], ctx, depth + 1, piece)
         pieces.append(expr)
         children.append(child)
     centre = sympy.Float(float(fit.predict(anchor[None, :])[0]), 15)
@@ -423,7 +459,7 @@ def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
     return pieces[0] * pieces[1] / centre, children
 
 
-def _solve(y, cols, ctx: _Context, depth: int):
+def _solve(y, cols, ctx: _Context, depth: int, inherited=None):
     """Formula (user's symbols), tree node and validation RMSE of one node."""
     alternative = _leaf(y, cols, ctx, depth)
     if len(cols) <= ctx.max_leaf:
@@ -431,7 +467,7 @@ def _solve(y, cols, ctx: _Context, depth: int):
     if ctx.left() <= 0:
         ctx.notes.append(f"time budget spent: {_label(cols)} solved as one piece without structure tests")
         return alternative
-    fit, Xn, steps = _candidates(y, cols, ctx, depth)
+    fit, Xn, steps = _candidates(y, cols, ctx, depth, inherited)
     for step in steps[:2]:
         if ctx.left() <= 0:
             ctx.notes.append(f"time budget spent: {step[1]} step on {_label(cols)} not tried")

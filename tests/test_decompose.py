@@ -77,7 +77,8 @@ def test_unused_column_then_additive_split():
     assert child.test == "additive" and sorted(map(sorted, (c.variables for c in child.children))) == [["a"], ["b", "c"]]
     assert sympy.Symbol("d") not in d.expression.free_symbols
     assert score_on_fresh_rows(d, names, law, low, high) > 0.999
-    json.dumps(d.to_dict())  # the record is JSON-ready
+    record = json.loads(json.dumps(d.to_dict(), allow_nan=False))  # strict JSON
+    assert record["tree"]["test"] == "unused" and record["tree"]["children"][0]["test"] == "additive"
 
 
 def test_a_split_the_tests_cannot_rule_out_is_undone_when_it_hurts():
