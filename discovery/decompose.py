@@ -9,13 +9,16 @@ members' disagreement, how the node splits:
   ``x_i x_j`` or ``x_i / x_j``) replaces the pair by one new column computed from the rows;
 * an additive (``f = g(x_A) + h(x_B)``) or multiplicative (``f = g(x_A) h(x_B)``) split gives
   each block its own data from the ensemble, evaluated with the other block fixed at the
-  median row: ``f = g + h - f(x*)`` or ``f = g h / f(x*)``.
+  median row: ``f = g + h - f(x*)`` or ``f = g h / f(x*)``. The pieces (and the columns left
+  after dropping unused ones) keep reading exact derivatives from the parent's members on
+  that slice rather than from a new ensemble fitted to the parent's mean.
 
 The clearest test (smallest statistic relative to its threshold) is applied first. Pieces with
 at most ``max_leaf_variables`` columns, or where nothing fires, go to the leaf solver; the
 recombined formula's constants are refitted jointly on the training rows and compared on the
 validation rows with the undecomposed alternative (the leaf solver on the whole node). A step
-that does worse is undone, and the reason is kept in ``notes``.
+that does worse is undone, and the reason is kept in ``notes``. The built-in leaf solver and
+the joint constant refit live in :mod:`discovery.leaf`.
 """
 
 from __future__ import annotations
@@ -34,26 +37,15 @@ from discovery.errors import DataError, ExpansionError
 from discovery.fit import fit_ensemble
 from discovery.interpret.structure import additive_separability, multiplicative_separability, unused_variables
 from discovery.interpret.symmetry import symmetries
+from discovery.leaf import ACCURACY_TOL, FLOOR, Piece, evaluate, polynomial_leaf, refit_constants, rms_error
 
 __all__ = ["Decomposition", "Node", "Piece", "decompose", "polynomial_leaf", "refit_constants"]
 
 #: Training settings of every node's ensemble unless ``fit_options`` overrides them.
 NODE_FIT = {"members": 4, "hidden": (32, 32), "max_epochs": 300, "patience": 50, "lbfgs_steps": 100}
-_ACCURACY_TOL = 0.05  # a decomposition within 5 % of the undecomposed alternative's RMSE verifies
-_FLOOR = 1e-9  # RMSE differences below this fraction of y's spread are rounding
-_POWER_FORMS = {2: "sqrt-polynomial", -1: "reciprocal-polynomial", -2: "reciprocal-sqrt-polynomial"}
+_TRIES = 2  # steps tried per node before it is solved as one piece
 _PAIR_EXPR = {"difference": lambda a, b: a - b, "sum": lambda a, b: a + b,
               "product": lambda a, b: a * b, "ratio": lambda a, b: a / b}
-
-
-@dataclass
-class Piece:
-    """A solved leaf: its formula (in ``sympy.Symbol(name)`` of the piece's names) and evidence."""
-
-    expression: sympy.Expr
-    val_rmse: float
-    method: str
-    evidence: str = ""
 
 
 @dataclass
@@ -114,165 +106,6 @@ class Decomposition:
                 "timings": {k: float(v) for k, v in self.timings.items()}}
 
 
-# -- constants, evaluation ---------------------------------------------------------------------
-
-def _evaluate(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray) -> np.ndarray:
-    fn = sympy.lambdify(list(symbols), expr, modules="numpy")
-    with np.errstate(all="ignore"):
-        out = np.asarray(fn(*X.T), dtype=np.float64)
-    return np.broadcast_to(out, (X.shape[0],)).copy()
-
-
-def _rmse(a: np.ndarray, b: np.ndarray) -> float:
-    with np.errstate(all="ignore"):
-        d = a - b
-        value = float(np.sqrt(np.mean(d * d)))
-    return value if math.isfinite(value) else math.inf
-
-
-def refit_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray, y: np.ndarray) -> sympy.Expr:
-    """All ``Float`` constants of ``expr`` refitted jointly by least squares on ``(X, y)``.
-
-    Integers and rationals (exponents, structure) stay; the refit is kept only when it lowers
-    the error.
-
-    Examples
-    --------
-    >>> import numpy as np, sympy
-    >>> x = sympy.Symbol("x")
-    >>> X = np.linspace(0, 1, 50)[:, None]
-    >>> e = refit_constants(sympy.Float(1.0) * sympy.exp(sympy.Float(-1.0) * x), [x], X, 3 * np.exp(-2 * X[:, 0]))
-    >>> round(float(e.subs(x, 0)), 6)
-    3.0
-    """
-    from scipy.optimize import least_squares
-
-    floats = sorted(expr.atoms(sympy.Float), key=str)
-    if not floats:
-        return expr
-    params = sympy.symbols(f"_c0:{len(floats)}")
-    template = expr.xreplace(dict(zip(floats, params)))
-    fn = sympy.lambdify(list(symbols) + list(params), template, modules="numpy")
-    columns = list(X.T)
-
-    def residual(c):
-        with np.errstate(all="ignore"):
-            r = np.broadcast_to(np.asarray(fn(*columns, *c), dtype=np.float64), y.shape) - y
-        return np.where(np.isfinite(r), r, 1e6)
-
-    x0 = np.array([float(f) for f in floats])
-    before = float(np.sum(residual(x0) ** 2))
-    try:
-        fit = least_squares(residual, x0, method="trf", max_nfev=100 * (len(x0) + 1), x_scale="jac")
-    except (ValueError, np.linalg.LinAlgError):  # singular Jacobian or non-finite start: keep the constants
-        return expr
-    if not np.all(np.isfinite(fit.x)) or float(np.sum(residual(fit.x) ** 2)) >= before:
-        return expr
-    return template.xreplace({p: sympy.Float(float(v), 15) for p, v in zip(params, fit.x)})
-
-
-# -- the built-in leaf solver ------------------------------------------------------------------
-
-def _library(X: np.ndarray, symbols, degree: int, logs: bool = True):
-    """Monomials of degree 1..``degree`` in the columns, plus ``log x_i`` of positive columns."""
-    from itertools import combinations_with_replacement
-
-    p = X.shape[1]
-    cols, exprs = [], []
-    for d in range(1, degree + 1):
-        for combo in combinations_with_replacement(range(p), d):
-            cols.append(np.prod(X[:, list(combo)], axis=1))
-            exprs.append(sympy.Mul(*[symbols[i] for i in combo]))
-    for i in range(p if logs else 0):
-        if np.all(X[:, i] > 0):
-            cols.append(np.log(X[:, i]))
-            exprs.append(sympy.log(symbols[i]))
-    return np.stack(cols, axis=1), exprs
-
-
-def _stepwise(F, t, train, val, back, y):
-    """Forward selection on ``F`` (by training error); the smallest model whose validation RMSE
-    (after ``back`` maps predictions to ``y``) is within the accuracy tolerance of the best."""
-    chosen, path = [], []
-    remaining = list(range(F.shape[1]))
-    ones = np.ones((len(t), 1))
-    for _ in range(min(F.shape[1], 12) + 1):
-        A = np.hstack([ones, F[:, chosen]])
-        coef, *_ = np.linalg.lstsq(A[train], t[train], rcond=None)
-        path.append((_rmse(back(A[val] @ coef), y[val]), list(chosen), coef))
-        if not remaining:
-            break
-        residual = t[train] - A[train] @ coef
-        scores = [abs(F[train, k] @ residual) / (np.linalg.norm(F[train, k]) + 1e-300) for k in remaining]
-        chosen.append(remaining.pop(int(np.argmax(scores))))
-    best = min(r for r, _, _ in path)
-    # the floor: below about 1e-9 of y's spread, differences are rounding, not accuracy
-    return next(item for item in path if item[0] <= best * (1 + _ACCURACY_TOL) + _FLOOR * float(np.std(y)))
-
-
-def polynomial_leaf(X: np.ndarray, y: np.ndarray, names: Sequence[str], *, val_index, seed: int = 0,
-                    time_budget: float = 10.0, degree: int = 3) -> Piece:
-    """Built-in leaf solver: sparse polynomials (with ``log x`` terms) in several target forms.
-
-    ``y`` and, for a sign-definite ``y = s |y|``, ``log |y|`` (``y = s exp(P)``), ``|y|^2``,
-    ``1 / |y|`` and ``1 / |y|^2`` (``y = s P^(1/k)``) are each fitted by forward selection over a library of monomials up to ``degree`` and
-    ``log x_i`` of positive columns; the form with the lowest validation RMSE (in ``y``) wins,
-    the fewest terms breaking ties within 5 %. A rational form ``y = P / (1 + Q)`` (degree 2,
-    linearised least squares) competes too. Deterministic; ``seed`` and ``time_budget`` are
-    accepted for the solver interface.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> X = np.random.default_rng(0).uniform(0.5, 2, (200, 1))
-    >>> piece = polynomial_leaf(X, 2 * np.exp(-X[:, 0]), ["u"], val_index=np.arange(150, 200))
-    >>> piece.method, round(piece.val_rmse, 8)
-    ('log-polynomial', 0.0)
-    """
-    X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    val = np.asarray(val_index)
-    train = np.setdiff1d(np.arange(len(y)), val)
-    symbols = [sympy.Symbol(n) for n in names]
-    F, terms = _library(X, symbols, degree)
-    forms = [("polynomial", y, lambda v: v, lambda P: P)]
-    s = float(np.sign(np.median(y)))
-    if np.all(np.sign(y) == s) and s != 0:
-        a = np.abs(y)
-        forms.append(("log-polynomial", np.log(a), lambda v: s * np.exp(np.clip(v, -700, 700)),
-                      lambda P: s * sympy.exp(P)))
-        for k, method in _POWER_FORMS.items():  # |y|^k polynomial: y = s P^(1/k)
-            forms.append((method, a ** k, lambda v, k=k: s * np.clip(v, 1e-300, None) ** (1.0 / k),
-                          lambda P, k=k: s * P ** sympy.Rational(1, k)))
-    results = []
-    for method, t, back, build in forms:
-        rmse, chosen, coef = _stepwise(F, t, train, val, back, y)
-        P = _linear(coef, [terms[k] for k in chosen])
-        results.append((rmse, len(chosen), method, build(P)))
-    results.append(_rational(X, y, symbols, train, val))
-    best = min(r[0] for r in results)
-    near = best * (1 + _ACCURACY_TOL) + _FLOOR * float(np.std(y))
-    rmse, n_terms, method, expr = min((r for r in results if r[0] <= near), key=lambda r: (r[1], r[0]))
-    evidence = "; ".join(f"{m}: val RMSE {r:.3g} with {k} terms" for r, k, m, _ in results)
-    return Piece(expr, rmse, method, evidence)
-
-
-def _linear(coef, terms) -> sympy.Expr:
-    """``coef[0] + sum_k coef[k+1] terms[k]`` with Float constants (which the refit moves)."""
-    return sympy.Float(coef[0], 15) + sum((sympy.Float(c, 15) * t for c, t in zip(coef[1:], terms)), sympy.Integer(0))
-
-
-def _rational(X, y, symbols, train, val):
-    """``y = P / (1 + Q)`` with ``P``, ``Q`` of degree <= 2: ``y = P - y Q`` by least squares."""
-    F, terms = _library(X, symbols, 2, logs=False)
-    A = np.hstack([np.ones((len(y), 1)), F, -y[:, None] * F])
-    coef, *_ = np.linalg.lstsq(A[train], y[train], rcond=None)
-    k = F.shape[1]
-    num, den = coef[0] + F @ coef[1 : k + 1], 1.0 + F @ coef[k + 1 :]
-    rmse = _rmse(num[val] / den[val], y[val])
-    P, Q = _linear(coef[: k + 1], terms), _linear(np.r_[0.0, coef[k + 1 :]], terms)  # Q has no constant
-    return (rmse, 2 * k, "rational", P / (1 + Q))
-
-
 def _default_leaf() -> Callable:
     """``discovery.closedform.solve_piece`` where that module exists, else :func:`polynomial_leaf`."""
     import importlib
@@ -302,7 +135,7 @@ class _Context:
     fresh: list = field(default_factory=lambda: [0])
 
     def columns(self, cols) -> np.ndarray:
-        return np.stack([_evaluate(c, self.symbols, self.X) for c in cols], axis=1)
+        return np.stack([evaluate(c, self.symbols, self.X) for c in cols], axis=1)
 
     def tick(self, key: str, t0: float) -> None:
         self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
@@ -345,7 +178,7 @@ def _leaf(y, cols, ctx: _Context, depth: int):
 def _refit(expr, y, ctx: _Context):
     t0 = time.perf_counter()
     expr = refit_constants(expr, ctx.symbols, ctx.X[ctx.train], y[ctx.train])
-    rmse = _rmse(_evaluate(expr, ctx.symbols, ctx.X[ctx.val]), y[ctx.val])
+    rmse = rms_error(evaluate(expr, ctx.symbols, ctx.X[ctx.val]), y[ctx.val])
     ctx.tick("refit", t0)
     return expr, rmse
 
@@ -468,14 +301,14 @@ def _solve(y, cols, ctx: _Context, depth: int, inherited=None):
         ctx.notes.append(f"time budget spent: {_label(cols)} solved as one piece without structure tests")
         return alternative
     fit, Xn, steps = _candidates(y, cols, ctx, depth, inherited)
-    for step in steps[:2]:
+    for step in steps[:_TRIES]:
         if ctx.left() <= 0:
             ctx.notes.append(f"time budget spent: {step[1]} step on {_label(cols)} not tried")
             break
         ctx.say(depth, f"{step[1]}: {step[2]}")
         expr, children = _apply(step, y, cols, fit, Xn, ctx, depth)
         expr, rmse = _refit(expr, y, ctx)
-        if rmse <= alternative[2] * (1 + _ACCURACY_TOL) + 1e-12 * float(np.std(y)):
+        if rmse <= alternative[2] * (1 + ACCURACY_TOL) + FLOOR * float(np.std(y)):
             node = Node(step[1], step[2], _label(cols), children, expression=str(expr), val_rmse=rmse)
             return expr, node, rmse
         ctx.notes.append(f"undone: {step[1]} step on {_label(cols)} ({step[2]}) gave validation RMSE {rmse:.3g}, "
@@ -546,7 +379,7 @@ def decompose(X, y, names: Sequence[str], *, val_index, seed: int = 0, time_budg
                    progress=bool(progress), notes=[], timings={})
     expr, tree, rmse = _solve(y, list(symbols), ctx, 0)
     sst = float(np.sum((y[val] - y[val].mean()) ** 2))
-    pred = _evaluate(expr, symbols, X[val])
+    pred = evaluate(expr, symbols, X[val])
     r2 = 1.0 - float(np.sum((pred - y[val]) ** 2)) / sst if sst > 0 and np.all(np.isfinite(pred)) else -math.inf
     ctx.timings["total"] = time.perf_counter() - start
     return Decomposition(expr, rmse, r2, tree, ctx.notes, ctx.timings)

@@ -74,7 +74,8 @@ def test_unused_column_then_additive_split():
     d = decompose(X, y, names, val_index=np.arange(1200, 1500), max_leaf_variables=2, fit_options=FAST)
     assert d.tree.test == "unused" and "d" in d.tree.evidence, d.tree.to_dict()
     (child,) = d.tree.children
-    assert child.test == "additive" and sorted(map(sorted, (c.variables for c in child.children))) == [["a"], ["b", "c"]]
+    assert child.test == "additive"
+    assert sorted(sorted(c.variables) for c in child.children) == [["a"], ["b", "c"]]
     assert sympy.Symbol("d") not in d.expression.free_symbols
     assert score_on_fresh_rows(d, names, law, low, high) > 0.999
     record = json.loads(json.dumps(d.to_dict(), allow_nan=False))  # strict JSON
@@ -110,7 +111,8 @@ def test_a_custom_leaf_solver_gets_the_pieces():
     d = decompose(X, y, ["a", "b"], val_index=np.arange(600, 800), max_leaf_variables=1, fit_options=FAST,
                   solve_leaf=leaf)
     assert ["a", "b"] in seen and ["u0"] in seen, seen  # the whole table, then a - b as a new column
-    assert d.tree.test == "symmetry" and score_on_fresh_rows(d, ["a", "b"], lambda a, b: np.exp(a - b), [0, 0], [1, 1]) > 0.9999
+    assert d.tree.test == "symmetry"
+    assert score_on_fresh_rows(d, ["a", "b"], lambda a, b: np.exp(a - b), [0, 0], [1, 1]) > 0.9999
 
 
 def test_default_leaf_solver():

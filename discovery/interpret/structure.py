@@ -16,10 +16,10 @@ the members' disagreement:
   ensemble-mean gradient to its standard error, see :func:`unused_variables`).
 
 For a derivative ``D`` the statistic is ``median_b |mean_m D| / (std_m D / sqrt(M))`` over
-points ``b`` and ``M`` members ``m``: the member mean over its standard error (a median ``|t|``). It is zero-like when it stays below
-``threshold`` (default 3). A single model has no spread; then the statistic is relative to the
-size of its peers (``rms`` of all second derivatives, or of the gradient) and ``threshold`` is
-read as a fraction (default ``0.02``).
+points ``b`` and ``M`` members ``m``: the member mean over its standard error (a median
+``|t|``). It is zero-like when it stays below ``threshold`` (default 3). A single model has
+no spread; then the statistic is relative to the size of its peers (``rms`` of all second
+derivatives, or of the gradient) and ``threshold`` is read as a fraction (default ``0.02``).
 """
 
 from __future__ import annotations

@@ -345,7 +345,8 @@ def polynomial_transforms(expansion, *, units=None, threshold: float | None = No
         label = names[i] if names is not None else f"x{i}"
         for name in inputs:
             if name not in INPUT_TRANSFORMS:
-                raise ExpansionError(f"{call}: unknown input transform {name!r}; pass some of {sorted(INPUT_TRANSFORMS)}")
+                raise ExpansionError(f"{call}: unknown input transform {name!r}; pass some of "
+                                     f"{sorted(INPUT_TRANSFORMS)}")
             forward, inverse_coefficients, domain = INPUT_TRANSFORMS[name]
             x0 = center[:, i]
             if not bool(domain(x0).all()):
