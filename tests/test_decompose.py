@@ -158,3 +158,24 @@ def test_decompose_rejects_bad_inputs():
         decompose(X, y, ["a", "b"], val_index=[])
     with pytest.raises(DataError, match="names"):
         decompose(X, y, ["a"], val_index=[1, 2])
+
+
+def test_a_piece_reads_the_parents_exact_derivatives_on_its_slice():
+    from types import SimpleNamespace
+
+    from discovery.decompose import _Restricted
+    from discovery.engine import expand
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)).double()
+    parent = SimpleNamespace(model=net, x_mean=np.array([1.0, -2.0, 0.5]), x_scale=np.array([2.0, 0.5, 3.0]),
+                             y_mean=0.0, y_scale=1.0)
+    anchor = np.array([0.3, -1.0, 2.0])
+    piece = _Restricted(parent, [0, 2], anchor)
+    z_child = torch.tensor([[0.2, -0.4], [1.0, 0.5]], dtype=torch.float64)
+    z_parent = torch.stack([z_child[:, 0], torch.full((2,), (anchor[1] + 2.0) / 0.5, dtype=torch.float64),
+                            z_child[:, 1]], dim=1)
+    child, full = expand(piece.model, z_child, 3), expand(net, z_parent, 3)
+    for alpha in [(0, 0), (1, 0), (0, 1), (2, 1), (0, 3)]:
+        torch.testing.assert_close(child.derivative(alpha), full.derivative((alpha[0], 0, alpha[1])), rtol=1e-12,
+                                   atol=1e-12)
