@@ -17,8 +17,9 @@ The clearest test (smallest statistic relative to its threshold) is applied firs
 at most ``max_leaf_variables`` columns, or where nothing fires, go to the leaf solver; the
 recombined formula's constants are refitted jointly on the training rows and compared on the
 validation rows with the undecomposed alternative (the leaf solver on the whole node). A step
-that does worse is undone, and the reason is kept in ``notes``. The built-in leaf solver and
-the joint constant refit live in :mod:`discovery.leaf`.
+that does worse is undone, and the reason is kept in ``notes``. Finally, constants the
+validation rows cannot tell from zero are dropped and the rest refitted. The built-in leaf
+solver, the refit and the pruning live in :mod:`discovery.leaf`.
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ from discovery.errors import DataError, ExpansionError
 from discovery.fit import fit_ensemble
 from discovery.interpret.structure import additive_separability, multiplicative_separability, unused_variables
 from discovery.interpret.symmetry import symmetries
-from discovery.leaf import ACCURACY_TOL, FLOOR, Piece, evaluate, polynomial_leaf, refit_constants, rms_error
+from discovery.leaf import (ACCURACY_TOL, FLOOR, Piece, evaluate, polynomial_leaf, prune_constants, refit_constants,
+                            rms_error)
 
-__all__ = ["Decomposition", "Node", "Piece", "decompose", "polynomial_leaf", "refit_constants"]
+__all__ = ["Decomposition", "Node", "Piece", "decompose", "polynomial_leaf", "prune_constants", "refit_constants"]
 
 #: Training settings of every node's ensemble unless ``fit_options`` overrides them.
 NODE_FIT = {"members": 4, "hidden": (32, 32), "max_epochs": 300, "patience": 50, "lbfgs_steps": 100}
@@ -378,6 +380,11 @@ def decompose(X, y, names: Sequence[str], *, val_index, seed: int = 0, time_budg
                    solve_leaf=solve_leaf or _default_leaf(), max_leaf=int(max_leaf_variables),
                    progress=bool(progress), notes=[], timings={})
     expr, tree, rmse = _solve(y, list(symbols), ctx, 0)
+    t0 = time.perf_counter()  # constants the validation rows cannot tell from zero go, the rest refit
+    pruned = prune_constants(expr, symbols, X[val], y[val])
+    if pruned != expr:
+        expr, rmse = _refit(pruned, y, ctx)
+    ctx.tick("prune", t0)
     sst = float(np.sum((y[val] - y[val].mean()) ** 2))
     pred = evaluate(expr, symbols, X[val])
     r2 = 1.0 - float(np.sum((pred - y[val]) ** 2)) / sst if sst > 0 and np.all(np.isfinite(pred)) else -math.inf

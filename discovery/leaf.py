@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import sympy
 
-__all__ = ["Piece", "polynomial_leaf", "refit_constants"]
+__all__ = ["Piece", "polynomial_leaf", "prune_constants", "refit_constants"]
 
 ACCURACY_TOL = 0.05  # RMSEs within 5 % count as equally accurate (the simpler model wins)
 FLOOR = 1e-9  # RMSE differences below this fraction of y's spread are rounding
@@ -92,10 +92,35 @@ def refit_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.nda
     return template.xreplace({p: sympy.Float(float(v), 15) for p, v in zip(params, fit.x)})
 
 
+def prune_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray, y: np.ndarray,
+                    tolerance: float = ACCURACY_TOL) -> sympy.Expr:
+    """``expr`` with every ``Float`` set to zero whose removal keeps the RMSE on ``(X, y)``
+    (pass validation rows) within ``tolerance`` of the original; smallest constants first.
+
+    Examples
+    --------
+    >>> import numpy as np, sympy
+    >>> x = sympy.Symbol("x")
+    >>> X = np.linspace(-1, 1, 50)[:, None]
+    >>> prune_constants(sympy.Float(2.0) * x + sympy.Float(1e-12) * x ** 3, [x], X, 2 * X[:, 0])
+    2.0*x
+    """
+    limit = rms_error(evaluate(expr, symbols, X), y) * (1 + tolerance) + FLOOR * float(np.std(y))
+    for value in sorted(expr.atoms(sympy.Float), key=lambda f: abs(float(f))):
+        trial = expr.xreplace({value: sympy.Integer(0)})
+        if trial.has(sympy.nan, sympy.zoo, sympy.oo) or not isinstance(trial, sympy.Expr):
+            continue
+        if rms_error(evaluate(trial, symbols, X), y) <= limit:
+            expr = trial
+    return expr
+
+
 # -- the built-in leaf solver ------------------------------------------------------------------
 
-def _library(X: np.ndarray, symbols, degree: int, logs: bool = True):
-    """Monomials of degree 1..``degree`` in the columns, plus ``log x_i`` of positive columns."""
+def _library(X: np.ndarray, symbols, degree: int, extended: bool = True):
+    """Monomials of degree 1..``degree`` in the columns; ``extended`` adds ``log x_i`` of
+    positive columns and ``m(x) / x_i^k`` (``k = 1, 2``, ``m`` of degree <= 2 in the other
+    columns) of columns that keep one sign, so ``u^2 / s^2`` or ``1 / r`` are single terms."""
     from itertools import combinations_with_replacement
 
     p = X.shape[1]
@@ -104,40 +129,96 @@ def _library(X: np.ndarray, symbols, degree: int, logs: bool = True):
         for combo in combinations_with_replacement(range(p), d):
             cols.append(np.prod(X[:, list(combo)], axis=1))
             exprs.append(sympy.Mul(*[symbols[i] for i in combo]))
-    for i in range(p if logs else 0):
+    for i in range(p if extended else 0):
         if np.all(X[:, i] > 0):
             cols.append(np.log(X[:, i]))
             exprs.append(sympy.log(symbols[i]))
+        if not (np.all(X[:, i] > 0) or np.all(X[:, i] < 0)):
+            continue
+        others = [j for j in range(p) if j != i]
+        numerators = [()] + [c for d in (1, 2) for c in combinations_with_replacement(others, d)]
+        for k in (1, 2):
+            for combo in numerators:
+                cols.append(np.prod(X[:, list(combo)], axis=1) / X[:, i] ** k)
+                exprs.append(sympy.Mul(*[symbols[j] for j in combo]) / symbols[i] ** k)
     return np.stack(cols, axis=1), exprs
 
 
-def _stepwise(F, t, train, val, back, y):
-    """Forward selection on ``F`` (by training error); the smallest model whose validation RMSE
-    (after ``back`` maps predictions to ``y``) is within the accuracy tolerance of the best."""
-    chosen, path = [], []
-    remaining = list(range(F.shape[1]))
+def _best_subsets(F, t, train, max_size: int, keep: int = 3) -> list[list[int]]:
+    """The ``keep`` subsets of each size ``<= max_size`` with the least training error.
+
+    Exhaustive over the normal equations, solved in one batch per size (a greedy path misses
+    sparse laws whose terms correlate with other library terms: ``log a`` against ``a``,
+    ``1/a``, ...). A ridge of ``1e-12`` of the Gram diagonal keeps collinear subsets solvable.
+    """
+    from itertools import combinations
+
+    A = np.hstack([np.ones((len(train), 1)), F[train]])
+    G, b, tt = A.T @ A, A.T @ t[train], float(t[train] @ t[train])
+    ridge = 1e-12 * float(np.mean(np.diag(G)))
+    out = []
+    for size in range(1, max_size + 1):
+        combos = np.array(list(combinations(range(1, A.shape[1]), size)), dtype=np.int64)
+        if combos.size == 0:
+            break
+        idx = np.hstack([np.zeros((len(combos), 1), dtype=np.int64), combos])
+        Gs = G[idx[:, :, None], idx[:, None, :]] + ridge * np.eye(size + 1)
+        bs = b[idx]
+        c = np.linalg.solve(Gs, bs[..., None])[..., 0]
+        rss = tt - np.sum(c * bs, axis=1)
+        out += [list(combos[k] - 1) for k in np.argsort(rss)[:keep]]
+    return out
+
+
+def _stepwise(F, t, train, val, back, y, max_terms: int = 12, subsets: int = 40_000):
+    """Sparse least squares on the library ``F``: the best subsets of up to 3 terms (2 when
+    that would exceed ``subsets`` candidates), then forward selection from the best of them
+    (orthogonal matching pursuit) up to ``max_terms``. Returns the smallest model whose
+    validation RMSE (after ``back`` maps predictions to ``y``) is within the accuracy tolerance
+    of the best."""
+    from math import comb
+
+    K = F.shape[1]
     ones = np.ones((len(t), 1))
-    for _ in range(min(F.shape[1], 12) + 1):
+
+    def scored(chosen):
         A = np.hstack([ones, F[:, chosen]])
         coef, *_ = np.linalg.lstsq(A[train], t[train], rcond=None)
-        path.append((rms_error(back(A[val] @ coef), y[val]), list(chosen), coef))
-        if not remaining:
+        return rms_error(back(A[val] @ coef), y[val]), list(chosen), coef
+
+    size = 3 if comb(K, 3) <= subsets else 2 if comb(K, 2) <= subsets else 1
+    path = [scored([])] + [scored(c) for c in _best_subsets(F, t, train, min(size, K))]
+    chosen = list(min(path[1:] or path, key=lambda item: item[0])[1])
+    Ft = F[train]
+    basis = np.hstack([np.ones((len(train), 1)), Ft[:, chosen]])
+    basis, _ = np.linalg.qr(basis)
+    scale = np.linalg.norm(Ft, axis=0) + 1e-300
+    while len(chosen) < min(K, max_terms):
+        residual = t[train] - basis @ (basis.T @ t[train])
+        R = Ft - basis @ (basis.T @ Ft)  # candidates with the chosen directions removed
+        norms = np.linalg.norm(R, axis=0)
+        usable = norms > 1e-8 * scale
+        usable[chosen] = False
+        if not usable.any():
             break
-        residual = t[train] - A[train] @ coef
-        scores = [abs(F[train, k] @ residual) / (np.linalg.norm(F[train, k]) + 1e-300) for k in remaining]
-        chosen.append(remaining.pop(int(np.argmax(scores))))
+        k = int(np.argmax(np.where(usable, np.abs(R.T @ residual) / np.where(usable, norms, 1.0), -1.0)))
+        chosen.append(k)
+        basis = np.hstack([basis, (R[:, k] / norms[k])[:, None]])
+        path.append(scored(chosen))
     best = min(r for r, _, _ in path)
     # the floor: below about 1e-9 of y's spread, differences are rounding, not accuracy
-    return next(item for item in path if item[0] <= best * (1 + ACCURACY_TOL) + FLOOR * float(np.std(y)))
+    near = [item for item in path if item[0] <= best * (1 + ACCURACY_TOL) + FLOOR * float(np.std(y))]
+    return min(near, key=lambda item: (len(item[1]), item[0]))
 
 
 def polynomial_leaf(X: np.ndarray, y: np.ndarray, names: Sequence[str], *, val_index, seed: int = 0,
                     time_budget: float = 10.0, degree: int = 3) -> Piece:
-    """Built-in leaf solver: sparse polynomials (with ``log x`` terms) in several target forms.
+    """Built-in leaf solver: sparse polynomials (with ``log x`` and ``1/x`` terms) in several target forms.
 
     ``y`` and, for a sign-definite ``y = s |y|``, ``log |y|`` (``y = s exp(P)``), ``|y|^2``,
     ``1 / |y|`` and ``1 / |y|^2`` (``y = s P^(1/k)``) are each fitted by forward selection over
-    a library of monomials up to ``degree`` and ``log x_i`` of positive columns; the form with
+    a library of monomials up to ``degree``, ``log x_i`` of positive columns and monomials over
+    ``x_i`` or ``x_i^2`` of one-signed columns; the form with
     the lowest validation RMSE (in ``y``) wins, the fewest terms breaking ties within 5 %. A
     rational form ``y = P / (1 + Q)`` (degree 2, linearised least squares) competes too.
     Deterministic; ``seed`` and ``time_budget`` are accepted for the solver interface.
@@ -184,7 +265,7 @@ def _linear(coef, terms) -> sympy.Expr:
 
 def _rational(X, y, symbols, train, val):
     """``y = P / (1 + Q)`` with ``P``, ``Q`` of degree <= 2: ``y = P - y Q`` by least squares."""
-    F, terms = _library(X, symbols, 2, logs=False)
+    F, terms = _library(X, symbols, 2, extended=False)
     A = np.hstack([np.ones((len(y), 1)), F, -y[:, None] * F])
     coef, *_ = np.linalg.lstsq(A[train], y[train], rcond=None)
     k = F.shape[1]
