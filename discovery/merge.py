@@ -40,6 +40,7 @@ import pandas as pd
 import sympy
 import torch
 from scipy import optimize, stats
+from sklearn.metrics import r2_score
 
 from discovery.engine.polynomial import evaluate, shift_coefficients
 from discovery.errors import DataError
@@ -485,8 +486,7 @@ def merge(
             notes.extend(f"snapped {table[j].tolist()}: {s}" for j, s in snapped.items())
     val_rmse = fitter.rmse(final)
     pred_val = _to_target(D[val] @ final, space, sign)
-    ss_tot = float(np.sum((y[val] - y[val].mean()) ** 2))
-    val_r2 = 1.0 - float(np.sum((pred_val - y[val]) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
+    val_r2 = float(r2_score(y[val], pred_val)) if np.ptp(y[val]) > 0 and np.all(np.isfinite(pred_val)) else float("nan")
     if np.any(c != first_center):  # the table shows the consensus where the formula is read
         consensus, trimmed, spread, signif = _consensus(C, centers, table, c, trim)
         contrib = np.abs(consensus) * np.sqrt(np.mean(D**2, axis=0))

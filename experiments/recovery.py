@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import sympy
+from sklearn.metrics import r2_score
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -122,7 +123,7 @@ def r2_fresh(expr, truth, names: list[str], law: str) -> float:
         return float("nan")
     if not np.all(np.isfinite(pred)):
         return float("-inf")
-    return 1.0 - float(np.sum((y - pred) ** 2)) / float(np.sum((y - y.mean()) ** 2))
+    return float(r2_score(y, pred))
 
 
 def stlsq(X: np.ndarray, y: np.ndarray, names: list[str], degree: int = 3, threshold: float = 0.1,
