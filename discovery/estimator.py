@@ -297,7 +297,7 @@ class _NumpyFormula:
         return {"expression": self.expression, "names": self.names, "_f": None}
 
     def __repr__(self) -> str:
-        return f"PythonFormula({self.expression})"
+        return f"lambda_format({self.expression})"
 
 
 def _equations(d, names: list[str]) -> pd.DataFrame:

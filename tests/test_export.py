@@ -127,3 +127,14 @@ def test_module_state_dict_round_trips():
     other.load_state_dict(state)
     X = torch.tensor([[0.5, 1.0]], dtype=torch.float64)
     torch.testing.assert_close(other(X), module(X))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_module_runs_on_cuda_like_on_cpu():
+    expr, (lo, hi) = CASES["exp"][0] + CASES["Pow"][0], (0.2, 2)
+    X = torch.from_numpy(_points(lo, hi))
+    module = to_torch(expr, NAMES)
+    expected = module(X)
+    got = module.to("cuda")(X.to("cuda")).cpu()
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
