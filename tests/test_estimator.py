@@ -132,6 +132,10 @@ def test_exports_equal_predict_with_the_crosscheck_front():
     engine = model.equations_[model.equations_["source"] != "expansion"]
     assert len(engine) >= 2  # the engine's whole front, not only its choice
     _assert_exports_equal_predict(model, X)
+    # the recommended formula (the expansion's or the engine's) is one marked row of the table
+    chosen = model.equations_[model.equations_["chosen"]]
+    assert len(chosen) == 1 and chosen["source"].iloc[0] == model.discovery_.recommended
+    np.testing.assert_allclose(model.predict(X, index=int(chosen.index[0])), model.predict(X), rtol=1e-12, atol=1e-12)
 
 
 def test_table_losses_are_the_validation_errors_of_the_pipeline(fitted_models):
