@@ -206,6 +206,7 @@ def discover(
     merged = best["merged"]
     table_candidates = pd.DataFrame([{k: v for k, v in c.items() if k != "merged"} for c in candidates])
     table_candidates["chosen"] = [c is best for c in candidates]
+    table_candidates["sympy_format"] = [c["merged"].expression for c in candidates]  # exact, for exports
 
     comparison = None
     if engine is not None:
