@@ -94,7 +94,7 @@ def _trace(model: nn.Module, call: str) -> fx.GraphModule:
             f"{call}: the model could not be traced with torch.fx ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}); its forward must not branch on tensor "
             "values. Move data-dependent control flow out of forward, or wrap that part in a "
-            "module and register a Taylor rule for it with discovery.engine.register_rule(name, ModuleClass)"
+            "module and register a Taylor rule for it with discovery.engine.register_rule('name', ModuleClass)(rule)"
         ) from exc
     return fx.GraphModule(model, graph)
 
