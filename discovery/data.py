@@ -312,6 +312,7 @@ def _read_csv(path: Path, call: str) -> pd.DataFrame:
     if header_line.count(delimiter) == 0:
         delimiter = ","
     header = next(csv.reader([header_line], delimiter=delimiter, skipinitialspace=True))
+    _check_header_names(header, call)
     _check_duplicates([h.strip() for h in header], call)
     try:
         frame = pd.read_csv(
@@ -394,6 +395,35 @@ def _frame_locator(frame: pd.DataFrame):
 
 
 # ----------------------------------------------------------------------------- names and columns
+
+
+def _check_header_names(header: list[str], call: str) -> None:
+    """Refuse a header cell without a name, saying where it is and how to fix it.
+
+    pandas would call such a column ``Unnamed: 0``, a name the user never wrote; the usual
+    source is a row index written by ``DataFrame.to_csv``, which must not become a feature.
+    """
+    blank = [k + 1 for k, cell in enumerate(header) if not cell.strip()]
+    if not blank:
+        return
+
+    def place(k: int) -> str:
+        letters, n = "", k
+        while n:  # spreadsheet column letters: 1 -> A, 27 -> AA
+            n, r = divmod(n - 1, 26)
+            letters = chr(ord("A") + r) + letters
+        return f"{k} ({letters})"
+
+    one = len(blank) == 1
+    cells = f"the header cell of column {place(blank[0])} is" if one else (
+        f"the header cells of columns {', '.join(place(k) for k in blank)} are")
+    fixes = ["write a name into " + ("it" if one else "each")]
+    if blank[0] == 1:
+        fixes.append("delete column 1 if it holds row numbers (pandas writes them unless "
+                     "to_csv(..., index=False))")
+    if blank[-1] == len(header):
+        fixes.append("remove the separator at the end of each line")
+    raise DataError(f"{call}: {cells} empty; {', or '.join(fixes)}")
 
 
 def _check_duplicates(columns: list[str], call: str) -> None:
