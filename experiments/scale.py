@@ -192,8 +192,9 @@ def goals(frame: pd.DataFrame) -> list[str]:
     both = d.merge(ok[ok["method"] == "operon"], on=keys, suffixes=("", " operon"))
     for r in both.to_dict("records"):
         s_d, s_o = r["seconds"], r["seconds operon"]
-        lines.append(f"3. {r['rows']} rows, {r['features']} features, noise {r['noise']:g}: discover {s_d:.1f} s, "
-                     f"Operon {s_o:.1f} s: {'PASS' if s_d < s_o else 'FAIL'}")
+        lines.append(f"3. {r['rows']} rows, {r['features']} features, noise {r['noise']:g}: discover {s_d:.1f} s "
+                     f"(cpu {r['cpu s']:.1f}), Operon {s_o:.1f} s (cpu {r['cpu s operon']:.1f}): "
+                     f"{'PASS' if s_d < s_o else 'FAIL'}")
     if both.empty:
         lines.append("3. discover faster than Operon at every size: not run")
     return lines
@@ -216,11 +217,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--operon-threads", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per case and method")
     parser.add_argument("--out", default="scale", help="output stem under experiments/out")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rebuild <out>.md and the goals from an existing <out>.csv without running")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         method, csv, features, threads, out = args.child
         child(method, csv, int(features), int(threads), out)
+        return
+    if args.report_only:
+        report(pd.read_csv(OUT / f"{args.out}.csv"), args)
         return
 
     rows = [int(float(r)) for r in args.rows.split(",")]
@@ -252,10 +258,15 @@ def main(argv: list[str] | None = None) -> None:
                         frame = pd.DataFrame(results).reindex(columns=columns)
                         write_text(OUT / f"{args.out}.csv", frame.to_csv(index=False))
                     csv.unlink()
-    frame = pd.DataFrame(results).reindex(columns=columns)
+    report(pd.DataFrame(results).reindex(columns=columns), args)
+
+
+def report(frame: pd.DataFrame, args) -> None:
+    """Print the goals and write ``<out>.md``."""
     verdicts = goals(frame)
     print("\n".join(["", "Goals:", *verdicts]))
-    text = [f"# Scale: rows {args.rows}, features {args.features}, noise {args.noise}", "",
+    ran = {c: ",".join(f"{v:g}" for v in sorted(frame[c].unique())) for c in ("rows", "features", "noise")}
+    text = [f"# Scale: rows {ran['rows']}, features {ran['features']}, noise {ran['noise']}", "",
             markdown(frame.drop(columns=["timings"])), "", "## Goals", "", *[f"- {v}" for v in verdicts], ""]
     write_text(OUT / f"{args.out}.md", "\n".join(text))
 
