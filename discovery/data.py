@@ -315,14 +315,16 @@ def _read_csv(path: Path, call: str) -> pd.DataFrame:
     _check_header_names(header, call)
     _check_duplicates([h.strip() for h in header], call)
     try:
-        frame = pd.read_csv(
-            io.StringIO(text),
-            sep=delimiter,
-            skipinitialspace=True,
-            skip_blank_lines=False,
-            dtype=str,
-            keep_default_na=False,
-        )
+        frame = _read_numbers(raw, delimiter)
+        if frame is None:
+            frame = pd.read_csv(
+                io.StringIO(text),
+                sep=delimiter,
+                skipinitialspace=True,
+                skip_blank_lines=False,
+                dtype=str,
+                keep_default_na=False,
+            )
     except (pd.errors.ParserError, csv.Error) as exc:
         detail = " ".join(str(exc).split())
         raise DataError(
@@ -335,6 +337,25 @@ def _read_csv(path: Path, call: str) -> pd.DataFrame:
     if frame.shape[0] == 0:
         raise DataError(f"{call}: the file has a header line but no data rows; add observations")
     return frame
+
+
+def _read_numbers(raw: bytes, delimiter: str) -> pd.DataFrame | None:
+    """A UTF-8 file whose every cell is a plain number, as float64 columns; None for anything else.
+
+    pandas' C parser reads such a file several times faster, and in a fraction of the memory,
+    than as text; ``round_trip`` parses each number exactly as the text path does. Missing
+    cells, words, blank lines or a decimal comma fail here and take the text path, which
+    explains them.
+    """
+    try:
+        with warnings.catch_warnings():
+            # pandas 3 deprecates the option; where it is gone (TypeError) the text path reads the file.
+            warnings.filterwarnings("ignore", message=".*float_precision.*")
+            return pd.read_csv(io.BytesIO(raw), sep=delimiter, engine="c", encoding="utf-8-sig",
+                               skipinitialspace=True, skip_blank_lines=False, dtype=np.float64,
+                               na_filter=False, float_precision="round_trip")
+    except (ValueError, TypeError, pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error):
+        return None
 
 
 def _delimiter_name(delimiter: str) -> str:
