@@ -1,0 +1,239 @@
+"""What every closed-form family shares: candidates, the validation test that compares two of
+them, the noise estimate, refitting constants in float64 and snapping them to clean numbers.
+
+A candidate is judged only on validation rows; its constants are fitted only on training rows.
+Two candidates are "equally good" when the paired difference of their squared validation
+residuals is not significantly positive (two standard errors), or below float64 resolution.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import sympy
+
+from discovery.symbolic import clean_candidates
+
+EPS = float(np.finfo(np.float64).eps)
+Z = 2.0
+"""Standard errors a paired difference of squared residuals may reach and still count as a tie."""
+
+
+def variables(k: int) -> list[sympy.Symbol]:
+    """Internal input symbols (user names are substituted only at the very end)."""
+    return [sympy.Symbol(f"_v{j}", real=True) for j in range(k)]
+
+
+@dataclass
+class Candidate:
+    """One closed form proposed by a family: its method, how to get its SymPy expression in the
+    internal symbols, and its predictions on every row."""
+
+    method: str
+    build: Callable[[], sympy.Expr]
+    pred: np.ndarray
+    note: str = ""
+    _expr: sympy.Expr | None = field(default=None, repr=False)
+
+    @property
+    def expr(self) -> sympy.Expr:
+        if self._expr is None:
+            self._expr = self.build()
+        return self._expr
+
+
+def float_floor(y: np.ndarray) -> float:
+    """Mean squared error that float64 cannot tell from zero for a target like ``y``.
+
+    Least squares minimises squared residuals, so constants are resolved to about
+    ``sqrt(eps)`` relative: a residual below ``sqrt(eps) * rms(y)`` carries no information.
+    """
+    return EPS * float(np.mean(y**2)) + 1e-300
+
+
+def not_worse(res: np.ndarray, ref: np.ndarray, floor: float) -> bool:
+    """True when residuals ``res`` are not significantly larger than ``ref`` (paired test)."""
+    if not np.all(np.isfinite(res)):
+        return False
+    d = res**2 - ref**2
+    mean = float(np.mean(d))
+    if mean <= floor:
+        return True
+    return mean <= Z * float(np.std(d)) / math.sqrt(len(d))
+
+
+def r2(pred: np.ndarray, y: np.ndarray) -> float:
+    """Coefficient of determination (1 for an exact fit of a constant target)."""
+    if not np.all(np.isfinite(pred)):
+        return -math.inf
+    ss = float(np.sum((y - y.mean()) ** 2))
+    rss = float(np.sum((y - pred) ** 2))
+    if ss <= float_floor(y) * len(y):
+        return 1.0 if rss <= float_floor(y) * len(y) else -math.inf
+    return 1.0 - rss / ss
+
+
+def rmse(pred: np.ndarray, y: np.ndarray) -> float:
+    if not np.all(np.isfinite(pred)):
+        return math.inf
+    return float(np.sqrt(np.mean((pred - y) ** 2)))
+
+
+def noise_estimate(X: np.ndarray, y: np.ndarray, rng: np.random.Generator, max_rows: int = 400) -> float:
+    """Noise standard deviation of ``y`` estimated without a model (an upper bound on smooth data).
+
+    Each sampled row is predicted by a local linear fit on its ``2k + 4`` nearest neighbours
+    (inputs scaled to unit spread); the prediction error of such a fit has variance
+    ``sigma^2 (1 + (k + 1) / m)`` when the function is locally linear.
+    """
+    from scipy.spatial import cKDTree
+
+    n, k = X.shape
+    m = 2 * k + 4
+    if n <= m + 1:
+        return float(np.std(y))
+    scale = np.std(X, axis=0)
+    Z_ = (X - X.mean(axis=0)) / np.where(scale > 0, scale, 1.0)
+    rows = rng.choice(n, min(n, max_rows), replace=False)
+    _, nbr = cKDTree(Z_).query(Z_[rows], k=m + 1)
+    errors = []
+    for i, nb in zip(rows, nbr):
+        nb = nb[nb != i][:m]
+        A = np.column_stack([np.ones(m), Z_[nb] - Z_[i]])
+        coef = np.linalg.lstsq(A, y[nb], rcond=None)[0]
+        errors.append(y[i] - coef[0])
+    return float(np.sqrt(np.mean(np.square(errors)) / (1 + (k + 1) / m)))
+
+
+# --------------------------------------------------------------------------------------------
+# Refitting and snapping constants of a SymPy expression
+
+
+class Template:
+    """``expr`` with its Float constants as free parameters, compiled once for refits."""
+
+    def __init__(self, expr: sympy.Expr, xs: list[sympy.Symbol]):
+        self.floats = sorted(expr.atoms(sympy.Float), key=lambda f: -abs(float(f)))
+        self.params = sympy.symbols(f"_p0:{len(self.floats)}")
+        self.template = expr.xreplace(dict(zip(self.floats, self.params)))
+        self.theta = np.array([float(f) for f in self.floats])
+        self.exponent = [any(isinstance(a, sympy.Pow) and a.exp == p for a in sympy.preorder_traversal(self.template))
+                         for p in self.params]
+        args = [*self.params, *xs]
+        self._f = sympy.lambdify(args, self.template, modules="numpy")
+        self._grads = [sympy.lambdify(args, sympy.diff(self.template, p), modules="numpy") for p in self.params]
+
+    def __call__(self, theta: np.ndarray, cols: list[np.ndarray]) -> np.ndarray:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = self._f(*theta, *cols)
+        out = np.asarray(out)
+        if np.iscomplexobj(out):
+            out = np.where(np.abs(out.imag) > 1e-12 * (1 + np.abs(out.real)), np.nan, out.real)
+        return np.broadcast_to(out.astype(np.float64), cols[0].shape)
+
+    def jac(self, theta: np.ndarray, cols: list[np.ndarray], free: np.ndarray) -> np.ndarray:
+        out = []
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for j in np.flatnonzero(free):
+                g = np.asarray(self._grads[j](*theta, *cols))
+                out.append(np.broadcast_to(np.real(g).astype(np.float64), cols[0].shape))
+        J = np.column_stack(out) if out else np.zeros((len(cols[0]), 0))
+        return np.where(np.isfinite(J), J, 0.0)
+
+    def fit(self, theta: np.ndarray, free: np.ndarray, cols: list[np.ndarray], y: np.ndarray) -> np.ndarray:
+        """Least squares over the ``free`` parameters from ``theta``; the start if that is better."""
+        from scipy.optimize import least_squares
+
+        theta = theta.astype(np.float64).copy()
+        if not free.any():
+            return theta
+
+        def full(t):
+            th = theta.copy()
+            th[free] = t
+            return th
+
+        def residual(t):
+            r = self(full(t), cols) - y
+            return np.where(np.isfinite(r), r, 1e150)
+
+        start = float(np.sum(residual(theta[free]) ** 2))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                sol = least_squares(residual, theta[free], jac=lambda t: self.jac(full(t), cols, free), method="lm",
+                                    xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=50 * (int(free.sum()) + 1))
+        except (ValueError, FloatingPointError, ZeroDivisionError, OverflowError):
+            return theta
+        return full(sol.x) if float(np.sum(sol.fun**2)) <= start else theta
+
+    def expression(self, theta: np.ndarray, exact: dict[int, sympy.Expr]) -> sympy.Expr:
+        values = {p: exact.get(j, sympy.Float(float(t))) for j, (p, t) in enumerate(zip(self.params, theta))}
+        return self.template.xreplace(values)
+
+
+def _clean_options(value: float, exponent: bool) -> list[tuple[float, sympy.Expr, bool]]:
+    """Zero first, then clean numbers within 5 % of ``value``, simplest first; the flag marks the
+    sqrt/pi family, which needs stronger evidence than a decimal."""
+    options: list[tuple[float, sympy.Expr, bool]] = [(0.0, sympy.Integer(0), False)]
+    for f, e, family in clean_candidates(value, "exponent" if exponent else "coefficient"):
+        if abs(f - value) <= 0.05 * abs(value) and "digits" not in family:
+            if isinstance(e, sympy.Float):
+                e = sympy.Rational(repr(float(e)))
+            options.append((f, e, family == "constant"))
+    return options
+
+
+@dataclass
+class Polished:
+    expr: sympy.Expr
+    pred: np.ndarray
+    snapped: list[str]
+
+
+def polish(expr: sympy.Expr, xs: list[sympy.Symbol], cols: list[np.ndarray], y: np.ndarray,
+           train: np.ndarray, val: np.ndarray, floor: float, deadline: float, clock: Callable[[], float]) -> Polished | None:
+    """Refit the Float constants of ``expr`` on training rows, then snap each to zero or a clean
+    number when the validation residuals stay not worse than the refitted expression's.
+
+    ``sqrt(n)`` and ``k*pi/q`` are accepted only when the fitted value is within 1e-4 of them
+    (relative) as well. Returns ``None`` when the expression does not evaluate on the rows.
+    """
+    tpl = Template(expr, xs)
+    tr = [c[train] for c in cols]
+    theta = tpl.fit(tpl.theta, np.ones(len(tpl.theta), bool), tr, y[train])
+    pred = tpl(theta, cols)
+    if not np.all(np.isfinite(pred)):
+        theta = tpl.theta
+        pred = tpl(theta, cols)
+        if not np.all(np.isfinite(pred)):
+            return None
+    ref = pred[val] - y[val]
+    free = np.ones(len(theta), bool)
+    exact: dict[int, sympy.Expr] = {}
+    snapped = []
+    for j in range(len(theta)):
+        if clock() > deadline:
+            snapped.append("(snapping stopped at the time budget)")
+            break
+        for value, number, special in _clean_options(float(theta[j]), tpl.exponent[j]):
+            if special and abs(value - theta[j]) > 1e-4 * abs(value):
+                continue
+            trial = theta.copy()
+            trial[j] = value
+            f = free.copy()
+            f[j] = False
+            trial = tpl.fit(trial, f, tr, y[train])
+            tpred = tpl(trial, cols)
+            if not_worse(tpred[val] - y[val], ref, floor):
+                theta, free, pred = trial, f, tpred
+                exact[j] = number
+                snapped.append(f"{float(tpl.floats[j]):.6g} -> {number}")
+                break
+    return Polished(tpl.expression(theta, exact), pred, snapped)
