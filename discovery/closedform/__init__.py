@@ -116,9 +116,11 @@ def _structure_left(res: np.ndarray, Xv: np.ndarray, floor: float, rng) -> tuple
     fits on neighbours) is compared with their whole size."""
     total = float(np.mean(res**2))
     if total <= floor:
-        return False, "residuals at float64 resolution"
+        return False, "residuals within what the data resolve (float64, ensemble disagreement)"
     noise = noise_estimate(Xv, res, rng) ** 2
-    allowed = noise * (1 + 2 * 2.0 * math.sqrt(2.0 / len(res)))  # two standard errors, pseudo-residuals doubled
+    # the ratio has a standard error of about sqrt(2/n) and the noise part is slightly biased
+    # low (local fits), so three standard errors
+    allowed = noise * (1 + 3.0 * math.sqrt(2.0 / len(res)))
     return total > allowed, (f"residual mean square {total:.3g} vs its noise part {noise:.3g} "
                              f"(allowed {allowed:.3g})")
 
@@ -179,8 +181,13 @@ def solve_piece(
     rng = np.random.default_rng(seed)
     xs = variables(k)
     cols = [X[:, j] for j in range(k)]
-    floor = float_floor(y[val])
     notes: list[str] = []
+    # what the data can resolve: float64, plus the ensemble's disagreement when members are given
+    spread = _member_spread(model, X[val])
+    floor = float_floor(y[val]) + spread**2
+    if spread > 0:
+        notes.append(f"ensemble members disagree by {spread:.3g} (rms) on validation rows: "
+                     "candidates closer than that to the best count as equally good")
     search_deadline = SEARCH_SHARE * time_budget
 
     mean = float(np.mean(y[train]))
@@ -266,12 +273,31 @@ def solve_piece(
     rows, shown = [], set()
     for c in sorted(polished + cands[:20], key=score):
         e = c.expr.xreplace(symbols)
-        if str(e) not in shown:
-            shown.add(str(e))
+        if (c.method, c.note, str(e)) not in shown:
+            shown.add((c.method, c.note, str(e)))
             rows.append((f"{c.method}: {c.note}", e, complexity(e), score(c)))
     table = pd.DataFrame(rows, columns=["method", "expression", "complexity", "val_rmse"])
     return Piece(chosen.expr.xreplace(symbols), score(chosen), r2(chosen.pred[val], y[val]),
                  method if exact else f"approximate {method}", "\n".join(evidence), table)
+
+
+def _member_spread(model, Xv: np.ndarray) -> float:
+    """Root mean square standard deviation across the model's outputs (ensemble members) on
+    ``Xv``; 0 without a model or with one output."""
+    if model is None:
+        return 0.0
+    import copy
+
+    import torch
+
+    if isinstance(model, torch.nn.Module):
+        model = copy.deepcopy(model).double()
+    with torch.no_grad():
+        out = model(torch.as_tensor(Xv, dtype=torch.float64))
+    out = np.asarray(out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else out, dtype=np.float64)
+    if out.ndim != 2 or out.shape[1] < 2:
+        return 0.0
+    return float(np.sqrt(np.mean(np.var(out, axis=1, ddof=1))))
 
 
 def _series(model, X, y, xs, train, cands: list[Candidate]) -> str:

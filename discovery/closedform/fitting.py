@@ -56,14 +56,24 @@ def float_floor(y: np.ndarray) -> float:
 
 
 def not_worse(res: np.ndarray, ref: np.ndarray, floor: float) -> bool:
-    """True when residuals ``res`` are not significantly larger than ``ref`` (paired test)."""
+    """True when residuals ``res`` are not significantly larger than ``ref``.
+
+    Two conditions: the paired differences of squared residuals are not significantly positive
+    (``Z`` standard errors), and the mean square exceeds the reference's by no more than ``Z``
+    times the relative standard error of a mean square, ``sqrt(2/n)`` (this one keeps a single
+    huge residual, e.g. near a pole, from hiding in its own large spread). Differences below
+    ``floor`` always count as ties.
+    """
     if not np.all(np.isfinite(res)):
         return False
     d = res**2 - ref**2
     mean = float(np.mean(d))
     if mean <= floor:
         return True
-    return mean <= Z * float(np.std(d)) / math.sqrt(len(d))
+    n = len(d)
+    paired = mean <= Z * float(np.std(d)) / math.sqrt(n)
+    ratio = float(np.mean(res**2)) <= float(np.mean(ref**2)) * (1 + Z * math.sqrt(2.0 / n)) + floor
+    return paired and ratio
 
 
 def r2(pred: np.ndarray, y: np.ndarray) -> float:
@@ -232,8 +242,8 @@ def polish(expr: sympy.Expr, xs: list[sympy.Symbol], cols: list[np.ndarray], y: 
             trial = tpl.fit(trial, f, tr, y[train])
             tpred = tpl(trial, cols)
             if not_worse(tpred[val] - y[val], ref, floor):
+                snapped.append(f"{float(theta[j]):.6g} -> {number}")
                 theta, free, pred = trial, f, tpred
                 exact[j] = number
-                snapped.append(f"{float(tpl.floats[j]):.6g} -> {number}")
                 break
     return Polished(tpl.expression(theta, exact), pred, snapped)

@@ -107,22 +107,25 @@ def series_candidates(model, X, y, xs, train) -> Iterator[Candidate]:
         yield Candidate("series ODE", build, pred, label)
     x0 = float(np.median(x[train]))
     a = series_coefficients(model, np.array([x0]), PADE_ORDER)[0]
-    t = x - x0
+    shift = np.polynomial.Polynomial([-x0, 1.0])
     for M in range(1, PADE_ORDER + 1):
         for L in range(0, PADE_ORDER + 1 - M):
             pq = _pade(a, L, M)
             if pq is None:
                 continue
-            p, q = pq
-            Q = np.polyval(q[::-1], t)
+            # back to powers of x, with Q(0) = 1 where Q(0) is not 0
+            p = np.polynomial.Polynomial(pq[0])(shift).coef
+            q = np.polynomial.Polynomial(pq[1])(shift).coef
+            if abs(q[0]) > 1e-12 * np.max(np.abs(q)):
+                p, q = p / q[0], q / q[0]
+            Q = np.polyval(q[::-1], x)
             if not (np.all(Q > 0) or np.all(Q < 0)):
                 continue
-            pred = np.polyval(p[::-1], t) / Q
+            pred = np.polyval(p[::-1], x) / Q
 
             def build(p=p, q=q):
-                ts = s - sympy.Float(x0)
-                P = sympy.Add(*[sympy.Float(float(v)) * ts**i for i, v in enumerate(p)])
-                Qs = 1 + sympy.Add(*[sympy.Float(float(v)) * ts**i for i, v in enumerate(q) if i > 0])
+                P = sympy.Add(*[sympy.Float(float(v)) * s**i for i, v in enumerate(p)])
+                Qs = sympy.Add(*[(1 if i == 0 and v == 1 else sympy.Float(float(v))) * s**i for i, v in enumerate(q)])
                 return P / Qs
 
             yield Candidate("series Pade", build, pred, f"Pade [{L}/{M}] at x = {x0:.6g}")
