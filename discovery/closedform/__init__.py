@@ -31,14 +31,17 @@ from discovery.closedform.fitting import (
     Candidate, float_floor, noise_estimate, not_worse, polish, r2, rmse, variables,
 )
 from discovery.closedform.polynomial import rationals, transformed_polynomials
+from discovery.crosscheck.base import complexity
 from discovery.errors import CrosscheckError, DataError
 
 __all__ = ["Piece", "solve_piece"]
 
 POOL = 8
 """Candidates (best on validation) whose constants are refitted and snapped."""
-SEARCH_SHARE = 0.6
-"""Share of the time budget for proposing candidates; the rest refits and snaps them."""
+SEARCH_SHARE = 0.45
+"""Share of the time budget for the own families; Operon may use up to ``OPERON_SHARE`` more,
+and the rest refits and snaps the best candidates."""
+OPERON_SHARE = 0.25
 
 
 @dataclass
@@ -210,14 +213,14 @@ def solve_piece(
     cands.sort(key=score)
     if engine != "off":
         best_ms = score(cands[0]) ** 2
-        remaining = time_budget - clock()
+        seconds = min(OPERON_SHARE * time_budget, (SEARCH_SHARE + OPERON_SHARE) * time_budget - clock())
         if engine == "auto" and best_ms <= floor:
             notes.append("Operon not run: a candidate already fits to float64 resolution")
-        elif remaining < 1.0:
-            notes.append("Operon not run: time budget spent")
+        elif seconds < 1.0:  # Operon's time cap counts whole seconds
+            notes.append(f"Operon not run: under 1 s of its share of the {time_budget:g} s budget left")
         else:
             try:
-                cands.extend(_operon(X, y, list(names), xs, train, max(1.0, 0.5 * remaining), seed))
+                cands.extend(_operon(X, y, list(names), xs, train, float(int(seconds)), seed))
                 cands.sort(key=score)
             except ImportError as exc:
                 notes.append(f"Operon not available: {exc}")
@@ -235,7 +238,10 @@ def solve_piece(
             pool.append(c)
     snapped_notes = {}
     polished = []
-    for c in pool:
+    for i, c in enumerate(pool):
+        if i and clock() > time_budget:
+            notes.append(f"time budget: {len(pool) - i} of {len(pool)} best candidates left unpolished")
+            break
         p = polish(c.expr, xs, cols, y, train, val, floor, time_budget, clock)
         if p is not None:
             pc = Candidate(c.method, lambda e=p.expr: e, p.pred, c.note)
@@ -248,8 +254,6 @@ def solve_piece(
     final.append(next(c for c in cands if c.method == "constant"))
     final.sort(key=score)
     best_res = final[0].pred[val] - y[val]
-    from discovery.crosscheck.base import complexity
-
     ties = [c for c in final if not_worse(c.pred[val] - y[val], best_res, floor)]
     chosen = min(ties, key=lambda c: (complexity(c.expr), score(c)))
 

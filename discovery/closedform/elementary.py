@@ -14,6 +14,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import sympy
+from scipy.optimize import least_squares
 
 from discovery.closedform.fitting import Candidate
 
@@ -46,8 +47,6 @@ def _linear_rss(B: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
 def _refine(f: Callable, theta: np.ndarray, x: np.ndarray, y: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, float]:
     """Levenberg-Marquardt from ``theta``; the Jacobian by complex steps (exact, one evaluation
     per constant). A coarse tolerance suffices: the chosen candidates are refitted later."""
-    from scipy.optimize import least_squares
-
     def full(t):
         th = theta.astype(t.dtype)
         th[free] = t

@@ -15,6 +15,8 @@ from typing import Callable
 
 import numpy as np
 import sympy
+from scipy.optimize import least_squares
+from scipy.spatial import cKDTree
 
 from discovery.symbolic import clean_candidates
 
@@ -100,8 +102,6 @@ def noise_estimate(X: np.ndarray, y: np.ndarray, rng: np.random.Generator, max_r
     (inputs scaled to unit spread); the prediction error of such a fit has variance
     ``sigma^2 (1 + (k + 1) / m)`` when the function is locally linear.
     """
-    from scipy.spatial import cKDTree
-
     n, k = X.shape
     m = 2 * k + 4
     if n <= m + 1:
@@ -133,33 +133,43 @@ class Template:
         self.theta = np.array([float(f) for f in self.floats])
         self.exponent = [any(isinstance(a, sympy.Pow) and a.exp == p for a in sympy.preorder_traversal(self.template))
                          for p in self.params]
-        args = [*self.params, *xs]
-        self._f = sympy.lambdify(args, self.template, modules="numpy")
-        self._grads = [sympy.lambdify(args, sympy.diff(self.template, p), modules="numpy") for p in self.params]
+        self._f = sympy.lambdify([*self.params, *xs], self.template, modules="numpy")
+        # complex steps give exact derivatives from one evaluation, but only for analytic forms
+        rough = (sympy.Abs, sympy.sign, sympy.Min, sympy.Max, sympy.floor, sympy.ceiling, sympy.re, sympy.im)
+        self._analytic = not self.template.has(*rough)
 
-    def __call__(self, theta: np.ndarray, cols: list[np.ndarray]) -> np.ndarray:
+    def _raw(self, theta, cols):
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            out = self._f(*theta, *cols)
-        out = np.asarray(out)
+            return np.asarray(self._f(*theta, *cols))
+
+    def __call__(self, theta: np.ndarray, cols: list[np.ndarray]) -> np.ndarray:
+        out = self._raw(theta, cols)
         if np.iscomplexobj(out):
             out = np.where(np.abs(out.imag) > 1e-12 * (1 + np.abs(out.real)), np.nan, out.real)
         return np.broadcast_to(out.astype(np.float64), cols[0].shape)
 
     def jac(self, theta: np.ndarray, cols: list[np.ndarray], free: np.ndarray) -> np.ndarray:
         out = []
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for j in np.flatnonzero(free):
-                g = np.asarray(self._grads[j](*theta, *cols))
-                out.append(np.broadcast_to(np.real(g).astype(np.float64), cols[0].shape))
+        for j in np.flatnonzero(free):
+            if self._analytic:
+                h = 1e-30 * max(1.0, abs(theta[j]))
+                t = theta.astype(np.complex128)
+                t[j] += 1j * h
+                g = np.imag(self._raw(t, [c + 0j for c in cols])) / h
+            else:
+                h = 1e-6 * max(1.0, abs(theta[j]))
+                up, down = theta.copy(), theta.copy()
+                up[j] += h
+                down[j] -= h
+                g = (self(up, cols) - self(down, cols)) / (2 * h)
+            out.append(np.broadcast_to(np.asarray(g, dtype=np.float64), cols[0].shape))
         J = np.column_stack(out) if out else np.zeros((len(cols[0]), 0))
         return np.where(np.isfinite(J), J, 0.0)
 
-    def fit(self, theta: np.ndarray, free: np.ndarray, cols: list[np.ndarray], y: np.ndarray) -> np.ndarray:
+    def fit(self, theta: np.ndarray, free: np.ndarray, cols: list[np.ndarray], y: np.ndarray,
+            effort: int = 50) -> np.ndarray:
         """Least squares over the ``free`` parameters from ``theta``; the start if that is better."""
-        from scipy.optimize import least_squares
-
         theta = theta.astype(np.float64).copy()
         if not free.any():
             return theta
@@ -178,7 +188,7 @@ class Template:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 sol = least_squares(residual, theta[free], jac=lambda t: self.jac(full(t), cols, free), method="lm",
-                                    xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=50 * (int(free.sum()) + 1))
+                                    xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=effort * (int(free.sum()) + 1))
         except (ValueError, FloatingPointError, ZeroDivisionError, OverflowError):
             return theta
         return full(sol.x) if float(np.sum(sol.fun**2)) <= start else theta
@@ -239,7 +249,7 @@ def polish(expr: sympy.Expr, xs: list[sympy.Symbol], cols: list[np.ndarray], y: 
             trial[j] = value
             f = free.copy()
             f[j] = False
-            trial = tpl.fit(trial, f, tr, y[train])
+            trial = tpl.fit(trial, f, tr, y[train], effort=20)  # a right snap converges quickly
             tpred = tpl(trial, cols)
             if not_worse(tpred[val] - y[val], ref, floor):
                 snapped.append(f"{float(theta[j]):.6g} -> {number}")

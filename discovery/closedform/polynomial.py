@@ -12,6 +12,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import sympy
+from scipy.optimize import least_squares
 
 from discovery.closedform.fitting import EPS, Candidate
 from discovery.engine.polynomial import monomials
@@ -144,8 +145,6 @@ def transformed_polynomials(X, y, xs, train, deadline, clock) -> Iterator[Candid
 
 def _rational_fit(Pm, Qm, y, train):
     """P/Q with Q's constant 1: linearised least squares, then Levenberg-Marquardt on P/Q - y."""
-    from scipy.optimize import least_squares
-
     A = np.column_stack([Pm[train], -y[train, None] * Qm[train]])
     theta, *_ = np.linalg.lstsq(A, y[train], rcond=None)
     npp = Pm.shape[1]
