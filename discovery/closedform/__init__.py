@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 import sympy
 
-from discovery.closedform.elementary import elementary
+from discovery.closedform.elementary import composite, elementary
 from discovery.closedform.fitting import (
-    Candidate, float_floor, noise_estimate, not_worse, polish, r2, rmse, variables,
+    NOISE_ROWS, Candidate, float_floor, noise_estimate, not_worse, polish, r2, rmse, variables,
 )
 from discovery.closedform.polynomial import rationals, transformed_polynomials
 from discovery.crosscheck.base import complexity
@@ -121,9 +121,9 @@ def _structure_left(res: np.ndarray, Xv: np.ndarray, floor: float, rng) -> tuple
     if total <= floor:
         return False, "residuals within what the data resolve (float64, ensemble disagreement)"
     noise = noise_estimate(Xv, res, rng) ** 2
-    # the ratio has a standard error of about sqrt(2/n) and the noise part is slightly biased
-    # low (local fits), so three standard errors
-    allowed = noise * (1 + 3.0 * math.sqrt(2.0 / len(res)))
+    # the ratio has a standard error of about sqrt(2/n) for independent residuals (n: rows in
+    # the noise estimate); the pseudo-residuals share neighbours, so three standard errors
+    allowed = noise * (1 + 3.0 * math.sqrt(2.0 / min(len(res), NOISE_ROWS)))
     return total > allowed, (f"residual mean square {total:.3g} vs its noise part {noise:.3g} "
                              f"(allowed {allowed:.3g})")
 
@@ -194,10 +194,12 @@ def solve_piece(
     search_deadline = SEARCH_SHARE * time_budget
 
     mean = float(np.mean(y[train]))
-    cands = [Candidate("constant", lambda: sympy.Float(mean), np.full(len(y), mean), "mean of training rows")]
+    cands_constant = Candidate("constant", lambda: sympy.Float(mean), np.full(len(y), mean), "mean of training rows")
+    cands = [cands_constant]
     families = [("transformed polynomials", transformed_polynomials), ("rational functions", rationals)]
     if k == 1:
         families.append(("elementary functions", elementary))
+    families.append(("elementary functions of a monomial", composite))
     for label, family in families:
         if clock() > search_deadline:
             notes.append(f"time budget reached before {label}")
@@ -228,9 +230,9 @@ def solve_piece(
                 notes.append(f"Operon failed: {exc}")
 
     tried = len(cands)
-    pool, seen = [], set()
+    pool, seen = [cands_constant], {sympy.srepr(cands_constant.expr)}
     for c in cands:
-        if len(pool) == POOL:
+        if len(pool) == POOL + 1:
             break
         key = sympy.srepr(c.expr)
         if key not in seen:
@@ -251,7 +253,7 @@ def solve_piece(
         notes.append(f"time budget of {time_budget:g} s spent ({clock():.1f} s used)")
 
     final = [c for c in polished + pool + cands[:1] if np.all(np.isfinite(c.pred))]
-    final.append(next(c for c in cands if c.method == "constant"))
+    final.append(cands_constant)
     final.sort(key=score)
     best_res = final[0].pred[val] - y[val]
     ties = [c for c in final if not_worse(c.pred[val] - y[val], best_res, floor)]
@@ -262,8 +264,15 @@ def solve_piece(
     better_than_constant = not not_worse(constant_res, res, floor) or float(np.mean(constant_res**2)) <= floor
     left, residual_note = _structure_left(res, X[val], floor, rng)
     exact = better_than_constant and not left
-    method = f"{chosen.method}: {chosen.note}"
     symbols = {s: sympy.Symbol(n) for s, n in zip(xs, names)}
+
+    def describe(c: Candidate) -> str:
+        text = f"{c.method}: {c.note}"
+        for j in reversed(range(k)):  # _v10 before _v1
+            text = text.replace(f"_v{j}", names[j])
+        return text
+
+    method = describe(chosen)
     evidence = [
         f"chosen: {method} (complexity {complexity(chosen.expr)}, simplest of {len(ties)} candidates not "
         f"significantly worse on {len(val)} validation rows than the best, out of {tried} tried)",
@@ -279,7 +288,7 @@ def solve_piece(
         e = c.expr.xreplace(symbols)
         if (c.method, c.note, str(e)) not in shown:
             shown.add((c.method, c.note, str(e)))
-            rows.append((f"{c.method}: {c.note}", e, complexity(e), score(c)))
+            rows.append((describe(c), e, complexity(e), score(c)))
     table = pd.DataFrame(rows, columns=["method", "expression", "complexity", "val_rmse"])
     return Piece(chosen.expr.xreplace(symbols), score(chosen), r2(chosen.pred[val], y[val]),
                  method if exact else f"approximate {method}", "\n".join(evidence), table)

@@ -189,3 +189,61 @@ def elementary(X, y, xs, train, deadline, clock) -> Iterator[Candidate]:
     cand = _search("a*arcsin(b*x + c) + d", f, b, starts, x, y, train)
     if cand is not None:
         yield cand
+
+
+def _monomials(X: np.ndarray, xs: list) -> list[tuple[np.ndarray, sympy.Expr]]:
+    """Products of the inputs with exponents in -2..2 and total absolute degree 1 or 2
+    (negative ones only for inputs without zeros): the inner forms ``x*y``, ``x/y``, ``x**2``..."""
+    k = X.shape[1]
+    allowed = [(-2, -1, 0, 1, 2) if np.all(X[:, j] != 0) else (0, 1, 2) for j in range(k)]
+    out = []
+    for e in np.ndindex(*(5,) * k):
+        e = tuple(v - 2 for v in e)
+        if not 1 <= sum(abs(v) for v in e) <= 2 or any(v not in allowed[j] for j, v in enumerate(e)):
+            continue
+        col = np.prod([X[:, j] ** float(v) for j, v in enumerate(e)], axis=0)
+        out.append((col, sympy.Mul(*[s**v for s, v in zip(xs, e)])))
+    return out
+
+
+def composite(X, y, xs, train, deadline, clock) -> Iterator[Candidate]:
+    """``a*g(b*m + c) + d`` for elementary ``g`` and a monomial ``m`` of the inputs (``x*y``,
+    ``x/y``, ``x**2``, ``1/x``, ...): an elementary function of one combined variable."""
+    yt = y[train]
+    one = np.ones(len(train))
+    F = sympy.Float
+    for name, (g, gs, grid) in FUNCTIONS.items():
+        starts = []
+        for j, (col, _) in enumerate(_monomials(X, xs)):
+            if clock() > deadline:
+                return
+            mt = col[train]
+            m, sd = float(np.mean(mt)), float(np.std(mt)) or 1.0
+            for beta, gamma in grid:
+                b, c = beta / sd, gamma - beta * m / sd
+                with np.errstate(all="ignore"):
+                    G = g(b * mt + c)
+                if not np.all(np.isfinite(G)):
+                    continue
+                (a, d), rss = _linear_rss(np.column_stack([G, one]), yt)
+                starts.append((rss, np.array([a, b, c, d, j])))
+        best, best_rss = None, math.inf
+        for theta in _best_starts(starts):
+            col, mono = _monomials(X, xs)[int(theta[4])]
+            f = lambda th, x, g=g: th[0] * g(th[1] * x + th[2]) + th[3]
+            fixed = [2] if name == "exp" else []
+            free = np.ones(4, bool)
+            free[fixed] = False
+            th, rss = _refine(f, theta[:4], col[train], yt, free)
+            if rss < best_rss:
+                best, best_rss = (th, col, mono, f, fixed), rss
+        if best is None:
+            continue
+        th, col, mono, f, fixed = best
+        with np.errstate(all="ignore"):
+            pred = f(th, col)
+        if not np.all(np.isfinite(pred)):
+            continue
+        shift = (lambda v: sympy.Integer(0)) if fixed else F
+        build = lambda th=th, mono=mono, gs=gs, shift=shift: F(th[0]) * gs(F(th[1]) * mono + shift(th[2])) + F(th[3])
+        yield Candidate("elementary", build, np.asarray(pred, dtype=np.float64), f"a*{name}(b*m + c) + d, m = {mono}")

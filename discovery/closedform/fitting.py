@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from fractions import Fraction
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -95,12 +96,17 @@ def rmse(pred: np.ndarray, y: np.ndarray) -> float:
     return float(np.sqrt(np.mean((pred - y) ** 2)))
 
 
-def noise_estimate(X: np.ndarray, y: np.ndarray, rng: np.random.Generator, max_rows: int = 400) -> float:
+NOISE_ROWS = 400
+"""Rows sampled by :func:`noise_estimate` (its precision is that of a mean of this many)."""
+
+
+def noise_estimate(X: np.ndarray, y: np.ndarray, rng: np.random.Generator, max_rows: int = NOISE_ROWS) -> float:
     """Noise standard deviation of ``y`` estimated without a model (an upper bound on smooth data).
 
     Each sampled row is predicted by a local linear fit on its ``2k + 4`` nearest neighbours
-    (inputs scaled to unit spread); the prediction error of such a fit has variance
-    ``sigma^2 (1 + (k + 1) / m)`` when the function is locally linear.
+    (inputs scaled to unit spread). Where the function is locally linear, the prediction error
+    has variance ``sigma^2 (1 + h)`` with ``h = [(A^T A)^-1]_00`` of that fit, so each squared
+    error is divided by ``1 + h``.
     """
     n, k = X.shape
     m = 2 * k + 4
@@ -110,13 +116,14 @@ def noise_estimate(X: np.ndarray, y: np.ndarray, rng: np.random.Generator, max_r
     Z_ = (X - X.mean(axis=0)) / np.where(scale > 0, scale, 1.0)
     rows = rng.choice(n, min(n, max_rows), replace=False)
     _, nbr = cKDTree(Z_).query(Z_[rows], k=m + 1)
-    errors = []
+    ratios = []
     for i, nb in zip(rows, nbr):
         nb = nb[nb != i][:m]
         A = np.column_stack([np.ones(m), Z_[nb] - Z_[i]])
-        coef = np.linalg.lstsq(A, y[nb], rcond=None)[0]
-        errors.append(y[i] - coef[0])
-    return float(np.sqrt(np.mean(np.square(errors)) / (1 + (k + 1) / m)))
+        AtA_inv = np.linalg.pinv(A.T @ A)
+        coef = AtA_inv @ (A.T @ y[nb])
+        ratios.append((y[i] - coef[0]) ** 2 / (1 + AtA_inv[0, 0]))
+    return float(np.sqrt(np.mean(ratios)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -199,15 +206,24 @@ class Template:
 
 
 def _clean_options(value: float, exponent: bool) -> list[tuple[float, sympy.Expr, bool]]:
-    """Zero first, then clean numbers within 5 % of ``value``, simplest first; the flag marks the
-    sqrt/pi family, which needs stronger evidence than a decimal."""
+    """Zero first, then clean numbers within 5 % of ``value``, simplest first: integers, simple
+    fractions ``p/q`` (q = 2, 3, 4, 6), one-digit decimals, then ``sqrt(n)`` and ``k*pi/q``
+    (flagged: they need stronger evidence than a fraction)."""
     options: list[tuple[float, sympy.Expr, bool]] = [(0.0, sympy.Integer(0), False)]
-    for f, e, family in clean_candidates(value, "exponent" if exponent else "coefficient"):
-        if abs(f - value) <= 0.05 * abs(value) and "digits" not in family:
-            if isinstance(e, sympy.Float):
-                e = sympy.Rational(repr(float(e)))
-            options.append((f, e, family == "constant"))
-    return options
+    for q in (1, 2, 3, 4, 6):
+        frac = Fraction(round(value * q), q)
+        options.append((float(frac), sympy.Rational(frac.numerator, frac.denominator), False))
+    if not exponent:
+        for f, e, family in clean_candidates(value, "coefficient"):
+            if family in ("1 digit", "constant"):
+                e = sympy.Rational(repr(float(e))) if isinstance(e, sympy.Float) else e
+                options.append((f, e, family == "constant"))
+    seen, out = set(), []
+    for f, e, special in options:
+        if (f == 0 or abs(f - value) <= 0.05 * abs(value)) and f not in seen:
+            seen.add(f)
+            out.append((f, e, special))
+    return out
 
 
 @dataclass
