@@ -28,7 +28,7 @@ import sympy
 
 from discovery.closedform.elementary import composite, elementary
 from discovery.closedform.fitting import (
-    NOISE_ROWS, Candidate, float_floor, noise_estimate, not_worse, polish, r2, rmse, variables,
+    NOISE_ROWS, Z, Candidate, float_floor, noise_estimate, not_worse, polish, r2, rmse, variables,
 )
 from discovery.closedform.polynomial import rationals, transformed_polynomials
 from discovery.crosscheck.base import complexity
@@ -186,11 +186,12 @@ def solve_piece(
     cols = [X[:, j] for j in range(k)]
     notes: list[str] = []
     # what the data can resolve: float64, plus the ensemble's disagreement when members are given
+    # (two standard deviations of it: the members' mean is no more accurate than they disagree)
     spread = _member_spread(model, X[val])
-    floor = float_floor(y[val]) + spread**2
+    floor = float_floor(y[val]) + (Z * spread) ** 2
     if spread > 0:
-        notes.append(f"ensemble members disagree by {spread:.3g} (rms) on validation rows: "
-                     "candidates closer than that to the best count as equally good")
+        notes.append(f"ensemble members disagree by {spread:.3g} (rms) on validation rows: candidates "
+                     f"within {Z:g} times that of the best count as equally good")
     search_deadline = SEARCH_SHARE * time_budget
 
     mean = float(np.mean(y[train]))

@@ -212,7 +212,9 @@ def _clean_options(value: float, exponent: bool) -> list[tuple[float, sympy.Expr
     options: list[tuple[float, sympy.Expr, bool]] = [(0.0, sympy.Integer(0), False)]
     for q in (1, 2, 3, 4, 6):
         frac = Fraction(round(value * q), q)
-        options.append((float(frac), sympy.Rational(frac.numerator, frac.denominator), False))
+        # clean means short: at most three significant digits, small numerators
+        if float(f"{float(frac.numerator):.3g}") == frac.numerator and (q == 1 or abs(frac.numerator) <= 100):
+            options.append((float(frac), sympy.Rational(frac.numerator, frac.denominator), False))
     if not exponent:
         for f, e, family in clean_candidates(value, "coefficient"):
             if family in ("1 digit", "constant"):
