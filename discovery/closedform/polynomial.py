@@ -146,7 +146,10 @@ def transformed_polynomials(X, y, xs, train, deadline, clock) -> Iterator[Candid
 def _rational_fit(Pm, Qm, y, train):
     """P/Q with Q's constant 1: linearised least squares, then Levenberg-Marquardt on P/Q - y."""
     A = np.column_stack([Pm[train], -y[train, None] * Qm[train]])
-    theta, *_ = np.linalg.lstsq(A, y[train], rcond=None)
+    scale = np.linalg.norm(A, axis=0)  # raw powers of large inputs differ by many decades
+    scale[scale == 0] = 1.0
+    theta, *_ = np.linalg.lstsq(A / scale, y[train], rcond=None)
+    theta = theta / scale
     npp = Pm.shape[1]
 
     def parts(th, rows):
