@@ -28,7 +28,7 @@ import sympy
 
 from discovery.closedform.elementary import composite, elementary
 from discovery.closedform.fitting import (
-    NOISE_ROWS, Z, Candidate, float_floor, noise_estimate, not_worse, polish, r2, rmse, variables,
+    NOISE_ROWS, Z_SPREAD, Candidate, float_floor, noise_estimate, not_worse, polish, r2, rmse, variables,
 )
 from discovery.closedform.polynomial import rationals, transformed_polynomials
 from discovery.crosscheck.base import complexity
@@ -188,10 +188,10 @@ def solve_piece(
     # what the data can resolve: float64, plus the ensemble's disagreement when members are given
     # (two standard deviations of it: the members' mean is no more accurate than they disagree)
     spread = _member_spread(model, X[val])
-    floor = float_floor(y[val]) + (Z * spread) ** 2
+    floor = float_floor(y[val]) + (Z_SPREAD * spread) ** 2
     if spread > 0:
         notes.append(f"ensemble members disagree by {spread:.3g} (rms) on validation rows: candidates "
-                     f"within {Z:g} times that of the best count as equally good")
+                     f"within {Z_SPREAD:g} times that of the best count as equally good")
     search_deadline = SEARCH_SHARE * time_budget
 
     mean = float(np.mean(y[train]))
@@ -241,6 +241,8 @@ def solve_piece(
             pool.append(c)
     snapped_notes = {}
     polished = []
+    # simplest first: the answer is the simplest tie, so those matter most when time runs out
+    pool.sort(key=lambda c: (complexity(c.expr), score(c)))
     for i, c in enumerate(pool):
         if i and clock() > time_budget:
             notes.append(f"time budget: {len(pool) - i} of {len(pool)} best candidates left unpolished")
@@ -258,7 +260,9 @@ def solve_piece(
     final.sort(key=score)
     best_res = final[0].pred[val] - y[val]
     ties = [c for c in final if not_worse(c.pred[val] - y[val], best_res, floor)]
-    chosen = min(ties, key=lambda c: (complexity(c.expr), score(c)))
+    # among ties the tidiest: complexity, each unrounded constant counting 4 more nodes (the
+    # convention of crosscheck.base.polish), so clean forms win over look-alikes tuned by a float
+    chosen = min(ties, key=lambda c: (complexity(c.expr) + 4 * len(c.expr.atoms(sympy.Float)), score(c)))
 
     res = chosen.pred[val] - y[val]
     constant_res = np.full(len(val), mean) - y[val]

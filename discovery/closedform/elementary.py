@@ -16,7 +16,7 @@ import numpy as np
 import sympy
 from scipy.optimize import least_squares
 
-from discovery.closedform.fitting import Candidate
+from discovery.closedform.fitting import EPS, Candidate
 
 _FREQ = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0)
 _PHASE = (0.0, math.pi / 4, math.pi / 2, 3 * math.pi / 4)
@@ -208,13 +208,17 @@ def _monomials(X: np.ndarray, xs: list) -> list[tuple[np.ndarray, sympy.Expr]]:
 
 def composite(X, y, xs, train, deadline, clock) -> Iterator[Candidate]:
     """``a*g(b*m + c) + d`` for elementary ``g`` and a monomial ``m`` of the inputs (``x*y``,
-    ``x/y``, ``x**2``, ``1/x``, ...): an elementary function of one combined variable."""
+    ``x/y``, ``x**2``, ``1/x``, ...): an elementary function of one combined variable. Each ``g``
+    is then tried on two monomials, ``a*g(b*m + e*m2 + c) + d`` (``x**2 + y**2``), the second
+    added to its best single one."""
     yt = y[train]
     one = np.ones(len(train))
     F = sympy.Float
+    monos = _monomials(X, xs)
+    singles = []
     for name, (g, gs, grid) in FUNCTIONS.items():
         starts = []
-        for j, (col, _) in enumerate(_monomials(X, xs)):
+        for j, (col, _) in enumerate(monos):
             if clock() > deadline:
                 return
             mt = col[train]
@@ -228,18 +232,20 @@ def composite(X, y, xs, train, deadline, clock) -> Iterator[Candidate]:
                 (a, d), rss = _linear_rss(np.column_stack([G, one]), yt)
                 starts.append((rss, np.array([a, b, c, d, j])))
         best, best_rss = None, math.inf
+        fixed = [2] if name == "exp" else []  # for exp the shift c only rescales a
+        free = np.ones(4, bool)
+        free[fixed] = False
+        f = lambda th, x, g=g: th[0] * g(th[1] * x + th[2]) + th[3]
         for theta in _best_starts(starts):
-            col, mono = _monomials(X, xs)[int(theta[4])]
-            f = lambda th, x, g=g: th[0] * g(th[1] * x + th[2]) + th[3]
-            fixed = [2] if name == "exp" else []
-            free = np.ones(4, bool)
-            free[fixed] = False
-            th, rss = _refine(f, theta[:4], col[train], yt, free)
+            j = int(theta[4])
+            th, rss = _refine(f, theta[:4], monos[j][0][train], yt, free)
             if rss < best_rss:
-                best, best_rss = (th, col, mono, f, fixed), rss
+                best, best_rss = (th, j), rss
         if best is None:
             continue
-        th, col, mono, f, fixed = best
+        th, j = best
+        singles.append((best_rss, name, th, j))
+        col, mono = monos[j]
         with np.errstate(all="ignore"):
             pred = f(th, col)
         if not np.all(np.isfinite(pred)):
@@ -247,3 +253,38 @@ def composite(X, y, xs, train, deadline, clock) -> Iterator[Candidate]:
         shift = (lambda v: sympy.Integer(0)) if fixed else F
         build = lambda th=th, mono=mono, gs=gs, shift=shift: F(th[0]) * gs(F(th[1]) * mono + shift(th[2])) + F(th[3])
         yield Candidate("elementary", build, np.asarray(pred, dtype=np.float64), f"a*{name}(b*m + c) + d, m = {mono}")
+    if not singles or min(s[0] for s in singles) <= EPS * float(np.sum(yt**2)):
+        return  # exact with one monomial already
+    for _, name, th, j in singles:
+        g, gs, _ = FUNCTIONS[name]
+        f2 = lambda th, x, g=g: th[0] * g(th[1] * x[0] + th[4] * x[1] + th[2]) + th[3]
+        free = np.array([True, True, name != "exp", True, True])
+        best, best_rss = None, math.inf
+        for j2, (col2, _) in enumerate(monos):
+            if j2 == j or clock() > deadline:
+                continue
+            pair = np.stack([monos[j][0], col2])
+            # one Gauss-Newton step from e = 0 starts the new coefficient
+            with np.errstate(all="ignore"):
+                u = th[1] * pair[0, train] + th[2]
+                h = 1e-6 * max(1.0, float(np.max(np.abs(u))))
+                slope = th[0] * (g(u + h) - g(u - h)) / (2 * h) * pair[1, train]
+                r = yt - (th[0] * g(u) + th[3])
+            e = float(slope @ r / (slope @ slope)) if np.isfinite(slope @ slope) and slope @ slope > 0 else 0.0
+            theta, rss = _refine(f2, np.array([*th, e]), pair[:, train], yt, free)
+            if rss < best_rss:
+                best, best_rss = (theta, j2), rss
+        if best is None:
+            continue
+        theta, j2 = best
+        pair = np.stack([monos[j][0], monos[j2][0]])
+        with np.errstate(all="ignore"):
+            pred = f2(theta, pair)
+        if not np.all(np.isfinite(pred)):
+            continue
+        m1, m2 = monos[j][1], monos[j2][1]
+        shift = F if name != "exp" else (lambda v: sympy.Integer(0))
+        build = lambda t=theta, m1=m1, m2=m2, gs=gs, shift=shift: (
+            F(t[0]) * gs(F(t[1]) * m1 + F(t[4]) * m2 + shift(t[2])) + F(t[3]))
+        yield Candidate("elementary", build, np.asarray(pred, dtype=np.float64),
+                        f"a*{name}(b*m1 + e*m2 + c) + d, m1 = {m1}, m2 = {m2}")

@@ -22,8 +22,13 @@ from scipy.spatial import cKDTree
 from discovery.symbolic import clean_candidates
 
 EPS = float(np.finfo(np.float64).eps)
-Z = 2.0
-"""Standard errors a paired difference of squared residuals may reach and still count as a tie."""
+Z = 3.0
+"""Standard errors a difference of validation errors may reach and still count as a tie. For a
+tiny change the paired statistic no longer depends on its size, only on chance correlation with
+the residuals, and it is applied to every snap and every candidate: three standard errors keep
+those chance rejections rare (about 1 in 700)."""
+Z_SPREAD = 2.0
+"""Ensemble standard deviations within which two candidates fitted to the members' mean tie."""
 
 
 def variables(k: int) -> list[sympy.Symbol]:
@@ -217,7 +222,7 @@ def _clean_options(value: float, exponent: bool) -> list[tuple[float, sympy.Expr
             options.append((float(frac), sympy.Rational(frac.numerator, frac.denominator), False))
     if not exponent:
         for f, e, family in clean_candidates(value, "coefficient"):
-            if family in ("1 digit", "constant"):
+            if family == "constant" or (family == "1 digit" and abs(f) >= 0.01):
                 e = sympy.Rational(repr(float(e))) if isinstance(e, sympy.Float) else e
                 options.append((f, e, family == "constant"))
     seen, out = set(), []
