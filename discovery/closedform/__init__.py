@@ -36,8 +36,10 @@ from discovery.errors import CrosscheckError, DataError
 
 __all__ = ["Piece", "solve_piece"]
 
-POOL = 8
-"""Candidates (best on validation) whose constants are refitted and snapped."""
+POOL = 6
+"""Tidiest candidates tied with the best whose constants are refitted and snapped ..."""
+BEST = 3
+"""... besides the best few on validation rows."""
 SEARCH_SHARE = 0.45
 """Share of the time budget for the own families; Operon may use up to ``OPERON_SHARE`` more,
 and the rest refits and snaps the best candidates."""
@@ -231,18 +233,9 @@ def solve_piece(
                 notes.append(f"Operon failed: {exc}")
 
     tried = len(cands)
-    pool, seen = [cands_constant], {sympy.srepr(cands_constant.expr)}
-    for c in cands:
-        if len(pool) == POOL + 1:
-            break
-        key = sympy.srepr(c.expr)
-        if key not in seen:
-            seen.add(key)
-            pool.append(c)
+    pool = _pool(cands, cands_constant, y, val, floor, score)
     snapped_notes = {}
     polished = []
-    # simplest first: the answer is the simplest tie, so those matter most when time runs out
-    pool.sort(key=lambda c: (complexity(c.expr), score(c)))
     for i, c in enumerate(pool):
         if i and clock() > time_budget:
             notes.append(f"time budget: {len(pool) - i} of {len(pool)} best candidates left unpolished")
@@ -260,9 +253,7 @@ def solve_piece(
     final.sort(key=score)
     best_res = final[0].pred[val] - y[val]
     ties = [c for c in final if not_worse(c.pred[val] - y[val], best_res, floor)]
-    # among ties the tidiest: complexity, each unrounded constant counting 4 more nodes (the
-    # convention of crosscheck.base.polish), so clean forms win over look-alikes tuned by a float
-    chosen = min(ties, key=lambda c: (complexity(c.expr) + 4 * len(c.expr.atoms(sympy.Float)), score(c)))
+    chosen = min(ties, key=lambda c: (_untidiness(c.expr), score(c)))
 
     res = chosen.pred[val] - y[val]
     constant_res = np.full(len(val), mean) - y[val]
@@ -297,6 +288,30 @@ def solve_piece(
     table = pd.DataFrame(rows, columns=["method", "expression", "complexity", "val_rmse"])
     return Piece(chosen.expr.xreplace(symbols), score(chosen), r2(chosen.pred[val], y[val]),
                  method if exact else f"approximate {method}", "\n".join(evidence), table)
+
+
+def _untidiness(expr: sympy.Expr) -> int:
+    """Complexity, each unrounded constant counting 4 more nodes (the convention of
+    ``crosscheck.base.polish``): among ties, clean forms win over look-alikes tuned by floats."""
+    return complexity(expr) + 4 * len(expr.atoms(sympy.Float))
+
+
+def _pool(cands: list[Candidate], constant: Candidate, y, val, floor, score) -> list[Candidate]:
+    """Candidates whose constants are refitted and snapped, tidiest first: the constant, the
+    best few on validation rows, and the tidiest of those already tied with the best (the
+    answer is the tidiest tie, and snapping makes a tie tidier, rarely a non-tie a tie)."""
+    finite = [c for c in cands if np.all(np.isfinite(c.pred[val]))]
+    best_res = finite[0].pred[val] - y[val]
+    ties = [c for c in finite if not_worse(c.pred[val] - y[val], best_res, floor)]
+    ties.sort(key=lambda c: (_untidiness(c.expr), score(c)))
+    pool, seen = [], set()
+    for c in [constant, *finite[:BEST], *ties]:
+        key = sympy.srepr(c.expr)
+        if key not in seen and len(pool) < POOL + BEST + 1:
+            seen.add(key)
+            pool.append(c)
+    pool.sort(key=lambda c: (_untidiness(c.expr), score(c)))
+    return pool
 
 
 def _member_spread(model, Xv: np.ndarray) -> float:

@@ -44,9 +44,12 @@ def _linear_rss(B: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
     return coef, float(np.sum((B @ coef - y) ** 2))
 
 
-def _refine(f: Callable, theta: np.ndarray, x: np.ndarray, y: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, float]:
-    """Levenberg-Marquardt from ``theta``; the Jacobian by complex steps (exact, one evaluation
-    per constant). A coarse tolerance suffices: the chosen candidates are refitted later."""
+def _refine(f: Callable, theta: np.ndarray, x: np.ndarray, y: np.ndarray, free: np.ndarray,
+            domain: np.ndarray) -> tuple[np.ndarray, float]:
+    """Levenberg-Marquardt from ``theta`` on rows ``x``, staying where ``f`` is finite on every
+    row of ``domain`` (validation rows too: a fit that pushes ``x + c`` just past the training
+    rows' edge would be undefined on them). The Jacobian by complex steps (exact, one
+    evaluation per constant); a coarse tolerance suffices, the chosen candidates are refitted."""
     def full(t):
         th = theta.astype(t.dtype)
         th[free] = t
@@ -54,6 +57,8 @@ def _refine(f: Callable, theta: np.ndarray, x: np.ndarray, y: np.ndarray, free: 
 
     def residual(t):
         with np.errstate(all="ignore"):
+            if not np.all(np.isfinite(f(full(t), domain))):
+                return np.full(len(y), 1e150)
             r = f(full(t), x) - y
         return np.where(np.isfinite(r), r, 1e150)
 
@@ -91,7 +96,7 @@ def _search(name, f, build, starts, x, y, train, fixed=()) -> Candidate | None:
     for theta in _best_starts(starts):
         free = np.ones(len(theta), bool)
         free[list(fixed)] = False
-        theta, rss = _refine(f, theta, x[train], y[train], free)
+        theta, rss = _refine(f, theta, x[train], y[train], free, x)
         if rss < best_rss:
             best, best_rss = theta, rss
     if best is None:
@@ -173,6 +178,13 @@ def elementary(X, y, xs, train, deadline, clock) -> Iterator[Candidate]:
         cand = _search(f"a*({'' if sign > 0 else '-'}x + c)**r + d", f, b, starts, x, y, train)
         if cand is not None:
             yield cand
+        if edge > 0:  # a plain power law, without the shift that noise can pull away from 0
+            pure = [st for st in starts if st[1][1] == 0.0]
+            b0 = lambda th, sign=sign: F(th[0]) * (int(sign) * s) ** F(th[2]) + F(th[3])
+            cand = _search(f"a*{'' if sign > 0 else '(-x)'}x**r + d".replace("(-x)x", "(-x)"), f, b0, pure, x, y,
+                           train, fixed=(1,))
+            if cand is not None:
+                yield cand
     # arcsin needs |b*x + c| <= 1 on every row: map the data range into part of [-1, 1]
     lo, hi = float(np.min(x)), float(np.max(x))
     half, mid = (hi - lo) / 2 or 1.0, (hi + lo) / 2
@@ -238,7 +250,7 @@ def composite(X, y, xs, train, deadline, clock) -> Iterator[Candidate]:
         f = lambda th, x, g=g: th[0] * g(th[1] * x + th[2]) + th[3]
         for theta in _best_starts(starts):
             j = int(theta[4])
-            th, rss = _refine(f, theta[:4], monos[j][0][train], yt, free)
+            th, rss = _refine(f, theta[:4], monos[j][0][train], yt, free, monos[j][0])
             if rss < best_rss:
                 best, best_rss = (th, j), rss
         if best is None:
@@ -271,7 +283,7 @@ def composite(X, y, xs, train, deadline, clock) -> Iterator[Candidate]:
                 slope = th[0] * (g(u + h) - g(u - h)) / (2 * h) * pair[1, train]
                 r = yt - (th[0] * g(u) + th[3])
             e = float(slope @ r / (slope @ slope)) if np.isfinite(slope @ slope) and slope @ slope > 0 else 0.0
-            theta, rss = _refine(f2, np.array([*th, e]), pair[:, train], yt, free)
+            theta, rss = _refine(f2, np.array([*th, e]), pair[:, train], yt, free, pair)
             if rss < best_rss:
                 best, best_rss = (theta, j2), rss
         if best is None:

@@ -143,37 +143,47 @@ def transformed_polynomials(X, y, xs, train, deadline, clock) -> Iterator[Candid
                                 build, np.asarray(pred, dtype=np.float64), label)
 
 
-def _rational_fit(Pm, Qm, y, train):
-    """P/Q with Q's constant 1: linearised least squares, then Levenberg-Marquardt on P/Q - y."""
+def _rational_fit(Pm, Qm, y, train, sparse: bool):
+    """P/Q with Q's constant 1: linearised least squares ``y = P - y (Q - 1)`` (with ``sparse``,
+    terms eliminated backwards by BIC), then Levenberg-Marquardt on ``P/Q - y`` over the kept
+    terms. Dropped terms are exactly 0."""
     A = np.column_stack([Pm[train], -y[train, None] * Qm[train]])
-    scale = np.linalg.norm(A, axis=0)  # raw powers of large inputs differ by many decades
-    scale[scale == 0] = 1.0
-    theta, *_ = np.linalg.lstsq(A / scale, y[train], rcond=None)
-    theta = theta / scale
+    if sparse:
+        keep, coef = sparse_lstsq(A, y[train], EPS * float(np.mean(y[train] ** 2)) + 1e-300)
+    else:
+        scale = np.linalg.norm(A, axis=0)  # raw powers of large inputs differ by many decades
+        scale[scale == 0] = 1.0
+        coef = np.linalg.lstsq(A / scale, y[train], rcond=None)[0] / scale
+        keep = np.arange(A.shape[1])
+    theta = np.zeros(A.shape[1])
+    theta[keep] = coef
     npp = Pm.shape[1]
 
-    def parts(th, rows):
-        P = Pm[rows] @ th[:npp]
-        Q = 1 + Qm[rows] @ th[npp:]
-        return P, Q
+    def full(t):
+        th = np.zeros(A.shape[1])
+        th[keep] = t
+        return th
 
-    def residual(th):
-        P, Q = parts(th, train)
+    def parts(th, rows):
+        return Pm[rows] @ th[:npp], 1 + Qm[rows] @ th[npp:]
+
+    def residual(t):
+        P, Q = parts(full(t), train)
         return P / Q - y[train]
 
-    def jac(th):
-        P, Q = parts(th, train)
-        return np.column_stack([Pm[train] / Q[:, None], -(P / Q**2)[:, None] * Qm[train]])
+    def jac(t):
+        P, Q = parts(full(t), train)
+        return np.column_stack([Pm[train] / Q[:, None], -(P / Q**2)[:, None] * Qm[train]])[:, keep]
 
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r0 = residual(theta)
+        r0 = residual(theta[keep])
         if np.all(np.isfinite(r0)):
             try:
-                sol = least_squares(residual, theta, jac=jac, method="lm", xtol=1e-12, ftol=1e-12, gtol=1e-12,
-                                    max_nfev=30 * len(theta))
+                sol = least_squares(residual, theta[keep], jac=jac, method="lm", xtol=1e-12, ftol=1e-12,
+                                    gtol=1e-12, max_nfev=30 * (len(keep) + 1))
                 if np.all(np.isfinite(sol.fun)) and np.sum(sol.fun**2) <= np.sum(r0**2):
-                    theta = sol.x
+                    theta = full(sol.x)
             except (ValueError, FloatingPointError):
                 pass
     return theta
@@ -192,16 +202,17 @@ def rationals(X, y, xs, train, deadline, clock) -> Iterator[Candidate]:
                 continue
             Pm = np.prod(X[:, None, :] ** pp[None], axis=2)
             Qm = np.prod(X[:, None, :] ** qp[None], axis=2)
-            theta = _rational_fit(Pm, Qm, y, train)
-            Q = 1 + Qm @ theta[len(pp):]
-            if not (np.all(Q > 0) or np.all(Q < 0)):
-                continue
-            pred = (Pm @ theta[: len(pp)]) / Q
+            for sparse in (False, True):
+                theta = _rational_fit(Pm, Qm, y, train, sparse)
+                Q = 1 + Qm @ theta[len(pp):]
+                if not (np.all(Q > 0) or np.all(Q < 0)):
+                    continue
+                pred = (Pm @ theta[: len(pp)]) / Q
 
-            def build(theta=theta, pp=pp, qp=qp):
-                mono = lambda e: sympy.Mul(*[s**int(a) for s, a in zip(xs, e)])
-                P = sympy.Add(*[sympy.Float(float(c)) * mono(e) for c, e in zip(theta[: len(pp)], pp)])
-                Qs = 1 + sympy.Add(*[sympy.Float(float(c)) * mono(e) for c, e in zip(theta[len(pp):], qp)])
-                return P / Qs
+                def build(theta=theta, pp=pp, qp=qp):
+                    mono = lambda e: sympy.Mul(*[s**int(a) for s, a in zip(xs, e)])
+                    P = sympy.Add(*[sympy.Float(float(c)) * mono(e) for c, e in zip(theta[: len(pp)], pp) if c != 0])
+                    Qs = 1 + sympy.Add(*[sympy.Float(float(c)) * mono(e) for c, e in zip(theta[len(pp):], qp) if c != 0])
+                    return P / Qs
 
-            yield Candidate("rational", build, pred, f"rational [{p}/{q}]")
+                yield Candidate("rational", build, pred, f"{'sparse ' if sparse else ''}rational [{p}/{q}]")
