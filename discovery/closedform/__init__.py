@@ -28,7 +28,8 @@ import sympy
 
 from discovery.closedform.elementary import composite, elementary
 from discovery.closedform.fitting import (
-    NOISE_ROWS, Z_SPREAD, Candidate, float_floor, noise_estimate, not_worse, polish, r2, rmse, variables,
+    NOISE_ROWS, Z, Z_SPREAD, Candidate, Template, float_floor, noise_estimate, not_worse, polish, r2, rmse,
+    variables,
 )
 from discovery.closedform.polynomial import rationals, transformed_polynomials
 from discovery.crosscheck.base import complexity
@@ -98,21 +99,19 @@ def _check(X, y, names, val_index, engine, call):
     return X, y, train, val
 
 
-def _operon(X, y, names, xs, train, seconds, seed) -> list[Candidate]:
+def _operon(X, y, xs, train, seconds, seed) -> list[Candidate]:
     """Operon's front on the training rows (float64 constants); failures raise CrosscheckError."""
     from discovery.crosscheck.operon import fit_operon
 
     search = fit_operon(X[train], y[train], [f"_v{j}" for j in range(X.shape[1])], time_budget=seconds,
                         seed=seed, n_threads=1, population_size=200, generations=20, polish_constants=False)
     plain = {sympy.Symbol(f"_v{j}"): s for j, s in enumerate(xs)}
+    cols = [X[:, j] for j in range(X.shape[1])]
     out = []
     for e in search.candidates["sympy_format"]:
         e = sympy.sympify(e).xreplace(plain)
-        f = sympy.lambdify(xs, e, modules="numpy")
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            pred = np.broadcast_to(np.asarray(f(*[X[:, j] for j in range(X.shape[1])]), dtype=np.float64), y.shape)
-        out.append(Candidate("operon", lambda e=e: e, np.array(pred), "Pareto front member"))
+        tpl = Template(e, xs)
+        out.append(Candidate("operon", lambda e=e: e, np.array(tpl(tpl.theta, cols)), "Pareto front member"))
     return out
 
 
@@ -124,8 +123,8 @@ def _structure_left(res: np.ndarray, Xv: np.ndarray, floor: float, rng) -> tuple
         return False, "residuals within what the data resolve (float64, ensemble disagreement)"
     noise = noise_estimate(Xv, res, rng) ** 2
     # the ratio has a standard error of about sqrt(2/n) for independent residuals (n: rows in
-    # the noise estimate); the pseudo-residuals share neighbours, so three standard errors
-    allowed = noise * (1 + 3.0 * math.sqrt(2.0 / min(len(res), NOISE_ROWS)))
+    # the noise estimate; the pseudo-residuals share neighbours, so Z of them)
+    allowed = noise * (1 + Z * math.sqrt(2.0 / min(len(res), NOISE_ROWS)))
     return total > allowed, (f"residual mean square {total:.3g} vs its noise part {noise:.3g} "
                              f"(allowed {allowed:.3g})")
 
@@ -225,7 +224,7 @@ def solve_piece(
             notes.append(f"Operon not run: under 1 s of its share of the {time_budget:g} s budget left")
         else:
             try:
-                cands.extend(_operon(X, y, list(names), xs, train, float(int(seconds)), seed))
+                cands.extend(_operon(X, y, xs, train, float(int(seconds)), seed))
                 cands.sort(key=score)
             except ImportError as exc:
                 notes.append(f"Operon not available: {exc}")
@@ -323,10 +322,12 @@ def _member_spread(model, Xv: np.ndarray) -> float:
 
     import torch
 
+    device = None
     if isinstance(model, torch.nn.Module):
         model = copy.deepcopy(model).double()
+        device = next((p.device for p in model.parameters()), None)
     with torch.no_grad():
-        out = model(torch.as_tensor(Xv, dtype=torch.float64))
+        out = model(torch.as_tensor(Xv, dtype=torch.float64, device=device))
     out = np.asarray(out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else out, dtype=np.float64)
     if out.ndim != 2 or out.shape[1] < 2:
         return 0.0
