@@ -152,16 +152,24 @@ def elementary(X, y, xs, train, deadline, clock) -> Iterator[Candidate]:
         for name, (g, gs) in _EDGE.items():
             if clock() > deadline:
                 return
-            starts = []
+            starts, product = [], []
             for delta in _DELTA:
                 c = -edge + delta * spread
                 with np.errstate(all="ignore"):
                     G = g(w + c)
                 (a, d), rss = _linear_rss(np.column_stack([G, one]), yt)
                 starts.append((rss, np.array([a, c, d])))
+                (a, e, d), rss = _linear_rss(np.column_stack([xt * G, G, one]), yt)
+                product.append((rss, np.array([a, e, c, d])))
+            inner = f"{'' if sign > 0 else '-'}x + c"
             f = lambda th, x, g=g, sign=sign: th[0] * g(sign * x + th[1]) + th[2]
             b = lambda th, gs=gs, sign=sign: F(th[0]) * gs(int(sign) * s + F(th[1])) + F(th[2])
-            cand = _search(f"a*{name}({'' if sign > 0 else '-'}x + c) + d", f, b, starts, x, y, train)
+            cand = _search(f"a*{name}({inner}) + d", f, b, starts, x, y, train)
+            if cand is not None:
+                yield cand
+            f = lambda th, x, g=g, sign=sign: (th[0] * x + th[1]) * g(sign * x + th[2]) + th[3]
+            b = lambda th, gs=gs, sign=sign: (F(th[0]) * s + F(th[1])) * gs(int(sign) * s + F(th[2])) + F(th[3])
+            cand = _search(f"(a*x + e)*{name}({inner}) + d", f, b, product, x, y, train)
             if cand is not None:
                 yield cand
         starts = []

@@ -210,8 +210,13 @@ class Template:
         return self.template.xreplace(values)
 
 
+WINDOW = 0.25
+"""Clean numbers farther than this (relative) from a fitted constant are not tried: the
+validation test decides among the rest, and noisy constants can be off by several percent."""
+
+
 def _clean_options(value: float, exponent: bool) -> list[tuple[float, sympy.Expr, bool]]:
-    """Zero first, then clean numbers within 5 % of ``value``, simplest first: integers, simple
+    """Zero first, then clean numbers within 25 % of ``value``, simplest first: integers, simple
     fractions ``p/q`` (q = 2, 3, 4, 6), one-digit decimals, then ``sqrt(n)`` and ``k*pi/q``
     (flagged: they need stronger evidence than a fraction)."""
     options: list[tuple[float, sympy.Expr, bool]] = [(0.0, sympy.Integer(0), False)]
@@ -227,7 +232,7 @@ def _clean_options(value: float, exponent: bool) -> list[tuple[float, sympy.Expr
                 options.append((f, e, family == "constant"))
     seen, out = set(), []
     for f, e, special in options:
-        if (f == 0 or abs(f - value) <= 0.05 * abs(value)) and f not in seen:
+        if (f == 0 or abs(f - value) <= WINDOW * abs(value)) and f not in seen:
             seen.add(f)
             out.append((f, e, special))
     return out
