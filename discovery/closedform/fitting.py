@@ -210,6 +210,7 @@ class Template:
         return self.template.xreplace(values)
 
 
+_LOGS = [(math.log(2), sympy.log(2)), (math.log(10), sympy.log(10)), (math.e, sympy.E)]
 WINDOW = 0.25
 """Clean numbers farther than this (relative) from a fitted constant are not tried: the
 validation test decides among the rest, and noisy constants can be off by several percent."""
@@ -217,8 +218,8 @@ validation test decides among the rest, and noisy constants can be off by severa
 
 def _clean_options(value: float, exponent: bool) -> list[tuple[float, sympy.Expr, bool]]:
     """Zero first, then clean numbers within 25 % of ``value``, simplest first: integers, simple
-    fractions ``p/q`` (q = 2, 3, 4, 6), one-digit decimals, then ``sqrt(n)`` and ``k*pi/q``
-    (flagged: they need stronger evidence than a fraction)."""
+    fractions ``p/q`` (q = 2, 3, 4, 6), one-digit decimals, then ``sqrt(n)``, ``k*pi/q``,
+    ``log 2``, ``log 10`` and ``e`` (flagged: they need stronger evidence than a fraction)."""
     options: list[tuple[float, sympy.Expr, bool]] = [(0.0, sympy.Integer(0), False)]
     for q in (1, 2, 3, 4, 6):
         frac = Fraction(round(value * q), q)
@@ -230,6 +231,8 @@ def _clean_options(value: float, exponent: bool) -> list[tuple[float, sympy.Expr
             if family == "constant" or (family == "1 digit" and abs(f) >= 0.01):
                 e = sympy.Rational(repr(float(e))) if isinstance(e, sympy.Float) else e
                 options.append((f, e, family == "constant"))
+        s = 1 if value > 0 else -1  # rates of 2**x, 10**x and e-folds
+        options.extend((s * f, s * e, True) for f, e in _LOGS)
     seen, out = set(), []
     for f, e, special in options:
         if (f == 0 or abs(f - value) <= WINDOW * abs(value)) and f not in seen:
