@@ -7,11 +7,13 @@ makes every choice on validation rows:
   transformed target (``y, y^2, sqrt|y|, 1/y, log|y|, exp y, arcsin y``), inverted;
 - rational functions ``P/Q`` (linearised, then nonlinear least squares);
 - for one input, ``a*g(b*x + c) + d`` and ``(a*x + e)*g(b*x + c) + d`` for elementary ``g``;
+- for any number, ``a*g(b*m + c) + d`` and ``a*g(b*m + e*m2 + c) + d`` for monomials ``m``;
 - with a model, differential equations and Pade approximants from its exact Taylor series;
 - optionally Operon with a small budget.
 
 The best candidates get their constants refitted and snapped to clean numbers; the answer is the
-simplest candidate whose validation residuals are not significantly worse than the best's.
+tidiest candidate (complexity, unrounded constants counting extra) whose validation residuals are
+not significantly worse than the best's.
 """
 
 from __future__ import annotations
@@ -161,7 +163,8 @@ def solve_piece(
         (1-D pieces) propose sinusoids, exponentials, logarithms, powers and Pade approximants.
     engine : {"auto", "operon", "off"}
         ``"operon"`` runs Operon as one more candidate, ``"auto"`` only when it is installed and
-        no candidate already fits to float64 resolution, ``"off"`` never.
+        no candidate already fits to what the data resolve (float64, or the ensemble's
+        disagreement), ``"off"`` never. Operon's failures become a note in ``evidence``.
 
     Returns
     -------
@@ -219,7 +222,7 @@ def solve_piece(
         best_ms = score(cands[0]) ** 2
         seconds = min(OPERON_SHARE * time_budget, (SEARCH_SHARE + OPERON_SHARE) * time_budget - clock())
         if engine == "auto" and best_ms <= floor:
-            notes.append("Operon not run: a candidate already fits to float64 resolution")
+            notes.append("Operon not run: a candidate already fits to what the data resolve")
         elif seconds < 1.0:  # Operon's time cap counts whole seconds
             notes.append(f"Operon not run: under 1 s of its share of the {time_budget:g} s budget left")
         else:
@@ -269,7 +272,7 @@ def solve_piece(
 
     method = describe(chosen)
     evidence = [
-        f"chosen: {method} (complexity {complexity(chosen.expr)}, simplest of {len(ties)} candidates not "
+        f"chosen: {method} (complexity {complexity(chosen.expr)}, tidiest of {len(ties)} candidates not "
         f"significantly worse on {len(val)} validation rows than the best, out of {tried} tried)",
         f"validation rmse {score(chosen):.3g}; noise estimate from the data {noise_estimate(X[train], y[train], rng):.3g}",
         ("explains the target: " if exact else "approximate: ")
