@@ -230,7 +230,7 @@ def composite(X, y, xs, train, deadline, clock) -> Iterator[Candidate]:
     """``a*g(b*m + c) + d`` for elementary ``g`` and a monomial ``m`` of the inputs (``x*y``,
     ``x/y``, ``x**2``, ``1/x``, ...): an elementary function of one combined variable. Each ``g``
     is then tried on two monomials, ``a*g(b*m + e*m2 + c) + d`` (``x**2 + y**2``), the second
-    added to its best single one."""
+    added to its best single one, and on a linear form of the raw inputs (``x - y``)."""
     yt = y[train]
     one = np.ones(len(train))
     F = sympy.Float
@@ -264,7 +264,13 @@ def composite(X, y, xs, train, deadline, clock) -> Iterator[Candidate]:
         if best is None:
             continue
         th, j = best
-        singles.append((best_rss, name, th, j))
+        singles.append((best_rss, name, th, j, range(len(monos))))
+        # a linear inner form (cos(x - y)) grows from the first raw input, whatever fits best alone
+        raw = [i for i, (_, e) in enumerate(monos) if e in xs]
+        first = [st for st in starts if int(st[1][4]) == raw[0]] if len(raw) > 1 else []
+        if first:
+            th0, rss0 = _refine(f, _best_starts(first, 1)[0][:4], monos[raw[0]][0][train], yt, free, monos[raw[0]][0])
+            singles.append((rss0, name, th0, raw[0], raw[1:]))
         col, mono = monos[j]
         with np.errstate(all="ignore"):
             pred = f(th, col)
@@ -275,12 +281,13 @@ def composite(X, y, xs, train, deadline, clock) -> Iterator[Candidate]:
         yield Candidate("elementary", build, np.asarray(pred, dtype=np.float64), f"a*{name}(b*m + c) + d, m = {mono}")
     if not singles or min(s[0] for s in singles) <= EPS * float(np.sum(yt**2)):
         return  # exact with one monomial already
-    for _, name, th, j in singles:
+    for _, name, th, j, others in singles:
         g, gs, _ = FUNCTIONS[name]
         f2 = lambda th, x, g=g: th[0] * g(th[1] * x[0] + th[4] * x[1] + th[2]) + th[3]
         free = np.array([True, True, name != "exp", True, True])
         best, best_rss = None, math.inf
-        for j2, (col2, _) in enumerate(monos):
+        for j2 in others:
+            col2 = monos[j2][0]
             if j2 == j or clock() > deadline:
                 continue
             pair = np.stack([monos[j][0], col2])
