@@ -317,6 +317,7 @@ def _run_job(job: _Job, threads: int, report: bool) -> dict:
         from discovery.folders import check_output_folder, write_folder
         from discovery.pipeline import discover
 
+        start = time.perf_counter()  # a worker's first job imports torch: not part of the job's time
         source = job.data if isinstance(job.data, str) else None
         if job.out is not None:  # before the long run, so an unusable folder costs nothing
             check_output_folder(job.out, source=source, call=f"discover_many: job {job.index}, out={job.out_label!r}")
