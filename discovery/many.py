@@ -35,7 +35,7 @@ from discovery.errors import DataError, DiscoveryError
 __all__ = ["discover_many", "COLUMNS", "JOB_FILE"]
 
 COLUMNS = ["job", "data", "target", "out", "formula", "r2", "rmse", "space", "order", "seconds", "skipped",
-           "error", "warnings"]
+           "error", "warnings", "notes"]
 """Columns of the table ``discover_many`` returns, in order."""
 
 JOB_FILE = "job.json"
@@ -43,7 +43,8 @@ JOB_FILE = "job.json"
 
 _JOB_KEYS = ("data", "target", "options", "out")
 _JOB_FORMAT = "discovery-job"
-_OPERON_ENGINES = (None, "auto", "operon")  # crosscheck values that run Operon, whose default is every core
+_OPERON_ENGINES = (None, "auto", "operon")
+_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"  # crosscheck values that run Operon, whose default is every core
 
 
 @dataclass
@@ -111,8 +112,9 @@ def discover_many(
         ``r2`` and ``rmse`` (held-out rows), ``space``, ``order``, ``seconds`` (of the
         ``discover`` call; for a skipped job, of the run that wrote the folder), ``skipped``
         (the folder already held this job's complete result, which was read instead),
-        ``error`` (empty when the job worked, else ``Type: message`` on one line) and
-        ``warnings`` (what the job warned while running, ``" | "``-separated).
+        ``error`` (empty when the job worked, else ``Type: message`` on one line),
+        ``warnings`` (what the job warned while running) and ``notes`` (the result's notes, e.g.
+        a cross-check engine that failed), both ``" | "``-separated.
 
     Raises
     ------
@@ -364,7 +366,7 @@ def _threads(n: int):
 def _row(job: _Job) -> dict:
     row = dict.fromkeys(COLUMNS)
     row.update(job=job.index, data=job.label, target=job.target, out=job.out_label, skipped=False, error="",
-               warnings="")
+               warnings="", notes="")
     return row
 
 
@@ -372,7 +374,7 @@ def _from_result(result: dict) -> dict:
     scores = result.get("scores") or {}
     return {"target": result.get("target"), "formula": result.get("formula"), "r2": scores.get("r2"),
             "rmse": scores.get("rmse"), "space": result.get("space"), "order": result.get("order"),
-            "seconds": (result.get("timings") or {}).get("total")}
+            "seconds": (result.get("timings") or {}).get("total"), "notes": " | ".join(result.get("notes") or [])}
 
 
 def _identity(job: _Job) -> dict:
@@ -457,9 +459,16 @@ def _connect(client, n_workers: int, cluster_options: dict | None, call: str):
         with connected:
             yield connected
         return
+    import dask
+
     options = {"n_workers": n_workers, "threads_per_worker": 1, "processes": True, "silence_logs": logging.ERROR,
                "dashboard_address": None, **(cluster_options or {})}
-    with LocalCluster(**options) as cluster, Client(cluster) as local:
+    # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc hand memory back after
+    # nearly every free: the many small tensors of training then cost about 1.6x the CPU time. The
+    # workers read it when they start, so it is dropped here, for this cluster only.
+    with dask.config.set({_TRIM: None}):
+        cluster = LocalCluster(**options)
+    with cluster, Client(cluster) as local:
         yield local
 
 
@@ -513,6 +522,8 @@ class _Progress:
                 seconds = f"{row['seconds']:.1f} s" if row["seconds"] is not None else "?"
                 how = "skipped, complete result in " + row["out"] if row["skipped"] else f"done in {seconds}"
                 tail = f"{how}: {row['target']} = {row['formula']} (R^2 {_number(row['r2'])})"
+            if row["warnings"]:
+                tail += f"; warnings: {row['warnings']}"
             print(f"{head} {tail}", file=sys.stderr, flush=True)
 
     def close(self) -> None:

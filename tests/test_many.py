@@ -4,7 +4,6 @@ identical to sequential ``discover`` calls, failures as rows, reruns that skip c
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 import discovery
 from discovery.errors import DataError
 from discovery.folders import MARKER
-from discovery.many import COLUMNS, JOB_FILE, _parse_cell, _with_threads
+from discovery.many import COLUMNS, JOB_FILE, _connect, _parse_cell, _with_threads
 
 distributed = pytest.importorskip("distributed")
 
@@ -27,10 +26,19 @@ SMALL = {"crosscheck": "off", "members": 2, "fit_options": {"max_epochs": 50, "l
 
 @pytest.fixture(scope="module")
 def client():
-    """One real local cluster for the module, closed whatever the tests do."""
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, silence_logs=logging.ERROR,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
+    """One real local cluster for the module (discover_many's own: 2 processes, 1 thread each), closed
+    whatever the tests do."""
+    with _connect(None, 2, None, "test") as c:
         yield c
+
+
+def test_local_cluster_is_processes_with_one_thread_and_no_malloc_trimming(client):
+    workers = client.scheduler_info()["workers"].values()
+    assert sorted(w["nthreads"] for w in workers) == [1, 1]
+    pids = client.run(os.getpid)
+    assert len(set(pids.values())) == 2 and os.getpid() not in pids.values()
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ:
+        assert set(client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_")).values()) == {None}
 
 
 def _jobs(root: Path) -> list[dict]:
@@ -83,7 +91,7 @@ def test_rerun_skips_complete_folders_without_touching_them(first_run, client):
     assert list(again["skipped"]) == [True, True, False]
     assert {p: p.stat().st_mtime_ns for p in before} == before
     assert sorted(p for i in (0, 1) for p in Path(jobs[i]["out"]).iterdir()) == sorted(before)
-    for column in ("formula", "r2", "rmse", "target", "space", "order", "seconds"):
+    for column in ("formula", "r2", "rmse", "target", "space", "order", "seconds", "notes"):
         assert again.loc[[0, 1], column].tolist() == table.loc[[0, 1], column].tolist(), column
     assert again.loc[2, "error"] == table.loc[2, "error"]  # a failed job is tried again
 
