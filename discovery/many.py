@@ -141,6 +141,8 @@ def discover_many(
     if n_workers is not None and (isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 0):
         raise DataError(f"{call}: n_workers={n_workers!r}; pass a non-negative integer (0: in this process)")
     here = n_workers == 0
+    if here and client is not None and index is None:
+        raise DataError(f"{call}: n_workers=0 runs the jobs here without a scheduler; drop client=")
     if threads_per_job is None:
         threads_per_job = _cores() if here else 1
     if isinstance(threads_per_job, bool) or not isinstance(threads_per_job, int) or threads_per_job < 1:
