@@ -44,7 +44,9 @@ JOB_FILE = "job.json"
 _JOB_KEYS = ("data", "target", "options", "out")
 _JOB_FORMAT = "discovery-job"
 _OPERON_ENGINES = (None, "auto", "operon")
-_TRIM = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"  # crosscheck values that run Operon, whose default is every core
+_TRIM_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
+_TRIM = f"distributed.nanny.pre-spawn-environ.{_TRIM_VARIABLE}"
+_USER_TRIM = os.environ.get(_TRIM_VARIABLE)  # a value set before any Dask Nanny in this process could add one  # crosscheck values that run Operon, whose default is every core
 
 
 @dataclass
@@ -461,17 +463,32 @@ def _connect(client, n_workers: int, cluster_options: dict | None, call: str):
         with connected:
             yield connected
         return
-    import dask
-
     options = {"n_workers": n_workers, "threads_per_worker": 1, "processes": True, "silence_logs": logging.ERROR,
                "dashboard_address": None, **(cluster_options or {})}
-    # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which makes glibc hand memory back after
-    # nearly every free: the many small tensors of training then cost about 1.6x the CPU time. The
-    # workers read it when they start, so it is dropped here, for this cluster only.
-    with dask.config.set({_TRIM: None}):
+    with _without_trimming():
         cluster = LocalCluster(**options)
     with cluster, Client(cluster) as local:
         yield local
+
+
+@contextlib.contextmanager
+def _without_trimming():
+    """Start workers without Dask's MALLOC_TRIM_THRESHOLD_=65536.
+
+    It makes glibc hand memory back after nearly every free, and the many small tensors of
+    training then cost about 1.6x the CPU time. Workers read it when they start. A Nanny also
+    writes it into this process's environment, which later workers would inherit, so a value
+    that was not there when this module was imported is removed while the workers start.
+    """
+    import dask
+
+    saved = os.environ.pop(_TRIM_VARIABLE, None) if _USER_TRIM is None else None
+    try:
+        with dask.config.set({_TRIM: None}):
+            yield
+    finally:
+        if saved is not None:
+            os.environ[_TRIM_VARIABLE] = saved
 
 
 def _run_on(client, jobs: list[_Job], threads: int, report: bool, rows: dict, bar: "_Progress") -> None:
