@@ -16,7 +16,8 @@ import pytest
 import discovery
 from discovery.errors import DataError
 from discovery.folders import MARKER
-from discovery.many import COLUMNS, JOB_FILE, _connect, _parse_cell, _with_threads
+from discovery.jobs import _parse_cell
+from discovery.many import COLUMNS, JOB_FILE, _connect, _with_threads
 
 distributed = pytest.importorskip("distributed")
 
