@@ -190,3 +190,15 @@ def test_cli_batch_refuses_a_table_without_out_folders(tmp_path):
     (tmp_path / "jobs.csv").write_text(f"data,seed\n{discovery.bundled('momentum')},1\n")
     proc = _cli("batch", "jobs.csv", cwd=tmp_path)
     assert proc.returncode == 2 and "no 'out' column" in proc.stderr and proc.stdout == ""
+
+
+def test_dataframe_jobs_skip_only_while_their_content_is_unchanged(tmp_path, one_thread):
+    frame = pd.read_csv(discovery.bundled("momentum"))
+    job = {"data": frame, "target": "p", "options": {**SMALL, "space": "raw"}, "out": str(tmp_path / "m")}
+    first = discovery.discover_many([job], n_workers=0, report=False, progress=False)
+    assert first.loc[0, "error"] == "" and first.loc[0, "data"] == "DataFrame 2000x3"
+    assert discovery.discover_many([job], n_workers=0, report=False, progress=False).loc[0, "skipped"]
+    changed = frame.copy()
+    changed.loc[0, "p"] += 1.0
+    again = discovery.discover_many([{**job, "data": changed}], n_workers=0, report=False, progress=False)
+    assert not again.loc[0, "skipped"] and again.loc[0, "error"] == ""
