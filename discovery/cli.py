@@ -81,14 +81,14 @@ def _parser() -> argparse.ArgumentParser:
     batch = sub.add_parser("batch", help="run many analyses from a CSV of jobs, on Dask or as one array task")
     batch.add_argument("jobs", help="CSV of jobs: columns data (table path), target, out (result folder, one per "
                                     "job) and one column per discover argument (order, seed, members, ...)")
-    batch.add_argument("--scheduler", default=None,
+    batch.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="address of a running Dask scheduler, e.g. tcp://host:8786 (default: a local cluster)")
-    batch.add_argument("--workers", type=_int_at_least(1), default=None,
+    batch.add_argument("--workers", type=_int_at_least(1), default=None, metavar="N",
                        help="processes of the local cluster (default: one per core, at most one per job)")
-    batch.add_argument("--index", type=_int_at_least(0), default=None,
+    batch.add_argument("--index", type=_int_at_least(0), default=None, metavar="N",
                        help="run only the job on data row N (0-based) here, without a scheduler: one task of a "
                             "SLURM/PBS array, --index $SLURM_ARRAY_TASK_ID")
-    batch.add_argument("--threads-per-job", type=_int_at_least(1), default=None,
+    batch.add_argument("--threads-per-job", type=_int_at_least(1), default=None, metavar="N",
                        help="threads each job gives torch and Operon (default 1 on a cluster; with --index, "
                             "every core available)")
     batch.add_argument("--no-report", action="store_true", help="skip the HTML reports and figures")
