@@ -174,6 +174,7 @@ def _run_job(job: Job, threads: int, report: bool) -> dict:
         source = job.data if isinstance(job.data, str) else None
         if job.out is not None:  # before the long run, so an unusable folder costs nothing
             check_output_folder(job.out, source=source, call=f"discover_many: job {job.index}, out={job.out_label!r}")
+        identity = _identity(job)  # of the data as discover reads it, not as it may be after the run
         with warnings.catch_warnings(record=True) as log, _threads(threads):
             warnings.simplefilter("always")
             d = discover(job.data, job.target, **_with_threads(job.options, threads))
@@ -182,7 +183,7 @@ def _run_job(job: Job, threads: int, report: bool) -> dict:
         row.update(_from_result(result))
         if job.out is not None:
             d.save(job.out, report=report)
-            text = json.dumps(_identity(job), indent=1) + "\n"
+            text = json.dumps(identity, indent=1) + "\n"
             write_folder(job.out, lambda tmp: (tmp / JOB_FILE).write_text(text),
                          f"discover_many: job {job.index}, out={job.out_label!r}", source, replace_all=False)
     except Exception as exc:  # a failed job is a row, never a lost job or a stopped batch
@@ -272,8 +273,11 @@ def _finished(job: Job) -> dict | None:
         result = json.loads((folder / "result.json").read_text())
     except (OSError, ValueError):
         return None
+    if not isinstance(recorded, dict) or not isinstance(result, dict):
+        return None
     identity = _identity(job)
-    if identity["data_sha256"] is None or recorded != identity:
+    same = all(recorded.get(k) == v for k, v in identity.items() if k != "data")  # "data": the name, for people
+    if identity["data_sha256"] is None or not same:
         return None  # another job's result (other data, target or options): run this one
     row = _row(job)
     row.update(_from_result(result))

@@ -202,3 +202,13 @@ def test_dataframe_jobs_skip_only_while_their_content_is_unchanged(tmp_path, one
     changed.loc[0, "p"] += 1.0
     again = discovery.discover_many([{**job, "data": changed}], n_workers=0, report=False, progress=False)
     assert not again.loc[0, "skipped"] and again.loc[0, "error"] == ""
+
+
+def test_a_moved_table_with_the_same_content_is_still_the_same_job(tmp_path, one_thread):
+    first, moved = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_bytes(discovery.bundled("paper_quadratic").read_bytes())
+    moved.write_bytes(first.read_bytes())
+    job = {"data": str(first), "options": SMALL, "out": str(tmp_path / "r")}
+    assert not discovery.discover_many([job], n_workers=0, report=False, progress=False).loc[0, "skipped"]
+    again = discovery.discover_many([{**job, "data": str(moved)}], n_workers=0, report=False, progress=False)
+    assert again.loc[0, "skipped"] and again.loc[0, "data"] == str(moved)
