@@ -165,7 +165,9 @@ def discover(
     for sp in spaces:
         t0 = time.perf_counter()
         V, t, sign = _to_space(X[fit_index], y[fit_index], sp)
-        fitted = fit_ensemble(V, t, members=members, seed=seed, device=device, progress=progress, **fit_settings)
+        split = (np.searchsorted(fit_index, rows.train), np.searchsorted(fit_index, rows.validation))
+        fitted = fit_ensemble(V, t, members=members, seed=seed, device=device, progress=progress, split=split,
+                              **fit_settings)
         check_fit_rows(rows, fitted, call)
         timings[f"fit {sp}"] = time.perf_counter() - t0
         kept = np.flatnonzero(fitted.val_rmse <= _MEMBER_FACTOR * fitted.val_rmse.min() + 1e-300)
