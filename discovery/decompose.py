@@ -24,6 +24,7 @@ solver, the refit and the pruning live in :mod:`discovery.leaf`.
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import dataclass, field
@@ -154,8 +155,9 @@ def _label(cols) -> list[str]:
     return [str(c) for c in cols]
 
 
-def _leaf(y, cols, ctx: _Context, depth: int):
-    """Leaf solver on the node's columns; the formula comes back in the user's symbols."""
+def _leaf(y, cols, ctx: _Context, depth: int, solver: Callable | None = None, source=None):
+    """Leaf solver (``ctx.solve_leaf`` unless ``solver`` is given) on the node's columns; the
+    formula comes back in the user's symbols."""
     t0 = time.perf_counter()
     taken = {str(s) for s in ctx.symbols}
     local = []
@@ -167,8 +169,13 @@ def _leaf(y, cols, ctx: _Context, depth: int):
             ctx.fresh[0] += 1
         local.append(f"u{ctx.fresh[0]}")
         ctx.fresh[0] += 1
-    piece = ctx.solve_leaf(ctx.columns(cols), y, local, val_index=ctx.val, seed=ctx.seed,
-                           time_budget=max(ctx.left(), 1.0))
+    solve = solver or ctx.solve_leaf
+    options = {}
+    if source is not None and "model" in inspect.signature(solve).parameters:
+        # the piece's values come from the ensemble: its members' disagreement is the noise floor
+        options["model"] = source.members_module()
+    piece = solve(ctx.columns(cols), y, local, val_index=ctx.val, seed=ctx.seed,
+                  time_budget=max(ctx.left(), 1.0), **options)
     expr = sympy.sympify(piece.expression).xreplace({sympy.Symbol(n): c for n, c in zip(local, cols)})
     ctx.tick("leaf", t0)
     expr, rmse = _refit(expr, y, ctx)
@@ -208,10 +215,28 @@ class _Restricted:
         embed.requires_grad_(False)
         self.model = torch.nn.Sequential(embed, parent.model)
 
+    def members_module(self) -> torch.nn.Module:
+        """The piece in the table's units, one output per member: what a leaf solver expands."""
+        return _InUnits(self.model, self.x_mean, self.x_scale, self.y_mean, self.y_scale)
+
     def predict(self, X) -> np.ndarray:
         full = np.repeat(self.anchor[None, :], len(X), axis=0)
         full[:, self.block] = X
         return self.parent.predict(full)
+
+
+class _InUnits(torch.nn.Module):
+    """``y_mean + y_scale * model((x - x_mean) / x_scale)``: a standardised ensemble in table units."""
+
+    def __init__(self, model, x_mean, x_scale, y_mean, y_scale):
+        super().__init__()
+        self.model = model
+        self.register_buffer("x_mean", torch.as_tensor(np.asarray(x_mean, dtype=np.float64)))
+        self.register_buffer("x_scale", torch.as_tensor(np.asarray(x_scale, dtype=np.float64)))
+        self.y_mean, self.y_scale = float(y_mean), float(y_scale)
+
+    def forward(self, x):
+        return self.y_mean + self.y_scale * self.model((x - self.x_mean) / self.x_scale)
 
 
 def _candidates(y, cols, ctx: _Context, depth: int, inherited=None):
@@ -295,10 +320,15 @@ def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
 
 
 def _solve(y, cols, ctx: _Context, depth: int, inherited=None):
-    """Formula (user's symbols), tree node and validation RMSE of one node."""
-    alternative = _leaf(y, cols, ctx, depth)
+    """Formula (user's symbols), tree node and validation RMSE of one node.
+
+    A node small enough is a leaf for the full leaf solver. A larger one is split only as the
+    derivative tests say; each split must do as well as the sparse polynomial fit of the whole
+    node (the undo baseline), never against a search engine run on more variables than a leaf has.
+    """
     if len(cols) <= ctx.max_leaf:
-        return alternative
+        return _leaf(y, cols, ctx, depth, source=inherited)
+    alternative = _leaf(y, cols, ctx, depth, solver=polynomial_leaf)
     if ctx.left() <= 0:
         ctx.notes.append(f"time budget spent: {_label(cols)} solved as one piece without structure tests")
         return alternative
@@ -342,6 +372,8 @@ def decompose(X, y, names: Sequence[str], *, val_index, seed: int = 0, time_budg
     solve_leaf : callable, optional
         ``solve_leaf(X_piece, y_piece, piece_names, *, val_index, seed, time_budget) -> Piece``;
         default ``discovery.closedform.solve_piece`` where it exists, else :func:`polynomial_leaf`.
+        Used on pieces of at most ``max_leaf_variables`` columns; a larger node that no test
+        splits is fitted by :func:`polynomial_leaf`.
     max_leaf_variables : int
         Pieces with at most this many columns are solved without further tests.
     progress : bool
