@@ -11,6 +11,8 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from discovery.errors import DiscoveryWarning
+
 __all__ = ["DiscoveryRegressor"]
 
 
@@ -51,6 +53,9 @@ class DiscoveryRegressor(RegressorMixin, BaseEstimator):
 
     Warns
     -----
+    DiscoveryWarning
+        Every warning of :func:`discovery.discover` (a formula that only approximates, a low
+        score, ...), raised again from ``fit``; also kept in ``discovery_.warnings``.
     UserWarning
         When every column of ``X`` has mean 0 and standard deviation 1 (as after
         ``StandardScaler`` in a pipeline): the formula is then in z-scores, under the columns'
@@ -110,13 +115,16 @@ class DiscoveryRegressor(RegressorMixin, BaseEstimator):
             fit_options["patience"] = max(10, int(self.max_epochs) // 4)
         if self.lbfgs_steps is not None:
             fit_options["lbfgs_steps"] = int(self.lbfgs_steps)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # data notes (dropped constant columns) stay on discovery_
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # data notes (dropped constant columns) stay on discovery_
             self.discovery_ = discover(
                 frame, target=target, order=self.order, space=self.space, seed=seed, device=self.device,
                 crosscheck=self.crosscheck, members=self.members, reference_points=self.reference_points,
                 progress=self.progress, fit_options=fit_options, min_rows=2,
             )
+        for w in caught:  # what changes what the formula is worth reaches the caller
+            if issubclass(w.category, DiscoveryWarning):
+                warnings.warn(w.message, stacklevel=2)
         self._columns = [names.index(n) for n in self.discovery_.names]
         formula = self.discovery_.formula
         self.formula_ = tidy(formula.xreplace({s: sympy.Symbol(s.name) for s in formula.free_symbols}))
