@@ -151,8 +151,9 @@ def discover(
     candidates, fits, expansions = [], {}, {}
     for sp in spaces:
         if fits and stages.fit_budget_spent(plan, clock):
-            notes.append(f"{sp} space not trained: training used its share of the time budget "
-                         f"({clock.elapsed():.0f} s of {plan.time_budget:g} s)")
+            space_note = (f"{next(iter(fits))} space: {sp} space was not trained, training used its share of the "
+                          f"time budget ({clock.elapsed():.0f} s of {plan.time_budget:g} s)")
+            notes.append(space_note)
             continue
         with clock.stage(f"fit {sp}"):
             fits[sp] = stages.fit_space(s, sp, plan, notes)
