@@ -170,9 +170,9 @@ class Discovery:
     @property
     def formula(self) -> sympy.Expr:
         """The recommended formula (SymPy, in column names)."""
-        if self.crosscheck is not None:
+        if self.crosscheck is not None and self.crosscheck.recommended != "expansion":
             return _real(self.crosscheck.recommended_formula)
-        return self.chosen_formula
+        return self.chosen_formula  # the cross-check's own candidate, when it recommends that
 
     @property
     def chosen_formula(self) -> sympy.Expr:
@@ -344,6 +344,21 @@ class Discovery:
 
         return report(self, directory)
 
+    @classmethod
+    def load(cls, folder) -> "Discovery":
+        """Read a folder written by :meth:`save` (JSON, CSV, NPZ and the weights-only ``model.pt``; nothing
+        is unpickled). Formula, scores, terms, space, order, names and notes are as saved; see
+        :func:`discovery.load.load_result`.
+
+        Examples
+        --------
+        >>> Discovery.load(d.save("results/quadratic")).formula  # doctest: +SKIP
+        0.5*x1**2 + 0.5*x2
+        """
+        from discovery.load import load_result
+
+        return load_result(folder)
+
     # ----------------------------------------------------------------------------- display
     def summary(self) -> str:
         """A few lines for a terminal: formula, scores, space, order, cross-check."""
@@ -384,7 +399,9 @@ class Discovery:
         import html
 
         r2, rmse = self.r2, self.rmse
-        rows = [("formula", f"$${self.latex()}$$"), ("R<sup>2</sup> (held-out)", f"{r2:.6f}"),
+        from discovery.report import mathml
+
+        rows = [("formula", mathml(self.formula, precision=4)), ("R<sup>2</sup> (held-out)", f"{r2:.6f}"),
                 ("RMSE (held-out)", f"{rmse:.4g}"), ("space", html.escape(self.space_reason or self.space)),
                 ("order", html.escape(self.order_reason))]
         if self.crosscheck is not None:

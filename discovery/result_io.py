@@ -24,7 +24,7 @@ from discovery.symbolic import text as formula_text
 if TYPE_CHECKING:  # pragma: no cover
     from discovery.result import Discovery
 
-__all__ = ["to_dict", "to_json", "save", "report", "decomposition_lines"]
+__all__ = ["to_dict", "to_json", "save", "report", "decomposition_lines", "decomposition_from_dict"]
 
 
 def to_dict(d: "Discovery") -> dict:
@@ -81,6 +81,22 @@ def _decomposition_record(d: "Discovery") -> dict:
     record["expression"] = formula_text(d.decomposition.expression, precision=17)
     record["chosen"] = d.chosen == "decomposition"
     return record
+
+
+def decomposition_from_dict(record: dict, expression: sympy.Expr):
+    """The :class:`~discovery.decompose.Decomposition` a ``result.json`` records (``expression``
+    parsed by the reader; the tree's node formulas stay text)."""
+    from discovery.decompose import Decomposition, Node
+
+    def node(r: dict) -> Node:
+        return Node(r["test"], r["evidence"], list(r["variables"]), [node(c) for c in r["children"]],
+                    method=r.get("method"), expression=r.get("expression"),
+                    val_rmse=math.nan if r.get("val_rmse") is None else float(r["val_rmse"]))
+
+    nan = math.nan
+    return Decomposition(expression, nan if record["val_rmse"] is None else float(record["val_rmse"]),
+                         nan if record["val_r2"] is None else float(record["val_r2"]), node(record["tree"]),
+                         list(record.get("notes") or []), dict(record.get("timings") or {}))
 
 
 def decomposition_lines(d: "Discovery", indent: str = "  ") -> list[str]:

@@ -18,7 +18,6 @@ sys.path.insert(0, str(ROOT / "experiments"))
 
 import _suite  # noqa: E402
 import generate_textbook as gt  # noqa: E402
-from discovery.data import safe_name  # noqa: E402
 
 
 def test_generation_is_deterministic(tmp_path):
@@ -40,7 +39,7 @@ def test_bundled_csv_matches_formula_and_ranges(law):
     frame = pd.read_csv(gt.OUT / f"{law.name}.csv")
     assert list(frame.columns) == [*law.variables, law.target]
     assert len(frame) == gt.ROWS
-    assert all(safe_name(c) == c for c in frame.columns)  # load_table keeps every name as it is
+    assert all(c.isidentifier() for c in frame.columns)  # the judge parses the law's formula in these names
     values = frame.to_numpy()
     assert np.all(np.isfinite(values))
     for v, (lo, hi) in law.ranges.items():

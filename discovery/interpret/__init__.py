@@ -20,7 +20,14 @@ from discovery.interpret.structure import (
     additive_separability,
     log_hessian,
     multiplicative_separability,
+    original_units,
     unused_variables,
+)
+from discovery.interpret.symmetry import (
+    depends_through,
+    pair_symmetry,
+    polynomial_transforms,
+    symmetries,
 )
 
 __all__ = [
@@ -34,6 +41,11 @@ __all__ = [
     "log_hessian",
     "multiplicative_separability",
     "unused_variables",
+    "original_units",
+    "depends_through",
+    "pair_symmetry",
+    "polynomial_transforms",
+    "symmetries",
     "Interpretation",
     "cafo",
     "caso",

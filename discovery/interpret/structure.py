@@ -1,5 +1,9 @@
 """Structure of a learned function from exact derivatives: separability and unused inputs.
 
+Symmetries (``f`` depends on ``x_i - x_j``, ``x_i / x_j``, ...) and transforms that make ``f``
+polynomial live in :mod:`discovery.interpret.symmetry`; both modules share the record and the
+statistics defined here.
+
 Every test reads an :class:`~discovery.engine.Expansion` at many reference points whose outputs
 are the members of an ensemble (or a list of expansions, one per member, at the same points).
 A property is accepted when its derivative statistic is indistinguishable from zero next to
@@ -8,13 +12,14 @@ the members' disagreement:
 * additive separability of ``x_i`` and ``x_j``: ``d2f / dx_i dx_j = 0`` at every point;
 * multiplicative separability: the same for ``log |f|`` (its Hessian is
   ``f_ij / f - f_i f_j / f^2``, the degree-2 part of the logarithm of the truncated series);
-* no influence of ``x_i``: ``df / dx_i = 0`` at every point.
+* no influence of ``x_i``: ``df / dx_i = 0`` at every point (judged by the pooled ratio of the
+  ensemble-mean gradient to its standard error, see :func:`unused_variables`).
 
-For a derivative ``D`` the statistic is ``median_b |mean_m D| / std_m D`` over points ``b`` and
-members ``m``: a signal-to-spread ratio. It is zero-like when it stays below
-``threshold`` (default 3). A single model has no spread; then the statistic is relative to the
-size of its peers (``rms`` of all second derivatives, or of the gradient) and ``threshold`` is
-read as a fraction (default ``0.02``).
+For a derivative ``D`` the statistic is ``median_b |mean_m D| / (std_m D / sqrt(M))`` over
+points ``b`` and ``M`` members ``m``: the member mean over its standard error (a median
+``|t|``). It is zero-like when it stays below ``threshold`` (default 3). A single model has
+no spread; then the statistic is relative to the size of its peers (``rms`` of all second
+derivatives, or of the gradient) and ``threshold`` is read as a fraction (default ``0.02``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from discovery.errors import ExpansionError
 
 __all__ = [
     "StructureReport",
+    "original_units",
     "additive_separability",
     "multiplicative_separability",
     "unused_variables",
@@ -42,7 +48,8 @@ class StructureReport:
     Attributes
     ----------
     kind : str
-        ``"additive"``, ``"multiplicative"`` or ``"influence"``.
+        ``"additive"``, ``"multiplicative"``, ``"influence"``, or (from
+        :mod:`discovery.interpret.symmetry`) ``"symmetry"``, ``"depends_through"``, ``"transform"``.
     statistic : numpy.ndarray
         ``(p, p)`` pairwise statistics (separability; the diagonal is NaN) or ``(p,)`` per input.
     threshold : float
@@ -54,6 +61,12 @@ class StructureReport:
         Ensemble members the spread came from (1: relative statistic).
     points_used : int
         Reference points that entered the statistic.
+    holds : bool or None
+        Verdict of a yes/no test (symmetries, transforms); ``None`` for the grouping tests.
+    variables : list of int
+        Inputs a yes/no test concerns.
+    detail : dict
+        Test-specific findings (e.g. the median relative identity residual, the degrees found).
     """
 
     kind: str
@@ -62,6 +75,9 @@ class StructureReport:
     groups: list = field(default_factory=list)
     members: int = 1
     points_used: int = 0
+    holds: bool | None = None
+    variables: list = field(default_factory=list)
+    detail: dict = field(default_factory=dict)
 
     @property
     def separable(self) -> bool:
@@ -69,12 +85,13 @@ class StructureReport:
         return self.kind != "influence" and len(self.groups) > 1
 
     def __repr__(self) -> str:
-        return (f"StructureReport(kind={self.kind!r}, groups={self.groups}, threshold={self.threshold:g}, "
+        what = f"holds={self.holds}, variables={self.variables}" if self.holds is not None else f"groups={self.groups}"
+        return (f"StructureReport(kind={self.kind!r}, {what}, threshold={self.threshold:g}, "
                 f"members={self.members}, points={self.points_used})")
 
 
-def _derivatives(expansions, call: str):
-    """Values ``(B, M)``, gradients ``(B, p, M)`` and Hessians ``(B, p, p, M)`` of every member."""
+def _stack(expansions, call: str, min_order: int = 2):
+    """Centres ``(B, p)``, coefficients ``(B, T, M)`` of every member, monomials and order."""
     items = list(expansions) if isinstance(expansions, (list, tuple)) else [expansions]
     if not items:
         raise ExpansionError(f"{call}: pass an Expansion (outputs = ensemble members) or a list of them")
@@ -82,14 +99,66 @@ def _derivatives(expansions, call: str):
     for e in items:
         if not hasattr(e, "monomials") or not hasattr(e, "coefficients"):
             raise ExpansionError(f"{call}: got {type(e).__name__}; pass expand(model, points, order=2) results")
-        if e.order < 2:
-            raise ExpansionError(f"{call}: the expansion has order {e.order}; expand with order >= 2")
+        if e.order < min_order:
+            raise ExpansionError(f"{call}: the expansion has order {e.order}; expand with order >= {min_order}")
         if e.center.shape != first.center.shape or not torch.equal(e.center, first.center):
             raise ExpansionError(f"{call}: the expansions are at different reference points; expand every "
                                  "member at the same points")
-    p = first.n_inputs
-    index = {tuple(int(v) for v in row): k for k, row in enumerate(first.monomials)}
     coeffs = torch.cat([e.coefficients for e in items], dim=2).detach().cpu().to(torch.float64)
+    return first.center.detach().cpu().to(torch.float64), coeffs, np.asarray(first.monomials), first.order
+
+
+def original_units(expansion, units=None, *, call: str = "original_units(expansion)", min_order: int = 1):
+    """Centres and Taylor coefficients of every member in the table's units.
+
+    The ensemble of :func:`discovery.fit.fit_ensemble` sees ``z = (x - x_mean) / x_scale`` and
+    predicts ``(y - y_mean) / y_scale``; the exact change of variables is
+    ``c'_a = y_scale c_a / prod_i x_scale_i^a_i`` (plus ``y_mean`` on the constant term).
+
+    Parameters
+    ----------
+    expansion : Expansion or list of Expansion
+        Outputs (or list entries) are ensemble members.
+    units : object with ``x_mean``, ``x_scale``, ``y_mean``, ``y_scale``, optional
+        Usually the :class:`~discovery.fit.FittedEnsemble`; ``None`` keeps the model's units.
+
+    Returns
+    -------
+    center : torch.Tensor
+        ``(B, p)`` reference points in original units.
+    coefficients : torch.Tensor
+        ``(B, T, M)`` float64.
+    monomials : numpy.ndarray
+        ``(T, p)`` exponents.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from types import SimpleNamespace
+    >>> from discovery.engine import expand
+    >>> net = torch.nn.Linear(1, 1, dtype=torch.float64)
+    >>> units = SimpleNamespace(x_mean=np.array([10.0]), x_scale=np.array([2.0]), y_mean=1.0, y_scale=4.0)
+    >>> x0, c, _ = original_units(expand(net, [[0.0]], 1), units)
+    >>> float(x0[0, 0]), bool(torch.isclose(c[0, 1, 0], 2 * net.weight[0, 0]))
+    (10.0, True)
+    """
+    center, coeffs, monomials, _ = _stack(expansion, call, min_order)
+    if units is None:
+        return center, coeffs, monomials
+    x_mean = torch.as_tensor(np.asarray(units.x_mean, dtype=np.float64))
+    x_scale = torch.as_tensor(np.asarray(units.x_scale, dtype=np.float64))
+    powers = torch.as_tensor(monomials, dtype=torch.float64)
+    factor = float(units.y_scale) / torch.prod(x_scale.unsqueeze(0) ** powers, dim=1)
+    coeffs = coeffs * factor.view(1, -1, 1)
+    coeffs[:, 0, :] += float(units.y_mean)
+    return x_mean + x_scale * center, coeffs, monomials
+
+
+def _derivatives(expansions, call: str, units=None):
+    """Values ``(B, M)``, gradients ``(B, p, M)`` and Hessians ``(B, p, p, M)`` of every member."""
+    _, coeffs, monomials = original_units(expansions, units, call=call, min_order=2)
+    p = monomials.shape[1]
+    index = {tuple(int(v) for v in row): k for k, row in enumerate(monomials)}
     value = coeffs[:, 0, :]
     grad = torch.stack([coeffs[:, index[tuple(int(i == a) for a in range(p))], :] for i in range(p)], dim=1)
     hess = torch.zeros(coeffs.shape[0], p, p, coeffs.shape[2], dtype=torch.float64)
@@ -101,8 +170,10 @@ def _derivatives(expansions, call: str):
 
 
 def _signal_to_spread(d: torch.Tensor, peers: torch.Tensor) -> np.ndarray:
-    """``d`` (B, ..., M): median over points of ``|member mean| / member spread``.
+    """``d`` (B, ..., M): median over points of ``|member mean| / standard error``.
 
+    The standard error of the members' mean is ``spread / sqrt(M)``, so the statistic is a
+    median ``|t|``: about 0.7-0.8 where ``d`` is zero and the members only scatter around it.
     The median keeps a few points where ``f`` is nearly singular (``log |f|`` near a zero of
     ``f``) or the members disagree wildly from deciding the verdict.
     """
@@ -110,7 +181,7 @@ def _signal_to_spread(d: torch.Tensor, peers: torch.Tensor) -> np.ndarray:
     mean = d.mean(dim=-1)
     if members > 1:
         floor = max(1e-12 * float(peers.pow(2).mean().sqrt()), 1e-300)
-        ratio = mean.abs() / d.std(dim=-1).clamp(min=floor)
+        ratio = mean.abs() * members ** 0.5 / d.std(dim=-1).clamp(min=floor)
         return ratio.median(dim=0).values.numpy()
     scale = float(peers.mean(dim=-1).pow(2).mean().sqrt())
     return (mean.pow(2).mean(dim=0).sqrt() / max(scale, 1e-300)).numpy()
@@ -163,8 +234,9 @@ def additive_separability(expansion, *, threshold: float | None = None) -> Struc
     expansion : Expansion or list of Expansion
         Order >= 2, at many reference points; outputs (or list entries) are ensemble members.
     threshold : float, optional
-        Signal-to-spread ratio under which a mixed partial counts as zero (default 3; for a
-        single model, a fraction of the rms second derivative, default 0.02).
+        Median ``|t|`` (member mean over its standard error) under which a mixed partial
+        counts as zero (default 3; for a single model, a fraction of the rms second
+        derivative, default 0.02).
 
     Returns
     -------
@@ -193,7 +265,8 @@ def log_hessian(value: torch.Tensor, grad: torch.Tensor, hess: torch.Tensor) -> 
 
 
 def multiplicative_separability(expansion, *, output_offset: float = 0.0, output_scale: float = 1.0,
-                                threshold: float | None = None, min_relative_value: float = 0.05) -> StructureReport:
+                                threshold: float | None = None, min_relative_value: float = 0.05,
+                                units=None) -> StructureReport:
     """Which inputs split into factors ``f = g(x_A) * h(x_B)``: additive separability of ``log |f|``.
 
     Parameters
@@ -208,6 +281,9 @@ def multiplicative_separability(expansion, *, output_offset: float = 0.0, output
     min_relative_value : float
         Points where ``|f|`` is below this fraction of its rms (near a zero of ``f``, where
         ``log |f|`` is singular) are left out.
+    units : FittedEnsemble or similar, optional
+        Reads the expansion in the table's units (``x_mean``, ``x_scale``, ``y_mean``,
+        ``y_scale``); replaces ``output_offset`` / ``output_scale``.
 
     Examples
     --------
@@ -221,7 +297,7 @@ def multiplicative_separability(expansion, *, output_offset: float = 0.0, output
     [[0], [1]]
     """
     call = "multiplicative_separability(expansion)"
-    value, grad, hess = _derivatives(expansion, call)
+    value, grad, hess = _derivatives(expansion, call, units)
     value = output_offset + output_scale * value
     grad, hess = output_scale * grad, output_scale * hess
     mean = value.mean(dim=1)
@@ -237,6 +313,17 @@ def multiplicative_separability(expansion, *, output_offset: float = 0.0, output
 
 def unused_variables(expansion, *, threshold: float | None = None) -> StructureReport:
     """Inputs the function does not depend on: ``df / dx_i = 0`` at every reference point.
+
+    With members, the statistic of input ``i`` is the pooled z-score of the ensemble-mean
+    gradient, ``sqrt(mean_b g_ib^2 / mean_b (s_ib^2 / M))`` (``g`` the member mean, ``s`` the
+    member standard deviation at point ``b``, ``M`` members): about 1 for an input the members
+    only disagree about, large for an input with influence. Pooling over points (rather than a
+    median of per-point ratios) keeps an input whose gradient vanishes on part of the domain
+    (``d(x1 x2)/dx1 = x2``) from being declared unused, and dividing by the standard error
+    rather than the spread keeps a few noisy columns from hiding everything (with 17 noise
+    columns the old per-point ratio called every input unused). A single model has no spread;
+    then the statistic is the rms gradient relative to the largest input's (in standardised
+    units) and ``threshold`` is a fraction (default 0.02).
 
     Returns
     -------
@@ -254,11 +341,16 @@ def unused_variables(expansion, *, threshold: float | None = None) -> StructureR
     [[0], [1]]
     """
     _, grad, _ = _derivatives(expansion, "unused_variables(expansion)")
-    stat = _signal_to_spread(grad, grad)
-    if grad.shape[-1] == 1:  # relative to the largest input's influence, not the average
-        scale = grad.mean(dim=-1).pow(2).mean(dim=0).sqrt()
-        stat = (scale / scale.max().clamp(min=1e-300)).numpy()
-    thr = _default_threshold(grad.shape[-1], threshold)
+    members = grad.shape[-1]
+    mean = grad.mean(dim=-1)
+    signal = mean.pow(2).mean(dim=0).sqrt()
+    if members > 1:
+        standard_error = (grad.var(dim=-1) / members).mean(dim=0).sqrt()
+        floor = max(1e-12 * float(signal.max()), 1e-300)
+        stat = (signal / standard_error.clamp(min=floor)).numpy()
+    else:  # relative to the largest input's influence, not the average
+        stat = (signal / signal.max().clamp(min=1e-300)).numpy()
+    thr = _default_threshold(members, threshold)
     used = [i for i in range(grad.shape[1]) if stat[i] >= thr]
     unused = [i for i in range(grad.shape[1]) if stat[i] < thr]
-    return StructureReport("influence", stat, thr, [used, unused], grad.shape[-1], grad.shape[0])
+    return StructureReport("influence", stat, thr, [used, unused], members, grad.shape[0])

@@ -1,0 +1,392 @@
+"""Recursive, structure-driven decomposition of a law into pieces small enough to solve exactly.
+
+At each node an ensemble is trained on the node's training rows and expanded exactly at k-means
+reference points; the structure tests of :mod:`discovery.interpret` then decide, against the
+members' disagreement, how the node splits:
+
+* inputs without influence are dropped;
+* a pair symmetry (``f`` depends on ``x_i, x_j`` only through ``x_i - x_j``, ``x_i + x_j``,
+  ``x_i x_j`` or ``x_i / x_j``) replaces the pair by one new column computed from the rows;
+* an additive (``f = g(x_A) + h(x_B)``) or multiplicative (``f = g(x_A) h(x_B)``) split gives
+  each block its own data from the ensemble, evaluated with the other block fixed at the
+  median row: ``f = g + h - f(x*)`` or ``f = g h / f(x*)``. The pieces (and the columns left
+  after dropping unused ones) keep reading exact derivatives from the parent's members on
+  that slice rather than from a new ensemble fitted to the parent's mean.
+
+The clearest test (smallest statistic relative to its threshold) is applied first. Pieces with
+at most ``max_leaf_variables`` columns, or where nothing fires, go to the leaf solver; the
+recombined formula's constants are refitted jointly on the training rows and compared on the
+validation rows with the undecomposed alternative (the leaf solver on the whole node). A step
+that does worse is undone, and the reason is kept in ``notes``. Finally, constants the
+validation rows cannot tell from zero are dropped and the rest refitted. The built-in leaf
+solver, the refit and the pruning live in :mod:`discovery.leaf`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import sympy
+import torch
+
+from discovery.engine import expand
+from discovery.errors import DataError, ExpansionError
+from discovery.fit import fit_ensemble
+from discovery.interpret.structure import additive_separability, multiplicative_separability, unused_variables
+from discovery.interpret.symmetry import symmetries
+from discovery.leaf import (ACCURACY_TOL, FLOOR, Piece, evaluate, polynomial_leaf, prune_constants, refit_constants,
+                            rms_error)
+
+__all__ = ["Decomposition", "Node", "Piece", "decompose", "polynomial_leaf", "prune_constants", "refit_constants"]
+
+#: Training settings of every node's ensemble unless ``fit_options`` overrides them.
+NODE_FIT = {"members": 4, "hidden": (32, 32), "max_epochs": 300, "patience": 50, "lbfgs_steps": 100}
+_TRIES = 2  # steps tried per node before it is solved as one piece
+_PAIR_EXPR = {"difference": lambda a, b: a - b, "sum": lambda a, b: a + b,
+              "product": lambda a, b: a * b, "ratio": lambda a, b: a / b}
+
+
+@dataclass
+class Node:
+    """One step of the decomposition tree.
+
+    ``test`` is ``"leaf"``, ``"unused"``, ``"symmetry"``, ``"additive"`` or
+    ``"multiplicative"``; ``evidence`` says what the statistic was; ``variables`` are the
+    node's columns (as formulas in the user's names).
+    """
+
+    test: str
+    evidence: str
+    variables: list
+    children: list = field(default_factory=list)
+    method: str | None = None
+    expression: str | None = None
+    val_rmse: float | None = None
+
+    def to_dict(self) -> dict:
+        """JSON-ready record (a non-finite RMSE becomes ``None``)."""
+        rmse = self.val_rmse if self.val_rmse is not None and math.isfinite(self.val_rmse) else None
+        return {"test": self.test, "evidence": self.evidence, "variables": list(self.variables),
+                "method": self.method, "expression": self.expression, "val_rmse": rmse,
+                "children": [c.to_dict() for c in self.children]}
+
+
+@dataclass
+class Decomposition:
+    """Result of :func:`decompose`.
+
+    Attributes
+    ----------
+    expression : sympy.Expr
+        The formula in ``sympy.Symbol(name)`` of the given column names.
+    val_rmse, val_r2 : float
+        On the validation rows (the caller's test rows never enter).
+    tree : Node
+        The steps taken, with their evidence.
+    notes : list of str
+        Steps undone and why, budget stops.
+    timings : dict
+        Seconds per stage.
+    """
+
+    expression: sympy.Expr
+    val_rmse: float
+    val_r2: float
+    tree: Node
+    notes: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready record."""
+        finite = [v if math.isfinite(v) else None for v in (float(self.val_rmse), float(self.val_r2))]
+        return {"expression": str(self.expression), "val_rmse": finite[0], "val_r2": finite[1],
+                "tree": self.tree.to_dict(), "notes": list(self.notes),
+                "timings": {k: float(v) for k, v in self.timings.items()}}
+
+
+def _default_leaf() -> Callable:
+    """``discovery.closedform.solve_piece`` where that module exists, else :func:`polynomial_leaf`."""
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec("discovery.closedform") is None:
+        return polynomial_leaf
+    return importlib.import_module("discovery.closedform").solve_piece
+
+
+# -- the recursion -----------------------------------------------------------------------------
+
+@dataclass
+class _Context:
+    X: np.ndarray
+    symbols: list
+    train: np.ndarray
+    val: np.ndarray
+    deadline: float
+    seed: int
+    fit_options: dict
+    solve_leaf: Callable
+    max_leaf: int
+    progress: bool
+    notes: list
+    timings: dict
+    fresh: list = field(default_factory=lambda: [0])
+
+    def columns(self, cols) -> np.ndarray:
+        return np.stack([evaluate(c, self.symbols, self.X) for c in cols], axis=1)
+
+    def tick(self, key: str, t0: float) -> None:
+        self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - t0
+
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    def say(self, depth: int, text: str) -> None:
+        if self.progress:
+            print("  " * depth + text)
+
+
+def _label(cols) -> list[str]:
+    return [str(c) for c in cols]
+
+
+def _leaf(y, cols, ctx: _Context, depth: int):
+    """Leaf solver on the node's columns; the formula comes back in the user's symbols."""
+    t0 = time.perf_counter()
+    taken = {str(s) for s in ctx.symbols}
+    local = []
+    for c in cols:
+        if isinstance(c, sympy.Symbol):
+            local.append(str(c))
+            continue
+        while f"u{ctx.fresh[0]}" in taken:
+            ctx.fresh[0] += 1
+        local.append(f"u{ctx.fresh[0]}")
+        ctx.fresh[0] += 1
+    piece = ctx.solve_leaf(ctx.columns(cols), y, local, val_index=ctx.val, seed=ctx.seed,
+                           time_budget=max(ctx.left(), 1.0))
+    expr = sympy.sympify(piece.expression).xreplace({sympy.Symbol(n): c for n, c in zip(local, cols)})
+    ctx.tick("leaf", t0)
+    expr, rmse = _refit(expr, y, ctx)
+    ctx.say(depth, f"leaf ({piece.method}) on {_label(cols)}: val RMSE {rmse:.3g}")
+    node = Node("leaf", piece.evidence, _label(cols), method=piece.method, expression=str(expr), val_rmse=rmse)
+    return expr, node, rmse
+
+
+def _refit(expr, y, ctx: _Context):
+    t0 = time.perf_counter()
+    expr = refit_constants(expr, ctx.symbols, ctx.X[ctx.train], y[ctx.train])
+    rmse = rms_error(evaluate(expr, ctx.symbols, ctx.X[ctx.val]), y[ctx.val])
+    ctx.tick("refit", t0)
+    return expr, rmse
+
+
+class _Restricted:
+    """The parent's ensemble with the columns outside ``block`` held at ``anchor``.
+
+    A split's piece ``g(x_A) = f(x_A, x_B*)`` is the parent's function on a slice, so its exact
+    derivatives (and the members' disagreement about them) come from the parent's members
+    through one fixed linear embedding; no new network is trained, and a bias the parent's
+    members share is not mistaken for structure of the piece.
+    """
+
+    def __init__(self, parent, block, anchor):
+        self.parent, self.block, self.anchor = parent, list(block), np.asarray(anchor, dtype=np.float64)
+        self.x_mean, self.x_scale = parent.x_mean[self.block], parent.x_scale[self.block]
+        self.y_mean, self.y_scale = parent.y_mean, parent.y_scale
+        embed = torch.nn.Linear(len(self.block), len(parent.x_mean), dtype=torch.float64)
+        with torch.no_grad():
+            embed.weight.zero_()
+            embed.weight[self.block, range(len(self.block))] = 1.0
+            bias = (self.anchor - parent.x_mean) / parent.x_scale
+            bias[self.block] = 0.0
+            embed.bias.copy_(torch.from_numpy(bias))
+        embed.requires_grad_(False)
+        self.model = torch.nn.Sequential(embed, parent.model)
+
+    def predict(self, X) -> np.ndarray:
+        full = np.repeat(self.anchor[None, :], len(X), axis=0)
+        full[:, self.block] = X
+        return self.parent.predict(full)
+
+
+def _candidates(y, cols, ctx: _Context, depth: int, inherited=None):
+    """The node's ensemble (trained, or inherited from a split), the tests, and the steps they
+    allow, clearest first."""
+    t0 = time.perf_counter()
+    Xn = ctx.columns(cols)
+    if inherited is None:
+        options = {**NODE_FIT, **ctx.fit_options}
+        fit = fit_ensemble(Xn[ctx.train], y[ctx.train], seed=ctx.seed, progress=False, **options)
+    else:
+        fit = inherited
+    ctx.tick("fit", t0)
+    t0 = time.perf_counter()
+    from sklearn.cluster import KMeans
+
+    Z = (Xn[ctx.train] - fit.x_mean) / fit.x_scale
+    k = int(min(24, max(4, len(Z) // 25)))
+    centres = KMeans(k, n_init=2, random_state=ctx.seed).fit(Z).cluster_centers_
+    e = expand(fit.model, torch.from_numpy(centres), 2)
+    ctx.tick("expand", t0)
+    t0 = time.perf_counter()
+    steps = []
+    influence = unused_variables(e)
+    used, unused = influence.groups
+    if unused and used:
+        steps.append((0.0, "unused", f"no influence: {_label([cols[i] for i in unused])} (pooled gradient z-scores "
+                      f"{np.round(influence.statistic[unused], 2).tolist()} < {influence.threshold:g})", used))
+    else:
+        additive = additive_separability(e)
+        steps += _split_step("additive", additive)
+        try:
+            steps += _split_step("multiplicative", multiplicative_separability(e, units=fit))
+        except ExpansionError as exc:  # f vanishes or changes sign: no product to read
+            ctx.say(depth, f"multiplicative test not applicable: {exc}")
+        for r in symmetries(e, units=fit, names=_label(cols)):
+            if r.holds and not (r.detail["pair"] == "ratio" and np.any(Xn[:, r.variables[1]] == 0)):
+                steps.append((float(r.statistic) / r.threshold, "symmetry",
+                              f"depends on {r.detail['h']}: identity residual |t| {float(r.statistic):.2f} < "
+                              f"{r.threshold:g} (median relative residual {r.detail['relative_residual']:.2g})",
+                              (r.variables, r.detail["pair"])))
+    ctx.tick("tests", t0)
+    return fit, Xn, sorted(steps, key=lambda s: s[0])
+
+
+def _split_step(kind, report):
+    if not report.separable:
+        return []
+    A = report.groups[0]
+    B = [i for g in report.groups[1:] for i in g]
+    cross = np.nan_to_num(report.statistic[np.ix_(A, B)], nan=0.0)
+    margin = float(cross.max()) / report.threshold
+    return [(margin, kind, f"{kind} split {A} | {B}: largest cross statistic {float(cross.max()):.2f} < "
+             f"{report.threshold:g}", (A, B))]
+
+
+def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
+    """Children of one step and how to recombine them."""
+    _, kind, evidence, arg = step
+    anchor = np.median(Xn[ctx.train], axis=0)
+    if kind == "unused":
+        expr, child, _ = _solve(y, [cols[i] for i in arg], ctx, depth + 1, _Restricted(fit, arg, anchor))
+        return expr, [child]
+    if kind == "symmetry":
+        (i, j), pair = arg
+        new = _PAIR_EXPR[pair](cols[i], cols[j])
+        rest = [c for k, c in enumerate(cols) if k not in (i, j)]
+        expr, child, _ = _solve(y, rest + [new], ctx, depth + 1)
+        return expr, [child]
+    A, B = arg
+    pieces, children = [], []
+    for block in (A, B):
+        piece = _Restricted(fit, block, anchor)
+        expr, child, _ = _solve(piece.predict(Xn[:, block]), [cols[i] for i in block], ctx, depth + 1, piece)
+        pieces.append(expr)
+        children.append(child)
+    centre = sympy.Float(float(fit.predict(anchor[None, :])[0]), 15)
+    if kind == "additive":
+        return pieces[0] + pieces[1] - centre, children
+    return pieces[0] * pieces[1] / centre, children
+
+
+def _solve(y, cols, ctx: _Context, depth: int, inherited=None):
+    """Formula (user's symbols), tree node and validation RMSE of one node."""
+    alternative = _leaf(y, cols, ctx, depth)
+    if len(cols) <= ctx.max_leaf:
+        return alternative
+    if ctx.left() <= 0:
+        ctx.notes.append(f"time budget spent: {_label(cols)} solved as one piece without structure tests")
+        return alternative
+    fit, Xn, steps = _candidates(y, cols, ctx, depth, inherited)
+    for step in steps[:_TRIES]:
+        if ctx.left() <= 0:
+            ctx.notes.append(f"time budget spent: {step[1]} step on {_label(cols)} not tried")
+            break
+        ctx.say(depth, f"{step[1]}: {step[2]}")
+        expr, children = _apply(step, y, cols, fit, Xn, ctx, depth)
+        expr, rmse = _refit(expr, y, ctx)
+        if rmse <= alternative[2] * (1 + ACCURACY_TOL) + FLOOR * float(np.std(y)):
+            node = Node(step[1], step[2], _label(cols), children, expression=str(expr), val_rmse=rmse)
+            return expr, node, rmse
+        ctx.notes.append(f"undone: {step[1]} step on {_label(cols)} ({step[2]}) gave validation RMSE {rmse:.3g}, "
+                         f"worse than {alternative[2]:.3g} of the undecomposed {alternative[1].method} piece")
+        ctx.say(depth, ctx.notes[-1])
+    return alternative
+
+
+def decompose(X, y, names: Sequence[str], *, val_index, seed: int = 0, time_budget: float = 60.0,
+              fit_options: dict | None = None, solve_leaf: Callable | None = None, max_leaf_variables: int = 3,
+              progress: bool = False) -> Decomposition:
+    """Split a law recursively along the structure its ensemble's exact derivatives show.
+
+    Parameters
+    ----------
+    X : array-like, shape (n, p)
+        Training and validation rows only (keep test rows away).
+    y : array-like, shape (n,)
+    names : sequence of str
+        Column names; the formula uses ``sympy.Symbol(name)``.
+    val_index : array-like of int
+        Rows of ``X`` used for every choice, never for fitting.
+    seed : int
+        Seeds every ensemble and k-means.
+    time_budget : float
+        Seconds; once spent, pieces are solved as they are and ``notes`` says so.
+    fit_options : dict, optional
+        Overrides of :data:`NODE_FIT` for every node's ensemble.
+    solve_leaf : callable, optional
+        ``solve_leaf(X_piece, y_piece, piece_names, *, val_index, seed, time_budget) -> Piece``;
+        default ``discovery.closedform.solve_piece`` where it exists, else :func:`polynomial_leaf`.
+    max_leaf_variables : int
+        Pieces with at most this many columns are solved without further tests.
+    progress : bool
+        Print each step.
+
+    Returns
+    -------
+    Decomposition
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.uniform(1, 2, (600, 3))
+    >>> d = decompose(X, X[:, 0] * np.exp(-X[:, 1] / X[:, 2]), ["x", "y", "z"], val_index=np.arange(450, 600),
+    ...               max_leaf_variables=1, fit_options={"members": 3})  # doctest: +SKIP
+    >>> d.tree.test, d.val_r2 > 0.999  # doctest: +SKIP
+    ('multiplicative', True)
+    """
+    call = "decompose(X, y, names, val_index=...)"
+    start = time.perf_counter()
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64).ravel()
+    if X.ndim != 2 or X.shape[0] != y.shape[0] or X.shape[1] != len(names):
+        raise DataError(f"{call}: X has shape {X.shape}, y {y.shape}, {len(names)} names; pass (n, p), (n,), p names")
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
+        raise DataError(f"{call}: X and y must be finite")
+    val = np.unique(np.asarray(val_index, dtype=np.int64))
+    if val.size == 0 or val.min() < 0 or val.max() >= len(y) or val.size >= len(y):
+        raise DataError(f"{call}: val_index must name some, not all, of the {len(y)} rows")
+    if int(max_leaf_variables) < 1:
+        raise DataError(f"{call}: max_leaf_variables={max_leaf_variables!r}; pass a positive integer")
+    symbols = [sympy.Symbol(str(n)) for n in names]
+    ctx = _Context(X=X, symbols=symbols, train=np.setdiff1d(np.arange(len(y)), val), val=val,
+                   deadline=start + float(time_budget), seed=int(seed), fit_options=dict(fit_options or {}),
+                   solve_leaf=solve_leaf or _default_leaf(), max_leaf=int(max_leaf_variables),
+                   progress=bool(progress), notes=[], timings={})
+    expr, tree, rmse = _solve(y, list(symbols), ctx, 0)
+    t0 = time.perf_counter()  # constants the validation rows cannot tell from zero go, the rest refit
+    pruned = prune_constants(expr, symbols, X[val], y[val])
+    if pruned != expr:
+        expr, rmse = _refit(pruned, y, ctx)
+    ctx.tick("prune", t0)
+    sst = float(np.sum((y[val] - y[val].mean()) ** 2))
+    pred = evaluate(expr, symbols, X[val])
+    r2 = 1.0 - float(np.sum((pred - y[val]) ** 2)) / sst if sst > 0 and np.all(np.isfinite(pred)) else -math.inf
+    ctx.timings["total"] = time.perf_counter() - start
+    return Decomposition(expr, rmse, r2, tree, ctx.notes, ctx.timings)

@@ -1,0 +1,275 @@
+"""The built-in leaf solver of :func:`discovery.decompose.decompose` and the joint constant refit.
+
+A leaf is a piece of a law with few columns. :func:`polynomial_leaf` fits it by sparse least
+squares in a handful of target forms (polynomial, ``exp`` of a polynomial, powers of a
+polynomial, a rational function); :func:`refit_constants` refits every ``Float`` of a formula
+jointly. Both are real solvers, small on purpose: a richer closed-form solver can take the
+leaf's place through the ``solve_leaf`` interface.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import sympy
+
+__all__ = ["Piece", "polynomial_leaf", "prune_constants", "refit_constants"]
+
+ACCURACY_TOL = 0.05  # RMSEs within 5 % count as equally accurate (the simpler model wins)
+FLOOR = 1e-9  # RMSE differences below this fraction of y's spread are rounding
+_POWER_FORMS = {2: "sqrt-polynomial", -1: "reciprocal-polynomial", -2: "reciprocal-sqrt-polynomial"}
+
+
+@dataclass
+class Piece:
+    """A solved leaf: its formula (in ``sympy.Symbol(name)`` of the piece's names) and evidence."""
+
+    expression: sympy.Expr
+    val_rmse: float
+    method: str
+    evidence: str = ""
+
+
+# -- constants, evaluation ---------------------------------------------------------------------
+
+def evaluate(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray) -> np.ndarray:
+    """``expr`` at every row of ``X`` (columns in the order of ``symbols``), ``(n,)``."""
+    fn = sympy.lambdify(list(symbols), expr, modules="numpy")
+    with np.errstate(all="ignore"):
+        out = np.asarray(fn(*X.T), dtype=np.float64)
+    return np.broadcast_to(out, (X.shape[0],)).copy()
+
+
+def rms_error(a: np.ndarray, b: np.ndarray) -> float:
+    """Root-mean-square of ``a - b``; ``inf`` where it is not finite."""
+    with np.errstate(all="ignore"):
+        d = a - b
+        value = float(np.sqrt(np.mean(d * d)))
+    return value if math.isfinite(value) else math.inf
+
+
+def refit_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray, y: np.ndarray) -> sympy.Expr:
+    """All ``Float`` constants of ``expr`` refitted jointly by least squares on ``(X, y)``.
+
+    Integers and rationals (exponents, structure) stay; the refit is kept only when it lowers
+    the error.
+
+    Examples
+    --------
+    >>> import numpy as np, sympy
+    >>> x = sympy.Symbol("x")
+    >>> X = np.linspace(0, 1, 50)[:, None]
+    >>> e = refit_constants(sympy.Float(1.0) * sympy.exp(sympy.Float(-1.0) * x), [x], X, 3 * np.exp(-2 * X[:, 0]))
+    >>> round(float(e.subs(x, 0)), 6)
+    3.0
+    """
+    from scipy.optimize import least_squares
+
+    floats = sorted(expr.atoms(sympy.Float), key=str)
+    if not floats:
+        return expr
+    params = sympy.symbols(f"_c0:{len(floats)}")
+    template = expr.xreplace(dict(zip(floats, params)))
+    fn = sympy.lambdify(list(symbols) + list(params), template, modules="numpy")
+    columns = list(X.T)
+
+    def residual(c):
+        with np.errstate(all="ignore"):
+            r = np.broadcast_to(np.asarray(fn(*columns, *c), dtype=np.float64), y.shape) - y
+        return np.where(np.isfinite(r), r, 1e6)
+
+    x0 = np.array([float(f) for f in floats])
+    before = float(np.sum(residual(x0) ** 2))
+    try:
+        fit = least_squares(residual, x0, method="trf", max_nfev=100 * (len(x0) + 1), x_scale="jac")
+    except (ValueError, np.linalg.LinAlgError):  # singular Jacobian or non-finite start: keep the constants
+        return expr
+    if not np.all(np.isfinite(fit.x)) or float(np.sum(residual(fit.x) ** 2)) >= before:
+        return expr
+    return template.xreplace({p: sympy.Float(float(v), 15) for p, v in zip(params, fit.x)})
+
+
+def prune_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray, y: np.ndarray,
+                    tolerance: float = ACCURACY_TOL) -> sympy.Expr:
+    """``expr`` with every ``Float`` set to zero whose removal keeps the RMSE on ``(X, y)``
+    (pass validation rows) within ``tolerance`` of the original; smallest constants first.
+
+    Examples
+    --------
+    >>> import numpy as np, sympy
+    >>> x = sympy.Symbol("x")
+    >>> X = np.linspace(-1, 1, 50)[:, None]
+    >>> prune_constants(sympy.Float(2.0) * x + sympy.Float(1e-12) * x ** 3, [x], X, 2 * X[:, 0])
+    2.0*x
+    """
+    limit = rms_error(evaluate(expr, symbols, X), y) * (1 + tolerance) + FLOOR * float(np.std(y))
+    for value in sorted(expr.atoms(sympy.Float), key=lambda f: abs(float(f))):
+        trial = expr.xreplace({value: sympy.Integer(0)})
+        if trial.has(sympy.nan, sympy.zoo, sympy.oo) or not isinstance(trial, sympy.Expr):
+            continue
+        if rms_error(evaluate(trial, symbols, X), y) <= limit:
+            expr = trial
+    return expr
+
+
+# -- the built-in leaf solver ------------------------------------------------------------------
+
+def _library(X: np.ndarray, symbols, degree: int, extended: bool = True):
+    """Monomials of degree 1..``degree`` in the columns; ``extended`` adds ``log x_i`` of
+    positive columns and ``m(x) / x_i^k`` (``k = 1, 2``, ``m`` of degree <= 2 in the other
+    columns) of columns that keep one sign, so ``u^2 / s^2`` or ``1 / r`` are single terms."""
+    from itertools import combinations_with_replacement
+
+    p = X.shape[1]
+    cols, exprs = [], []
+    for d in range(1, degree + 1):
+        for combo in combinations_with_replacement(range(p), d):
+            cols.append(np.prod(X[:, list(combo)], axis=1))
+            exprs.append(sympy.Mul(*[symbols[i] for i in combo]))
+    for i in range(p if extended else 0):
+        if np.all(X[:, i] > 0):
+            cols.append(np.log(X[:, i]))
+            exprs.append(sympy.log(symbols[i]))
+        if not (np.all(X[:, i] > 0) or np.all(X[:, i] < 0)):
+            continue
+        others = [j for j in range(p) if j != i]
+        numerators = [()] + [c for d in (1, 2) for c in combinations_with_replacement(others, d)]
+        for k in (1, 2):
+            for combo in numerators:
+                cols.append(np.prod(X[:, list(combo)], axis=1) / X[:, i] ** k)
+                exprs.append(sympy.Mul(*[symbols[j] for j in combo]) / symbols[i] ** k)
+    return np.stack(cols, axis=1), exprs
+
+
+def _best_subsets(F, t, train, max_size: int, keep: int = 3) -> list[list[int]]:
+    """The ``keep`` subsets of each size ``<= max_size`` with the least training error.
+
+    Exhaustive over the normal equations, solved in one batch per size (a greedy path misses
+    sparse laws whose terms correlate with other library terms: ``log a`` against ``a``,
+    ``1/a``, ...). A ridge of ``1e-12`` of the Gram diagonal keeps collinear subsets solvable.
+    """
+    from itertools import combinations
+
+    A = np.hstack([np.ones((len(train), 1)), F[train]])
+    G, b, tt = A.T @ A, A.T @ t[train], float(t[train] @ t[train])
+    ridge = 1e-12 * float(np.mean(np.diag(G)))
+    out = []
+    for size in range(1, max_size + 1):
+        combos = np.array(list(combinations(range(1, A.shape[1]), size)), dtype=np.int64)
+        if combos.size == 0:
+            break
+        idx = np.hstack([np.zeros((len(combos), 1), dtype=np.int64), combos])
+        Gs = G[idx[:, :, None], idx[:, None, :]] + ridge * np.eye(size + 1)
+        bs = b[idx]
+        c = np.linalg.solve(Gs, bs[..., None])[..., 0]
+        rss = tt - np.sum(c * bs, axis=1)
+        out += [list(combos[k] - 1) for k in np.argsort(rss)[:keep]]
+    return out
+
+
+def _stepwise(F, t, train, val, back, y, max_terms: int = 12, subsets: int = 40_000):
+    """Sparse least squares on the library ``F``: the best subsets of up to 3 terms (2 when
+    that would exceed ``subsets`` candidates), then forward selection from the best of them
+    (orthogonal matching pursuit) up to ``max_terms``. Returns the smallest model whose
+    validation RMSE (after ``back`` maps predictions to ``y``) is within the accuracy tolerance
+    of the best."""
+    from math import comb
+
+    K = F.shape[1]
+    ones = np.ones((len(t), 1))
+
+    def scored(chosen):
+        A = np.hstack([ones, F[:, chosen]])
+        coef, *_ = np.linalg.lstsq(A[train], t[train], rcond=None)
+        return rms_error(back(A[val] @ coef), y[val]), list(chosen), coef
+
+    size = 3 if comb(K, 3) <= subsets else 2 if comb(K, 2) <= subsets else 1
+    path = [scored([])] + [scored(c) for c in _best_subsets(F, t, train, min(size, K))]
+    chosen = list(min(path[1:] or path, key=lambda item: item[0])[1])
+    Ft = F[train]
+    basis = np.hstack([np.ones((len(train), 1)), Ft[:, chosen]])
+    basis, _ = np.linalg.qr(basis)
+    scale = np.linalg.norm(Ft, axis=0) + 1e-300
+    while len(chosen) < min(K, max_terms):
+        residual = t[train] - basis @ (basis.T @ t[train])
+        R = Ft - basis @ (basis.T @ Ft)  # candidates with the chosen directions removed
+        norms = np.linalg.norm(R, axis=0)
+        usable = norms > 1e-8 * scale
+        usable[chosen] = False
+        if not usable.any():
+            break
+        k = int(np.argmax(np.where(usable, np.abs(R.T @ residual) / np.where(usable, norms, 1.0), -1.0)))
+        chosen.append(k)
+        basis = np.hstack([basis, (R[:, k] / norms[k])[:, None]])
+        path.append(scored(chosen))
+    best = min(r for r, _, _ in path)
+    # the floor: below about 1e-9 of y's spread, differences are rounding, not accuracy
+    near = [item for item in path if item[0] <= best * (1 + ACCURACY_TOL) + FLOOR * float(np.std(y))]
+    return min(near, key=lambda item: (len(item[1]), item[0]))
+
+
+def polynomial_leaf(X: np.ndarray, y: np.ndarray, names: Sequence[str], *, val_index, seed: int = 0,
+                    time_budget: float = 10.0, degree: int = 3) -> Piece:
+    """Built-in leaf solver: sparse polynomials (with ``log x`` and ``1/x`` terms) in several target forms.
+
+    ``y`` and, for a sign-definite ``y = s |y|``, ``log |y|`` (``y = s exp(P)``), ``|y|^2``,
+    ``1 / |y|`` and ``1 / |y|^2`` (``y = s P^(1/k)``) are each fitted by forward selection over
+    a library of monomials up to ``degree``, ``log x_i`` of positive columns and monomials over
+    ``x_i`` or ``x_i^2`` of one-signed columns; the form with
+    the lowest validation RMSE (in ``y``) wins, the fewest terms breaking ties within 5 %. A
+    rational form ``y = P / (1 + Q)`` (degree 2, linearised least squares) competes too.
+    Deterministic; ``seed`` and ``time_budget`` are accepted for the solver interface.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).uniform(0.5, 2, (200, 1))
+    >>> piece = polynomial_leaf(X, 2 * np.exp(-X[:, 0]), ["u"], val_index=np.arange(150, 200))
+    >>> piece.method, round(piece.val_rmse, 8)
+    ('log-polynomial', 0.0)
+    """
+    X, y = np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    val = np.asarray(val_index)
+    train = np.setdiff1d(np.arange(len(y)), val)
+    symbols = [sympy.Symbol(n) for n in names]
+    F, terms = _library(X, symbols, degree)
+    forms = [("polynomial", y, lambda v: v, lambda P: P)]
+    s = float(np.sign(np.median(y)))
+    if np.all(np.sign(y) == s) and s != 0:
+        a = np.abs(y)
+        forms.append(("log-polynomial", np.log(a), lambda v: s * np.exp(np.clip(v, -700, 700)),
+                      lambda P: s * sympy.exp(P)))
+        for k, method in _POWER_FORMS.items():  # |y|^k polynomial: y = s P^(1/k)
+            forms.append((method, a ** k, lambda v, k=k: s * np.clip(v, 1e-300, None) ** (1.0 / k),
+                          lambda P, k=k: s * P ** sympy.Rational(1, k)))
+    results = []
+    for method, t, back, build in forms:
+        rmse, chosen, coef = _stepwise(F, t, train, val, back, y)
+        P = _linear(coef, [terms[k] for k in chosen])
+        results.append((rmse, len(chosen), method, build(P)))
+    results.append(_rational(X, y, symbols, train, val))
+    best = min(r[0] for r in results)
+    near = best * (1 + ACCURACY_TOL) + FLOOR * float(np.std(y))
+    rmse, n_terms, method, expr = min((r for r in results if r[0] <= near), key=lambda r: (r[1], r[0]))
+    evidence = "; ".join(f"{m}: val RMSE {r:.3g} with {k} terms" for r, k, m, _ in results)
+    return Piece(expr, rmse, method, evidence)
+
+
+def _linear(coef, terms) -> sympy.Expr:
+    """``coef[0] + sum_k coef[k+1] terms[k]`` with Float constants (which the refit moves)."""
+    return sympy.Float(coef[0], 15) + sum((sympy.Float(c, 15) * t for c, t in zip(coef[1:], terms)), sympy.Integer(0))
+
+
+def _rational(X, y, symbols, train, val):
+    """``y = P / (1 + Q)`` with ``P``, ``Q`` of degree <= 2: ``y = P - y Q`` by least squares."""
+    F, terms = _library(X, symbols, 2, extended=False)
+    A = np.hstack([np.ones((len(y), 1)), F, -y[:, None] * F])
+    coef, *_ = np.linalg.lstsq(A[train], y[train], rcond=None)
+    k = F.shape[1]
+    num, den = coef[0] + F @ coef[1 : k + 1], 1.0 + F @ coef[k + 1 :]
+    rmse = rms_error(num[val] / den[val], y[val])
+    P, Q = _linear(coef[: k + 1], terms), _linear(np.r_[0.0, coef[k + 1 :]], terms)  # Q has no constant
+    return (rmse, 2 * k, "rational", P / (1 + Q))

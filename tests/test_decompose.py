@@ -1,0 +1,184 @@
+"""Recursive decomposition on trained ensembles: the tree's steps, the formula, and undone steps.
+
+Every law is scored on fresh rows the decomposition never saw (a test set), besides the
+validation R^2 it reports.
+"""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import sympy
+import torch
+
+from discovery.decompose import Decomposition, decompose, polynomial_leaf, refit_constants
+from discovery.errors import DataError
+
+FAST = {"members": 3}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def rows(law, low, high, n, seed, noise=0.0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(low, high, (n, len(low)))
+    return X, law(*X.T) + noise * rng.normal(size=n)
+
+
+def score_on_fresh_rows(d: Decomposition, names, law, low, high):
+    X, y = rows(law, low, high, 500, seed=99)
+    pred = sympy.lambdify([sympy.Symbol(n) for n in names], d.expression, "numpy")(*X.T)
+    return 1 - np.sum((pred - y) ** 2) / np.sum((y - y.mean()) ** 2)
+
+
+def steps(node):
+    yield node
+    for child in node.children:
+        yield from steps(child)
+
+
+def test_product_with_an_exponential_of_a_ratio():
+    law, low, high, names = (lambda x, y, z: x * np.exp(-y / z)), [0.5, 0.5, 1.0], [2.0, 2.0, 3.0], ["x", "y", "z"]
+    X, y = rows(law, low, high, 1000, seed=0)
+    d = decompose(X, y, names, val_index=np.arange(800, 1000), max_leaf_variables=1, fit_options=FAST)
+    assert d.tree.test == "symmetry" and "y / z" in d.tree.evidence, d.tree.to_dict()  # y, z only through y / z
+    (child,) = d.tree.children
+    assert child.variables == ["x", "y/z"]
+    # x | y/z is found; kept, or undone because the leaf solves (x, y/z) exactly in one piece
+    assert child.test == "multiplicative" or any(n.startswith("undone: multiplicative step on ['x', 'y/z']")
+                                                 for n in d.notes), (child.to_dict(), d.notes)
+    assert d.val_r2 > 0.9999 and score_on_fresh_rows(d, names, law, low, high) > 0.9999
+    x, yy, z = sympy.symbols("x y z")  # constants the validation rows cannot tell from zero are gone
+    assert abs(float(d.expression.subs({x: 1.3, yy: 0.7, z: 1.9})) - 1.3 * np.exp(-0.7 / 1.9)) < 1e-9
+    assert len(d.expression.atoms(sympy.Float)) <= 3, d.expression
+
+
+def test_distance_is_read_through_a_difference():
+    law, low, high, names = (lambda a, b, c: np.sqrt((a - b) ** 2 + c ** 2)), [-1, -1, 0.5], [1, 1, 1.5], list("abc")
+    X, y = rows(law, low, high, 1500, seed=1)
+    d = decompose(X, y, names, val_index=np.arange(1200, 1500), max_leaf_variables=2, fit_options=FAST)
+    assert d.tree.test == "symmetry" and "a - b" in d.tree.evidence, d.tree.to_dict()
+    (leaf,) = d.tree.children
+    assert leaf.test == "leaf" and sorted(leaf.variables) == ["a - b", "c"]
+    assert score_on_fresh_rows(d, names, law, low, high) > 0.9999
+
+
+def test_unused_column_then_additive_split():
+    law, low, high = (lambda a, b, c, d: np.exp(a) + b * c ** 2), [-1, -1, -1, -1], [1, 1, 1, 1]
+    names = ["a", "b", "c", "d"]
+    X, y = rows(law, low, high, 1500, seed=2)
+    d = decompose(X, y, names, val_index=np.arange(1200, 1500), max_leaf_variables=2, fit_options=FAST)
+    assert d.tree.test == "unused" and "d" in d.tree.evidence, d.tree.to_dict()
+    (child,) = d.tree.children
+    assert child.test == "additive"
+    assert sorted(sorted(c.variables) for c in child.children) == [["a"], ["b", "c"]]
+    assert sympy.Symbol("d") not in d.expression.free_symbols
+    assert score_on_fresh_rows(d, names, law, low, high) > 0.999
+    record = json.loads(json.dumps(d.to_dict(), allow_nan=False))  # strict JSON
+    assert record["tree"]["test"] == "unused" and record["tree"]["children"][0]["test"] == "additive"
+
+
+def test_a_split_the_tests_cannot_rule_out_is_undone_when_it_hurts():
+    # 0.2 a b hides in the members' spread on 300 noisy rows; the direct fit of all rows sees it
+    law, low, high = (lambda a, b: a + b + 0.2 * a * b), [-1, -1], [1, 1]
+    X, y = rows(law, low, high, 400, seed=0, noise=0.1)
+    d = decompose(X, y, ["a", "b"], val_index=np.arange(300, 400), max_leaf_variables=1, fit_options=FAST)
+    assert d.tree.test == "leaf"
+    assert any(note.startswith("undone: additive step") for note in d.notes), d.notes
+    assert d.val_rmse < 0.105  # the noise level: the kept formula has the coupling
+    assert sympy.Symbol("a") * sympy.Symbol("b") in sympy.expand(d.expression).as_coefficients_dict()
+
+
+def test_spent_budget_solves_the_whole_table_as_one_piece():
+    X, y = rows(lambda a, b, c: a * b + c, [-1, -1, -1], [1, 1, 1], 300, seed=3)
+    d = decompose(X, y, list("abc"), val_index=np.arange(200, 300), time_budget=0.0, max_leaf_variables=1)
+    assert d.tree.test == "leaf" and any("time budget spent" in n for n in d.notes)
+    assert d.val_r2 > 0.999999
+
+
+def test_a_custom_leaf_solver_gets_the_pieces():
+    seen = []
+
+    def leaf(Xp, yp, piece_names, *, val_index, seed, time_budget):
+        seen.append(list(piece_names))
+        return polynomial_leaf(Xp, yp, piece_names, val_index=val_index, seed=seed, time_budget=time_budget)
+
+    X, y = rows(lambda a, b: np.exp(a - b), [0, 0], [1, 1], 800, seed=4)
+    d = decompose(X, y, ["a", "b"], val_index=np.arange(600, 800), max_leaf_variables=1, fit_options=FAST,
+                  solve_leaf=leaf)
+    assert ["a", "b"] in seen and ["u0"] in seen, seen  # the whole table, then a - b as a new column
+    assert d.tree.test == "symmetry"
+    assert score_on_fresh_rows(d, ["a", "b"], lambda a, b: np.exp(a - b), [0, 0], [1, 1]) > 0.9999
+
+
+def test_default_leaf_solver():
+    from discovery.decompose import _default_leaf
+
+    if importlib.util.find_spec("discovery.closedform") is None:
+        assert _default_leaf() is polynomial_leaf
+    else:
+        from discovery.closedform import solve_piece
+
+        assert _default_leaf() is solve_piece
+
+
+# -- the built-in leaf and the constant refit --------------------------------------------------
+
+@pytest.mark.parametrize("law, low, method", [
+    (lambda a, b: (a + b) / (1 + a * b), [0, 0], "rational"),
+    (lambda a, b: 2 * a * b ** 2 - b + 0.5, [-1, -1], "polynomial"),
+    (lambda a, b: np.sqrt(a ** 2 + b ** 2), [0.5, 0.5], "sqrt-polynomial"),
+    (lambda a, b: 3 * a ** 1.5 * np.exp(-b), [0.5, 0.5], "log-polynomial"),
+])
+def test_polynomial_leaf_recovers_exact_forms(law, low, method):
+    X, y = rows(law, low, [2, 2], 300, seed=5)
+    piece = polynomial_leaf(X, y, ["a", "b"], val_index=np.arange(200, 300))
+    assert piece.method == method and piece.val_rmse < 1e-8 * np.std(y), piece.evidence
+    Xt, yt = rows(law, low, [2, 2], 100, seed=6)
+    pred = sympy.lambdify(sympy.symbols("a b"), piece.expression, "numpy")(*Xt.T)
+    assert np.max(np.abs(pred - yt)) < 1e-6 * np.max(np.abs(yt))
+
+
+def test_refit_constants_moves_every_float_jointly():
+    x, z = sympy.symbols("x z")
+    X = np.random.default_rng(7).uniform(0.5, 2, (200, 2))
+    y = 1.7 * X[:, 0] / (1 + 0.3 * X[:, 1])
+    start = sympy.Float(1.0) * x / (1 + sympy.Float(0.1) * z)
+    fitted = refit_constants(start, [x, z], X, y)
+    assert sorted(round(float(f), 8) for f in fitted.atoms(sympy.Float)) == [0.3, 1.7]
+
+
+def test_decompose_rejects_bad_inputs():
+    X, y = rows(lambda a, b: a + b, [0, 0], [1, 1], 50, seed=8)
+    with pytest.raises(DataError, match="val_index"):
+        decompose(X, y, ["a", "b"], val_index=[])
+    with pytest.raises(DataError, match="names"):
+        decompose(X, y, ["a"], val_index=[1, 2])
+
+
+def test_a_piece_reads_the_parents_exact_derivatives_on_its_slice():
+    from types import SimpleNamespace
+
+    from discovery.decompose import _Restricted
+    from discovery.engine import expand
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)).double()
+    parent = SimpleNamespace(model=net, x_mean=np.array([1.0, -2.0, 0.5]), x_scale=np.array([2.0, 0.5, 3.0]),
+                             y_mean=0.0, y_scale=1.0)
+    anchor = np.array([0.3, -1.0, 2.0])
+    piece = _Restricted(parent, [0, 2], anchor)
+    z_child = torch.tensor([[0.2, -0.4], [1.0, 0.5]], dtype=torch.float64)
+    z_parent = torch.stack([z_child[:, 0], torch.full((2,), (anchor[1] + 2.0) / 0.5, dtype=torch.float64),
+                            z_child[:, 1]], dim=1)
+    child, full = expand(piece.model, z_child, 3), expand(net, z_parent, 3)
+    for alpha in [(0, 0), (1, 0), (0, 1), (2, 1), (0, 3)]:
+        torch.testing.assert_close(child.derivative(alpha), full.derivative((alpha[0], 0, alpha[1])), rtol=1e-12,
+                                   atol=1e-12)
