@@ -326,8 +326,8 @@ class Discovery:
         >>> parent = tempfile.TemporaryDirectory()
         >>> folder = d.save(Path(parent.name) / "paper_quadratic", report=False)
         >>> sorted(f.name for f in folder.iterdir())  # doctest: +NORMALIZE_WHITESPACE
-        ['candidates.csv', 'formula.tex', 'formula.txt', 'local.npz', 'model.pt', 'result.json',
-         'terms.csv']
+        ['.discovery-result.json', 'candidates.csv', 'formula.tex', 'formula.txt', 'local.npz', 'model.pt',
+         'result.json', 'terms.csv']
         >>> parent.cleanup()
         """
         from discovery.result_io import save
