@@ -122,8 +122,9 @@ def discover(
     time_budget : float or None, default 120
         Seconds for the whole call. Training may use 60 % (a second space is not trained once it
         is spent), the decomposition what is left but the cross-check's share (25 %, at most
-        ``crosscheck_budget``), the cross-check what is left (at most ``crosscheck_budget``).
-        Whatever is cut is said in ``notes``; ``timings`` has every stage. ``None``: no limit.
+        ``crosscheck_budget``), the cross-check what is left but at least its share (at most
+        ``crosscheck_budget``). A stage already running is not interrupted, so an overrun shows in
+        ``timings``; whatever is cut or skipped is said in ``notes``. ``None``: no limit.
 
     Returns
     -------
@@ -162,7 +163,8 @@ def discover(
         with clock.stage(f"merge {sp}"):
             candidates += stages.merge_space(s, fits[sp], expansions[sp], plan)
 
-    choice = stages.choose(candidates, list(fits), space_note, plan, s)
+    with clock.stage("choose"):
+        choice = stages.choose(candidates, list(fits), space_note, plan, s)
     best = choice.candidate.space
     decomposed = stages.decompose_stage(s, choice, fits[best], plan, clock)
     notes.extend(_decomposition_notes(decomposed))
@@ -225,7 +227,10 @@ def _decomposition_notes(dec: stages.Decomposed) -> list[str]:
     """What the user should read about the decomposition: that it ran and its own notes, or that
     the time budget cut it (not running because it was not needed or not asked for is no news)."""
     if dec.ran:
-        return [f"decomposition ran: {dec.reason}"] + [f"decomposition: {n}" for n in dec.result.notes]
+        took = float(dec.result.timings.get("total", 0.0))
+        over = ([f"decomposition took {took:.0f} s of its {dec.budget:.0f} s share of the time budget (a step "
+                 "already running is not interrupted)"] if took > 1.1 * dec.budget + 1.0 else [])
+        return [f"decomposition ran: {dec.reason}"] + over + [f"decomposition: {n}" for n in dec.result.notes]
     return [f"decomposition {dec.reason}"] if dec.reason.startswith("not run") else []
 
 

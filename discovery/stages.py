@@ -163,6 +163,7 @@ class Decomposed:
     ran: bool
     reason: str
     result: Any = None
+    budget: float = math.inf  # seconds it was given
 
 
 @dataclass
@@ -293,7 +294,7 @@ def decompose_stage(s: Split, choice: Choice, f: SpaceFit, plan: Plan, clock: Cl
     with clock.stage("decompose"):
         result = decompose(s.X[fit], s.y[fit], s.names, val_index=np.searchsorted(fit, val), seed=plan.seed,
                            time_budget=budget, fit_options=options, progress=False)
-    return Decomposed(True, why, result)
+    return Decomposed(True, why, result, budget)
 
 
 def propose(s: Split, choice: Choice, dec: Decomposed) -> Proposal:
@@ -340,14 +341,17 @@ def crosscheck_stage(s: Split, proposal: Proposal, structure: dict | None, plan:
         options["guide"], why = guide_for(structure, proposal.formula, proposal.source)
         if options["guide"] is None:
             notes.append(f"cross-check not guided by the structure tests: {why}")
-    budget = min(plan.crosscheck_budget, clock.left())
+    # its share is kept even when an earlier stage overran (training and the decomposition's
+    # refits are not interrupted), so a requested cross-check runs whenever its share allows
+    share = math.inf if plan.time_budget is None else _CROSSCHECK_SHARE * plan.time_budget
+    budget = min(plan.crosscheck_budget, max(clock.left(), share))
     if budget < _MIN_STAGE:
         notes.append(f"cross-check with {plan.engine} cut: the time budget of {plan.time_budget:g} s was spent "
                      f"({clock.elapsed():.0f} s elapsed)")
         return None, f"the time budget (time_budget={plan.time_budget:g} s) was spent before it could start"
     if budget < plan.crosscheck_budget:
         notes.append(f"cross-check budget cut from {plan.crosscheck_budget:g} s to {budget:.0f} s by the time budget "
-                     f"of {plan.time_budget:g} s")
+                     f"of {plan.time_budget:g} s ({clock.elapsed():.0f} s elapsed)")
     try:  # the engine searches on the training rows, the validation rows recommend, the test rows only score
         comparison = compare(proposal.formula, s.X, s.y, s.names, engine=plan.engine, time_budget=budget,
                              seed=plan.seed, validation_index=s.rows.validation, test_index=s.rows.test, **options)

@@ -78,11 +78,20 @@ def test_command_line_prints_each_warning_once_and_logs_each_stage(quadratic_csv
     both = captured.out + captured.err
     assert both.count("no target given") == 1 and "warning: no target given" in captured.out  # in the summary
     logged = [line for line in captured.err.splitlines() if line.startswith("discovery: ")]
-    assert [line.split(":")[1].strip() for line in logged] == ["load", "fit raw", "expand raw", "merge raw"]
+    assert [line.split(":")[1].strip() for line in logged] == ["load", "fit raw", "expand raw", "merge raw", "choose"]
     import json
 
     settings = json.loads((tmp_path / "res" / "result.json").read_text())["settings"]
     assert settings["decompose"] == "off" and settings["time_budget"] == 90.0
+
+
+def test_a_budget_too_small_for_the_cross_check_skips_it_and_says_so(quadratic_csv):
+    from discovery.pipeline import discover
+
+    with pytest.warns(DiscoveryWarning, match="no cross-check ran: the time budget"):
+        d = discover(quadratic_csv, target="y", crosscheck="operon", members=2, progress=False, time_budget=1)
+    assert d.crosscheck is None and d.settings["time_budget"] == 1.0
+    assert any(n.startswith("cross-check with operon cut: the time budget of 1 s") for n in d.notes)
 
 
 def test_command_line_quiet_logs_nothing(quadratic_csv, tmp_path, capsys):
