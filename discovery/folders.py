@@ -18,7 +18,7 @@ from typing import Callable
 
 from discovery.errors import DiscoveryError
 
-__all__ = ["MARKER", "OutputFolderError", "check_output_folder", "write_folder"]
+__all__ = ["MARKER", "OutputFolderError", "atomic_write", "check_output_folder", "write_folder"]
 
 MARKER = ".discovery-result.json"
 """Name of the marker file a result folder carries."""
@@ -207,6 +207,32 @@ def _write_into(target: Path, write: Callable[[Path], None], replace_all: bool, 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def atomic_write(path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` with a temporary path next to ``path`` (same suffix, so writers that
+    read the format from it work), then rename it onto ``path``: a reader sees the old file or
+    the new one, never half of it. The temporary file is removed when ``write`` fails; missing
+    parent folders are created. The file gets mode 0644, not the temporary file's 0600.
+
+    Examples
+    --------
+    >>> atomic_write("out/table.csv", lambda tmp: frame.to_csv(tmp))  # doctest: +SKIP
+    PosixPath('out/table.csv')
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f"{_TMP_PREFIX}{path.stem}.", suffix=path.suffix or ".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
 def _write_marker(folder: Path, files: list[str]) -> None:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -215,14 +241,5 @@ def _write_marker(folder: Path, files: list[str]) -> None:
     except PackageNotFoundError:
         writer = "discovery"
     content = json.dumps({"format": _FORMAT, "version": _VERSION, "writer": writer, "files": files}, indent=1)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=folder)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(content + "\n")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, folder / MARKER)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(folder / MARKER, lambda tmp: tmp.write_text(content + "\n"))
 

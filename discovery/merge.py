@@ -39,7 +39,8 @@ import numpy as np
 import pandas as pd
 import sympy
 import torch
-from scipy import stats
+from scipy import optimize, stats
+from sklearn.metrics import r2_score
 
 from discovery.engine.polynomial import evaluate, shift_coefficients
 from discovery.errors import DataError
@@ -55,7 +56,6 @@ from discovery.symbolic import (
 
 __all__ = ["merge", "MergedFormula", "clean_number", "choose_center", "noise_level"]
 
-_MAD_TO_SD = 1.4826
 _SELECT_ROWS = 20_000
 
 
@@ -256,31 +256,25 @@ class _Fitter:
             se[free] = np.sqrt(np.clip(np.diag(cov), 0, None)) / self.scale[free]
         return coef, self.rmse(coef), se
 
-    def _gauss_newton(self, coef, free, A, steps: int = 4):
+    def _gauss_newton(self, coef, free, A):
         """Refine a log-space fit so that it minimises squared error in the target's own units
-        (the log fit weights small targets too much when the noise is additive)."""
+        (the log fit weights small targets too much when the noise is additive): nonlinear least
+        squares on the free coefficients, in the scaled units of ``A``, from the log fit."""
         target = self.sign * self.y[self.train]
         Dt = self.D[self.train]
+        scale = self.scale[free]
 
-        def state(c):
-            pred = np.exp(np.clip(Dt @ c, -700, 700))
-            return pred, target - pred
+        def prediction(s):
+            c = coef.copy()
+            c[free] = s / scale
+            return np.exp(np.clip(Dt @ c, -700, 700))
 
-        pred, r = state(coef)
-        for _ in range(steps):
-            J = pred[:, None] * A
-            step, *_ = np.linalg.lstsq(J, r, rcond=None)
-            for _half in range(20):
-                trial = coef.copy()
-                trial[free] += step / self.scale[free]
-                t_pred, t_r = state(trial)
-                if t_r @ t_r <= r @ r:
-                    coef, pred, r = trial, t_pred, t_r
-                    break
-                step = step / 2
-            else:
-                break
-        return coef, pred[:, None] * A, r
+        fit = optimize.least_squares(lambda s: prediction(s) - target, coef[free] * scale,
+                                     jac=lambda s: prediction(s)[:, None] * A, method="trf")
+        coef = coef.copy()
+        coef[free] = fit.x / scale
+        pred = prediction(fit.x)
+        return coef, pred[:, None] * A, target - pred
 
     def rmse(self, coef: np.ndarray) -> float:
         pred = _to_target(self.D[self.val] @ coef, self.space, self.sign)
@@ -492,8 +486,7 @@ def merge(
             notes.extend(f"snapped {table[j].tolist()}: {s}" for j, s in snapped.items())
     val_rmse = fitter.rmse(final)
     pred_val = _to_target(D[val] @ final, space, sign)
-    ss_tot = float(np.sum((y[val] - y[val].mean()) ** 2))
-    val_r2 = 1.0 - float(np.sum((pred_val - y[val]) ** 2)) / ss_tot if ss_tot > 0 else float("nan")
+    val_r2 = float(r2_score(y[val], pred_val)) if np.ptp(y[val]) > 0 and np.all(np.isfinite(pred_val)) else float("nan")
     if np.any(c != first_center):  # the table shows the consensus where the formula is read
         consensus, trimmed, spread, signif = _consensus(C, centers, table, c, trim)
         contrib = np.abs(consensus) * np.sqrt(np.mean(D**2, axis=0))
@@ -614,7 +607,7 @@ def _consensus(C, centers, table, c, trim):
     consensus = np.median(per_point, axis=0)
     trimmed = stats.trim_mean(per_point, trim, axis=0)
     flat = every.transpose(1, 0, 2).reshape(len(table), -1)
-    spread = _MAD_TO_SD * np.median(np.abs(flat - np.median(flat, axis=1, keepdims=True)), axis=1)
+    spread = stats.median_abs_deviation(flat, axis=1, scale="normal")  # the normal SD for Gaussian spread
     with np.errstate(divide="ignore", invalid="ignore"):
         signif = np.where(spread > 0, np.abs(consensus) / spread, np.where(consensus != 0, np.inf, 0.0))
     return consensus, trimmed, spread, signif

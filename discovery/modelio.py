@@ -83,8 +83,9 @@ def save_model(module: nn.Module, path, *, names: Sequence[str], space: str = "r
         "input_min": None if input_min is None else [float(v) for v in np.asarray(input_min).reshape(-1)],
         "input_max": None if input_max is None else [float(v) for v in np.asarray(input_max).reshape(-1)],
     }
-    torch.save(state, path)
-    return Path(path)
+    from discovery.folders import atomic_write
+
+    return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def _layer_spec(layer: nn.Module) -> list | None:

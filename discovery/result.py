@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sympy
+from sklearn.metrics import r2_score
 
 from discovery.errors import DataError
 from discovery.symbolic import latex as formula_latex
@@ -274,8 +275,10 @@ class Discovery:
         pred = evaluate_formula(formula, self.X[idx], self.names)
         y = self.y[idx]
         rmse = float(np.sqrt(np.mean((pred - y) ** 2)))
-        ss = float(np.sum((y - y.mean()) ** 2))
-        r2 = 1.0 - float(np.sum((pred - y) ** 2)) / ss if ss > 0 else float("nan")
+        if np.ptp(y) == 0 or np.isnan(pred).any():
+            r2 = float("nan")
+        else:
+            r2 = float(r2_score(y, pred)) if np.all(np.isfinite(pred)) else -math.inf
         return r2, rmse
 
     @property

@@ -252,6 +252,7 @@ def choose(candidates: list[Candidate], spaces: list[str], space_note: str, plan
     chosen = candidates[rows.index(best)]
     table = pd.DataFrame(rows)
     table["chosen"] = [r is best for r in rows]
+    table["sympy_format"] = [c.merged.expression for c in candidates]  # exact, for exports
     return Choice(chosen, space_reason, order_reason, table)
 
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from torch import nn
 
 from discovery.engine import Expansion, expand, n_terms
 from discovery.errors import ExpansionError
+from discovery.folders import atomic_write
 
 __all__ = ["validate", "Validation", "convergence_table", "expand_command"]
 
@@ -278,17 +277,10 @@ class Validation:
             ax.set(xlabel=self.names[input], title=f"order {n}")
             ax.legend(fontsize=7)
         fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-        os.close(fd)
         try:
-            fig.savefig(tmp, dpi=110)
-            os.replace(tmp, path)
+            return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
         finally:
             plt.close(fig)
-            Path(tmp).unlink(missing_ok=True)
-        return path
 
 
 def validate(model: nn.Module, center, radius, order: int, *, points: int = 401, n_dense: int = 201,
@@ -491,7 +483,4 @@ def expand_command(model_path, at, order: int, out=None, *, radius: float = 1.0,
 
 
 def _atomic_text(path: Path, content: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(content)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(content))

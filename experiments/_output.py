@@ -3,24 +3,14 @@ folder and renamed into place, so an interrupted run never leaves half a table b
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
+
+from discovery.folders import atomic_write
 
 
 def write_with(path: Path, write) -> Path:
     """Call ``write(temporary_path)`` and rename the result to ``path`` (folders are created)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, write)
 
 
 def write_text(path: Path, text: str) -> Path:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import sympy
+from sklearn.metrics import r2_score
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "datasets"))
@@ -127,7 +128,7 @@ def r2_fresh(formula, law: SuiteLaw, fresh: pd.DataFrame | None = None) -> float
     pred = evaluate(formula, law, fresh[law.variables].to_numpy())
     if pred is None or not np.all(np.isfinite(pred)):
         return float("-inf")
-    return 1.0 - float(np.sum((y - pred) ** 2)) / float(np.sum((y - y.mean()) ** 2))
+    return float(r2_score(y, pred))
 
 
 def evaluate(formula, law: SuiteLaw, X: np.ndarray) -> np.ndarray | None:

@@ -34,11 +34,9 @@ import csv
 import io
 import json
 import math
-import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -215,11 +213,11 @@ def _speedup(ours, theirs, limit):
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    if str(ROOT) not in sys.path:  # run from a checkout without installing the package
+        sys.path.insert(0, str(ROOT))
+    from discovery.folders import atomic_write
+
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def main(argv=None) -> int:

@@ -200,6 +200,35 @@ def test_ragged_rows_cannot_be_parsed(tmp_path):
     assert "cannot be read as a CSV" in message and "as many" in message
 
 
+def test_row_index_written_by_pandas_is_refused_not_read_as_a_feature(tmp_path):
+    """``to_csv`` without ``index=False`` leaves the first header cell empty; pandas would name
+    that column 'Unnamed: 0' and the row numbers would become a feature."""
+    frame = pd.DataFrame({"x": np.arange(12.0), "y": np.arange(12.0) % 5})
+    path = tmp_path / "indexed.csv"
+    frame.to_csv(path)
+    message = error(path)
+    assert message.startswith(f"load_table({str(path)!r}): the header cell of column 1 (A) is empty;"), message
+    assert "index=False" in message and "Unnamed" not in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize("header,where,hint", [
+    ("a,,y", "the header cell of column 2 (B) is empty; write a name into it", None),
+    ("a, ,y", "the header cell of column 2 (B) is empty; write a name into it", None),
+    ('a,"",y', "the header cell of column 2 (B) is empty; write a name into it", None),
+    ("a;;b;y", "the header cell of column 2 (B) is empty", None),
+    ("a,b,y,", "the header cell of column 4 (D) is empty", "separator at the end of each line"),
+    (",a,,y", "the header cells of columns 1 (A), 3 (C) are empty; write a name into each", "row numbers"),
+], ids=["middle", "spaces", "quoted", "semicolon", "trailing-separator", "two"])
+def test_empty_header_cell_names_its_column_and_the_fix(tmp_path, header, where, hint):
+    n = header.count(";") + 1 if ";" in header else header.count(",") + 1
+    sep = ";" if ";" in header else ","
+    rows = "".join(sep.join(str((i * (k + 3)) % 7) for k in range(n)) + "\n" for i in range(12))
+    message = error(write(tmp_path, header + "\n" + rows))
+    assert where in message, message
+    assert hint is None or hint in message, message
+    assert "Unnamed" not in message and "duplicate" not in message and "\n" not in message, message
+
+
 def test_missing_target_lists_the_columns(tmp_path):
     message = error(write(tmp_path, GOOD), target="z")
     assert "'z'" in message and "'x1', 'x2', 'y'" in message

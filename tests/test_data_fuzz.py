@@ -110,7 +110,10 @@ def check_table(table, min_rows: int) -> None:
     assert table.X.ndim == 2 and table.X.shape[0] == table.y.shape[0] >= min_rows
     assert np.isfinite(table.X).all() and np.isfinite(table.y).all() and np.ptp(table.y) > 0
     names = [table.target_name, *table.feature_names]
-    assert len(set(names)) == len(names) and all(n.isidentifier() for n in names), names
+    # names are kept as written (no renaming), so only uniqueness and the absence of pandas'
+    # placeholder for a blank header cell (the fuzz alphabet cannot spell it) can be asserted here
+    assert len(set(names)) == len(names) and all(n.strip() for n in names), names
+    assert not any(n.startswith("Unnamed:") for n in names), names
     assert len(table.feature_names) == table.X.shape[1] >= 1
 
 
@@ -249,7 +252,7 @@ def test_discover_on_values_near_the_float64_limit(big):
     rows = [["0.0", "0.0", "0.0", "0.0"]] * 9 + [["0.0", "0.0", big, "1.0"]]
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "huge.csv"
-        path.write_text(render(["", "a", "aa", "aaa"], rows, ","))
+        path.write_text(render(["z", "a", "aa", "aaa"], rows, ","))
         message = outcome(lambda p: discovery.discover(p, order=2, crosscheck="off", members=1, progress=False,
                                                        fit_options=TINY_FIT), path, "discover(data, ...): ")
     assert isinstance(message, str), message

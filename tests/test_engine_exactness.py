@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 import discovery
-from discovery.engine.rules import REGISTRY
+from discovery.engine.registry import ALIASES, REGISTRY
 from oracle import (
     ACTIVATIONS,
     BY_NAME,
@@ -114,27 +114,19 @@ def test_rule_case_matches_autograd(name):
 
 @functools.cache
 def _coverage() -> dict:
-    """Registry key -> names of the cases that exercise it (first one is its primary case)."""
+    """Primitive -> names of the cases that reach it through any of its forms (first one is
+    its primary case)."""
     cover: dict = {}
     for case in CASES:
-        for key in keys_used(case.build(), REGISTRY):
-            cover.setdefault(key, []).append(case.name)
+        for key in keys_used(case.build(), ALIASES):
+            cover.setdefault(ALIASES[key].primitive, []).append(case.name)
     return cover
 
 
-def _key_id(key) -> str:
-    if isinstance(key, str):
-        return f".{key}()"
-    if isinstance(key, type):
-        return key.__name__
-    module = getattr(key, "__module__", None) or type(key).__module__ or ""
-    return f"{module.split('.')[-1] if module else 'builtin'}.{getattr(key, '__name__', repr(key))}"
-
-
-@pytest.mark.parametrize("key", list(REGISTRY), ids=[_key_id(k) for k in REGISTRY])
-def test_registered_rule_has_a_passing_case(key):
-    cases = _coverage().get(key)
-    assert cases, f"registered rule {_key_id(key)} has no test case in tests/oracle.py CASES; add one"
+@pytest.mark.parametrize("primitive", sorted(REGISTRY))
+def test_registered_rule_has_a_passing_case(primitive):
+    cases = _coverage().get(primitive)
+    assert cases, f"registered rule {primitive!r} has no test case in tests/oracle.py CASES; add one"
     assert _case_errors(cases[0]) == ""
 
 

@@ -77,7 +77,8 @@ def test_command_line_prints_each_warning_once_and_logs_each_stage(quadratic_csv
     assert code == 0
     both = captured.out + captured.err
     assert both.count("no target given") == 1 and "warning: no target given" in captured.out  # in the summary
-    logged = [line for line in captured.err.splitlines() if line.startswith("discovery: ")]
+    logged = [line for line in captured.err.splitlines() if line.startswith("discovery: ") and
+              line.endswith(" s elapsed)")]  # the stage lines (the training may log its own as well)
     assert [line.split(":")[1].strip() for line in logged] == ["load", "fit raw", "expand raw", "merge raw", "choose"]
     import json
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -411,16 +408,9 @@ class UnmixedExpansion:
 
 
 def _atomic_save(state: dict, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from discovery.folders import atomic_write
+
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def _load(path, kind: str) -> dict:

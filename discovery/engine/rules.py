@@ -1,14 +1,16 @@
-"""The rule registry: one Taylor rule per layer type, traced function or tensor method.
+"""The built-in Taylor rules, one per primitive, and the table of forms that reach them.
 
-Keys are module classes (``nn.Linear``), callables (``torch.tanh``, ``operator.add``) or method
-names (``"tanh"``, ``"view"``). A rule receives a :class:`Context` and the node's arguments,
+A rule receives a :class:`~discovery.engine.registry.Context` and the primitive's arguments,
 where the traced tensor arguments arrive as :class:`~discovery.engine.series.Series`, and
-returns a ``Series`` (or a plain value for shape queries).
+returns a ``Series`` (or a plain value for shape queries). Each rule is written once; the
+alias table at the end maps module classes, torch functions, functional forms and tensor
+method names to it (see :mod:`discovery.engine.registry`).
 
 Two helpers cover most rules: :func:`linear_rule` (the full affine map at degree 0, the weight
 alone above it) and :func:`elementwise_rule` (an activation given by its univariate
 coefficient recurrence, see :mod:`discovery.engine.activations`). Register a rule of your own
-with :func:`register_rule`.
+with :func:`~discovery.engine.registry.register_rule` and map more forms to it with
+:func:`~discovery.engine.registry.register_alias`.
 """
 
 from __future__ import annotations
@@ -16,86 +18,24 @@ from __future__ import annotations
 import builtins
 import operator
 import warnings
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from discovery.engine import activations as A
-from discovery.engine.series import Algebra, Series
+from discovery.engine.registry import (
+    ALIASES,
+    REGISTRY,
+    Context,
+    register_alias,
+    register_rule,
+    supported_names,
+)
+from discovery.engine.series import Series
 from discovery.nn import Sine
 
-__all__ = ["REGISTRY", "Context", "register_rule", "supported_names", "as_series"]
-
-REGISTRY: dict = {}
-
-
-@dataclass
-class Context:
-    """What a rule may need besides its arguments."""
-
-    algebra: Algebra
-    dtype: torch.dtype
-    device: torch.device
-    where: str = ""
-
-    def tensor(self, value):
-        """Cast a floating tensor constant (a weight, a buffer) to the engine's dtype/device."""
-        if isinstance(value, torch.Tensor) and (value.is_floating_point() or value.is_complex()):
-            if value.requires_grad and torch.is_grad_enabled():
-                value = value.detach()
-            if value.dtype == self.dtype and value.device == self.device:
-                return value
-            return value.detach().to(device=self.device, dtype=self.dtype)
-        if isinstance(value, torch.Tensor):
-            return value.detach().to(device=self.device)
-        return value
-
-
-def register_rule(*keys):
-    """Decorator: register ``rule(ctx, *args, **kwargs)`` for the given keys.
-
-    Examples
-    --------
-    A module class with a rule is kept as one node of the traced graph:
-
-    >>> import discovery
-    >>> class Scale(nn.Module):
-    ...     def __init__(self, factor):
-    ...         super().__init__()
-    ...         self.factor = factor
-    ...     def forward(self, x):
-    ...         return self.factor * x
-    >>> @register_rule(Scale)
-    ... def _scale(ctx, module, x):
-    ...     return linear_rule(x, lambda t: module.factor * t)
-    >>> net = nn.Sequential(nn.Linear(1, 1), nn.Tanh(), Scale(3.0)).double()
-    >>> e = discovery.expand(net, [[0.0]], 2)
-    >>> bool(torch.allclose(e.derivative((0,)), 3.0 * torch.tanh(net[0].bias.detach())))
-    True
-    >>> del REGISTRY[Scale]  # leave the registry as it was
-    """
-
-    def decorate(rule):
-        for key in keys:
-            REGISTRY[key] = rule
-        return rule
-
-    return decorate
-
-
-def supported_names() -> list[str]:
-    """Readable names of every registered key, sorted."""
-    names = set()
-    for key in REGISTRY:
-        if isinstance(key, str):
-            names.add(f".{key}()")
-        elif isinstance(key, type):
-            names.add(key.__name__)
-        else:
-            names.add(getattr(key, "__name__", repr(key)))
-    return sorted(names)
+__all__ = ["ALIASES", "REGISTRY", "Context", "register_alias", "register_rule", "supported_names", "as_series"]
 
 
 def as_series(value, like: Series) -> Series:
@@ -133,74 +73,54 @@ def linear_rule(x: Series, fn, bias=None) -> Series:
 
 
 def elementwise_rule(coefficient_fn):
-    """Rule for an elementwise function of one traced tensor (module or function form)."""
+    """Rule for an elementwise function of its first argument (extra flags such as
+    ``inplace`` change nothing in the series)."""
 
-    def rule(ctx, *args, **kwargs):
-        x = next(a for a in args if isinstance(a, Series))
+    def rule(ctx, x, *flags, **kwargs):
         return x.apply_elementwise(coefficient_fn)
-
-    return rule
-
-
-def _module_elementwise(make):
-    """Rule for an activation module whose coefficients depend on its settings."""
-
-    def rule(ctx, module, x):
-        return x.apply_elementwise(make(module))
 
     return rule
 
 
 # -- activations --------------------------------------------------------------------------------
 
-for _keys, _fn in [
-    ((nn.Tanh, torch.tanh, F.tanh, "tanh"), A.tanh),
-    ((nn.Sigmoid, torch.sigmoid, F.sigmoid, "sigmoid"), A.sigmoid),
-    ((torch.sin, "sin"), A.sin),
-    ((torch.cos, "cos"), A.cos),
-    ((torch.exp, "exp"), A.exp),
-    ((torch.log, "log"), A.log),
-    ((torch.sqrt, "sqrt"), A.sqrt),
-    ((torch.rsqrt, "rsqrt"), A.power(-0.5)),
-    ((torch.reciprocal, "reciprocal"), A.reciprocal),
-    ((nn.ReLU, torch.relu, F.relu, "relu"), A.relu),
-    ((nn.SiLU, F.silu), A.silu),
-    ((nn.Softsign, F.softsign), A.softsign),
-    ((torch.abs, operator.abs, "abs"), A.abs_),
+for _name, _fn in [
+    ("tanh", A.tanh), ("sigmoid", A.sigmoid), ("sin", A.sin), ("cos", A.cos), ("exp", A.exp),
+    ("log", A.log), ("sqrt", A.sqrt), ("rsqrt", A.power(-0.5)), ("reciprocal", A.reciprocal),
+    ("relu", A.relu), ("silu", A.silu), ("softsign", A.softsign), ("abs", A.abs_),
 ]:
-    register_rule(*_keys)(elementwise_rule(_fn))
-
-register_rule(Sine)(_module_elementwise(lambda m: A.sine(m.w0)))
-register_rule(nn.LeakyReLU)(_module_elementwise(lambda m: A.leaky_relu(m.negative_slope)))
-register_rule(nn.ELU)(_module_elementwise(lambda m: A.elu(m.alpha)))
-register_rule(nn.GELU)(_module_elementwise(lambda m: A.gelu(m.approximate)))
-register_rule(nn.Softplus)(_module_elementwise(lambda m: A.softplus(m.beta, m.threshold)))
+    register_rule(_name)(elementwise_rule(_fn))
 
 
-@register_rule(F.leaky_relu)
-def _leaky_relu_fn(ctx, x, negative_slope=0.01, inplace=False):
+@register_rule("sine")
+def _sine(ctx, x, w0=1.0):
+    return x.apply_elementwise(A.sine(w0))
+
+
+@register_rule("leaky_relu")
+def _leaky_relu(ctx, x, negative_slope=0.01, inplace=False):
     return x.apply_elementwise(A.leaky_relu(negative_slope))
 
 
-@register_rule(F.elu)
-def _elu_fn(ctx, x, alpha=1.0, inplace=False):
+@register_rule("elu")
+def _elu(ctx, x, alpha=1.0, inplace=False):
     return x.apply_elementwise(A.elu(alpha))
 
 
-@register_rule(F.gelu)
-def _gelu_fn(ctx, x, approximate="none"):
+@register_rule("gelu")
+def _gelu(ctx, x, approximate="none"):
     return x.apply_elementwise(A.gelu(approximate))
 
 
-@register_rule(F.softplus)
-def _softplus_fn(ctx, x, beta=1.0, threshold=20.0):
+@register_rule("softplus")
+def _softplus(ctx, x, beta=1.0, threshold=20.0):
     return x.apply_elementwise(A.softplus(beta, threshold))
 
 
 # -- arithmetic ---------------------------------------------------------------------------------
 
 
-@register_rule(operator.add, torch.add, "add")
+@register_rule("add")
 def _add(ctx, a, b, *, alpha=1):
     if alpha != 1:
         b = _mul(ctx, b, alpha)
@@ -212,17 +132,17 @@ def _add(ctx, a, b, *, alpha=1):
     return s.new(coeffs)
 
 
-@register_rule(operator.sub, torch.sub, "sub")
+@register_rule("sub")
 def _sub(ctx, a, b, *, alpha=1):
     return _add(ctx, a, _neg(ctx, b), alpha=alpha)
 
 
-@register_rule(operator.neg, torch.neg, "neg")
+@register_rule("neg")
 def _neg(ctx, a):
     return a.new(-a.coeffs) if isinstance(a, Series) else -a
 
 
-@register_rule(operator.mul, torch.mul, "mul")
+@register_rule("mul")
 def _mul(ctx, a, b):
     if isinstance(a, Series) and isinstance(b, Series):
         return a.new(a.algebra.mul(a.coeffs, b.coeffs), _sum_degree(a, b))
@@ -232,7 +152,7 @@ def _mul(ctx, a, b):
     return s.new(s.coeffs * ctx.tensor(c))
 
 
-@register_rule(operator.truediv, torch.div, torch.true_divide, "div", "true_divide")
+@register_rule("div")
 def _div(ctx, a, b, *, rounding_mode=None):
     if rounding_mode is not None:
         raise _unsupported_inline(ctx, f"division with rounding_mode={rounding_mode!r}")
@@ -241,7 +161,7 @@ def _div(ctx, a, b, *, rounding_mode=None):
     return _mul(ctx, a, b.apply_elementwise(A.reciprocal))
 
 
-@register_rule(operator.pow, torch.pow, "pow")
+@register_rule("pow")
 def _pow(ctx, a, b):
     if isinstance(b, Series):
         base = (torch.as_tensor(ctx.tensor(a), dtype=ctx.dtype, device=ctx.device)
@@ -254,7 +174,7 @@ def _pow(ctx, a, b):
     return a.apply_elementwise(A.power(exponent))
 
 
-@register_rule(torch.square, "square")
+@register_rule("square")
 def _square(ctx, a):
     return _integer_power(a, 2)
 
@@ -273,7 +193,7 @@ def _integer_power(a: Series, k: int) -> Series:
     return a.new(result, None if a.degree is None else min(a.degree * k_total, a.algebra.order))
 
 
-@register_rule(operator.matmul, torch.matmul, "matmul")
+@register_rule("matmul")
 def _matmul(ctx, a, b):
     if isinstance(b, Series):
         raise _unsupported_inline(ctx, "a constant @ a traced tensor (put the traced tensor on the left)")
@@ -284,20 +204,13 @@ def _matmul(ctx, a, b):
 # -- layers -------------------------------------------------------------------------------------
 
 
-@register_rule(nn.Linear)
-def _linear_module(ctx, module, x):
-    w = ctx.tensor(module.weight)
-    b = ctx.tensor(module.bias) if module.bias is not None else None
-    return linear_rule(x, lambda z: F.linear(z, w), b)
-
-
-@register_rule(F.linear)
-def _linear_fn(ctx, x, weight, bias=None):
+@register_rule("linear")
+def _linear(ctx, x, weight, bias=None):
     w = ctx.tensor(weight)
     return linear_rule(x, lambda z: F.linear(z, w), ctx.tensor(bias) if bias is not None else None)
 
 
-@register_rule(nn.Conv1d, nn.Conv2d)
+@register_rule("conv")
 def _conv(ctx, module, x):
     w = ctx.tensor(module.weight)
     bias = None
@@ -307,12 +220,12 @@ def _conv(ctx, module, x):
     return linear_rule(x, lambda z: module._conv_forward(z, w, None), bias)
 
 
-@register_rule(nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+@register_rule("avg_pool")
 def _avg_pool(ctx, module, x):
     return linear_rule(x, module)
 
 
-@register_rule(nn.MaxPool1d, nn.MaxPool2d)
+@register_rule("max_pool")
 def _max_pool(ctx, module, x):
     # Locally the max is the selected input: pick it from the forward values, then gather
     # every coefficient at the same place (exact away from ties).
@@ -325,7 +238,7 @@ def _max_pool(ctx, module, x):
     return x.new(gathered.reshape(T, *idx.shape))
 
 
-@register_rule(nn.BatchNorm1d, nn.BatchNorm2d)
+@register_rule("batch_norm")
 def _batch_norm(ctx, module, x):
     if module.training:
         warnings.warn(f"{ctx.where}: BatchNorm in training mode is expanded with its running "
@@ -341,29 +254,17 @@ def _batch_norm(ctx, module, x):
     return linear_rule(x, lambda z: z * scale.reshape(shape), shift.reshape(shape))
 
 
-@register_rule(nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout,
-               F.dropout, "contiguous", "float", "double", "detach", "clone")
-def _identity(ctx, *args, **kwargs):
-    module_or_x = args[0]
-    return args[1] if isinstance(module_or_x, nn.Module) else module_or_x
+@register_rule("identity")
+def _identity(ctx, x, *args, **kwargs):
+    return x
 
 
-@register_rule(nn.Flatten)
-def _flatten_module(ctx, module, x):
-    return x.new(x.coeffs.flatten(_dim(module.start_dim), _dim(module.end_dim)))
-
-
-@register_rule(torch.flatten, "flatten")
+@register_rule("flatten")
 def _flatten(ctx, x, start_dim=0, end_dim=-1):
     return x.new(x.coeffs.flatten(_dim(start_dim), _dim(end_dim)))
 
 
-@register_rule(nn.Unflatten)
-def _unflatten_module(ctx, module, x):
-    return x.new(x.coeffs.unflatten(_dim(module.dim), module.unflattened_size))
-
-
-@register_rule(torch.unflatten, "unflatten")
+@register_rule("unflatten")
 def _unflatten(ctx, x, dim, sizes):
     return x.new(x.coeffs.unflatten(_dim(dim), sizes))
 
@@ -372,17 +273,17 @@ def _shape_args(args):
     return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list, torch.Size)) else args
 
 
-@register_rule(torch.reshape, "reshape", "view")
+@register_rule("reshape")
 def _reshape(ctx, x, *shape):
     return x.new(x.coeffs.reshape(x.coeffs.shape[0], *_shape_args(shape)))
 
 
-@register_rule(torch.unsqueeze, "unsqueeze")
+@register_rule("unsqueeze")
 def _unsqueeze(ctx, x, dim):
     return x.new(x.coeffs.unsqueeze(_dim(dim) if dim >= 0 else dim))
 
 
-@register_rule(torch.squeeze, "squeeze")
+@register_rule("squeeze")
 def _squeeze(ctx, x, dim=None):
     if dim is None:
         keep = [x.coeffs.shape[0]] + [s for s in x.shape if s != 1]
@@ -390,47 +291,47 @@ def _squeeze(ctx, x, dim=None):
     return x.new(x.coeffs.squeeze(_dim(dim)))
 
 
-@register_rule(torch.permute, "permute")
+@register_rule("permute")
 def _permute(ctx, x, *dims):
     dims = _shape_args(dims)
     nd = x.dim()
     return x.new(x.coeffs.permute(0, *[(d % nd) + 1 for d in dims]))
 
 
-@register_rule(torch.transpose, "transpose")
+@register_rule("transpose")
 def _transpose(ctx, x, dim0, dim1):
     return x.new(x.coeffs.transpose(_dim(dim0), _dim(dim1)))
 
 
-@register_rule(torch.sum, "sum")
+@register_rule("sum")
 def _sum(ctx, x, dim=None, keepdim=False):
     dims = tuple(range(1, x.coeffs.ndim)) if dim is None else tuple(
         _dim(d) for d in (dim if isinstance(dim, (tuple, list)) else (dim,)))
     return x.new(x.coeffs.sum(dim=dims, keepdim=keepdim))
 
 
-@register_rule(torch.mean, "mean")
+@register_rule("mean")
 def _mean(ctx, x, dim=None, keepdim=False):
     total = _sum(ctx, x, dim, keepdim)
     count = x.value.numel() // total.value.numel()
     return total.new(total.coeffs / count)
 
 
-@register_rule(torch.cat, torch.concat)
+@register_rule("cat")
 def _cat(ctx, tensors, dim=0):
     like = next(t for t in tensors if isinstance(t, Series))
     parts = [as_series(ctx.tensor(t), like) for t in tensors]
     return like.new(torch.cat([s.coeffs for s in parts], dim=_dim(dim)), _max_degree(*parts))
 
 
-@register_rule(torch.stack)
+@register_rule("stack")
 def _stack(ctx, tensors, dim=0):
     like = next(t for t in tensors if isinstance(t, Series))
     parts = [as_series(ctx.tensor(t), like) for t in tensors]
     return like.new(torch.stack([s.coeffs for s in parts], dim=_dim(dim)), _max_degree(*parts))
 
 
-@register_rule(operator.getitem)
+@register_rule("getitem")
 def _getitem(ctx, x, index):
     if not isinstance(x, Series):
         return x[index]
@@ -438,7 +339,7 @@ def _getitem(ctx, x, index):
     return x.new(x.coeffs[(slice(None), *index)])
 
 
-@register_rule(builtins.getattr)
+@register_rule("getattr")
 def _getattr(ctx, x, name):
     if name == "shape":
         return x.shape
@@ -462,3 +363,89 @@ def _unsupported_inline(ctx, what: str):
 
     return UnsupportedLayerError(f"{ctx.where}: the Taylor engine has no rule for {what}")
 
+
+
+# -- forms: every module class, function and method name that reaches a primitive --------------
+
+
+def _inputs(module, *args, **kwargs):
+    """A module without settings: its inputs are the primitive's arguments."""
+    return args, kwargs
+
+
+def _settings(*names):
+    """A module whose settings become the primitive's keyword arguments of the same name."""
+
+    def adapt(module, x):
+        return (x,), {name: getattr(module, name) for name in names}
+
+    return adapt
+
+
+def _linear_module(module, x):
+    return (x, module.weight, module.bias), {}
+
+
+def _unflatten_module(module, x):
+    return (x, module.dim, module.unflattened_size), {}
+
+
+_FORMS = {
+    # primitive: (forms with the rule's own arguments, {module class: adapter})
+    "tanh": ((torch.tanh, F.tanh, "tanh"), {nn.Tanh: _inputs}),
+    "sigmoid": ((torch.sigmoid, F.sigmoid, "sigmoid"), {nn.Sigmoid: _inputs}),
+    "sin": ((torch.sin, "sin"), {}),
+    "cos": ((torch.cos, "cos"), {}),
+    "exp": ((torch.exp, "exp"), {}),
+    "log": ((torch.log, "log"), {}),
+    "sqrt": ((torch.sqrt, "sqrt"), {}),
+    "rsqrt": ((torch.rsqrt, "rsqrt"), {}),
+    "reciprocal": ((torch.reciprocal, "reciprocal"), {}),
+    "relu": ((torch.relu, F.relu, "relu"), {nn.ReLU: _inputs}),
+    "silu": ((F.silu,), {nn.SiLU: _inputs}),
+    "softsign": ((F.softsign,), {nn.Softsign: _inputs}),
+    "abs": ((torch.abs, operator.abs, "abs"), {}),
+    "sine": ((), {Sine: _settings("w0")}),
+    "leaky_relu": ((F.leaky_relu,), {nn.LeakyReLU: _settings("negative_slope")}),
+    "elu": ((F.elu,), {nn.ELU: _settings("alpha")}),
+    "gelu": ((F.gelu,), {nn.GELU: _settings("approximate")}),
+    "softplus": ((F.softplus,), {nn.Softplus: _settings("beta", "threshold")}),
+    "add": ((operator.add, torch.add, "add"), {}),
+    "sub": ((operator.sub, torch.sub, "sub"), {}),
+    "neg": ((operator.neg, torch.neg, "neg"), {}),
+    "mul": ((operator.mul, torch.mul, "mul"), {}),
+    "div": ((operator.truediv, torch.div, torch.true_divide, "div", "true_divide"), {}),
+    "pow": ((operator.pow, torch.pow, "pow"), {}),
+    "square": ((torch.square, "square"), {}),
+    "matmul": ((operator.matmul, torch.matmul, "matmul"), {}),
+    "linear": ((F.linear,), {nn.Linear: _linear_module}),
+    # Module-only primitives: their rules read the module (padding mode, running statistics).
+    "conv": ((nn.Conv1d, nn.Conv2d), {}),
+    "avg_pool": ((nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d), {}),
+    "max_pool": ((nn.MaxPool1d, nn.MaxPool2d), {}),
+    "batch_norm": ((nn.BatchNorm1d, nn.BatchNorm2d), {}),
+    "identity": ((F.dropout, "contiguous", "float", "double", "detach", "clone"),
+                 {nn.Identity: _inputs, nn.Dropout: _inputs, nn.Dropout1d: _inputs,
+                  nn.Dropout2d: _inputs, nn.AlphaDropout: _inputs}),
+    "flatten": ((torch.flatten, "flatten"), {nn.Flatten: _settings("start_dim", "end_dim")}),
+    "unflatten": ((torch.unflatten, "unflatten"), {nn.Unflatten: _unflatten_module}),
+    "reshape": ((torch.reshape, "reshape", "view"), {}),
+    "unsqueeze": ((torch.unsqueeze, "unsqueeze"), {}),
+    "squeeze": ((torch.squeeze, "squeeze"), {}),
+    "permute": ((torch.permute, "permute"), {}),
+    "transpose": ((torch.transpose, "transpose"), {}),
+    "sum": ((torch.sum, "sum"), {}),
+    "mean": ((torch.mean, "mean"), {}),
+    "cat": ((torch.cat, torch.concat), {}),
+    "stack": ((torch.stack,), {}),
+    "getitem": ((operator.getitem,), {}),
+    "getattr": ((builtins.getattr,), {}),
+    "size": (("size",), {}),
+    "dim": (("dim",), {}),
+}
+
+for _primitive, (_plain, _modules) in _FORMS.items():
+    for _key in _plain:
+        register_alias(_key, _primitive)
+    for _key, _adapt in _modules.items():
+        register_alias(_key, _primitive, _adapt)

@@ -1,4 +1,8 @@
-"""Trace a model with torch.fx and run its graph on Taylor series, one rule per node."""
+"""Trace a model with torch.fx and run its graph on Taylor series, one rule per node.
+
+Each node's form (module class, function, method name) is resolved to its primitive's rule
+once per traced graph, in the graph's run plan; running the graph only calls the rules.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +11,27 @@ import weakref
 import torch
 from torch import fx, nn
 
-from discovery.engine.rules import REGISTRY, Context, supported_names
+import discovery.engine.rules  # noqa: F401  (registers the built-in rules)
+from discovery.engine.registry import (
+    REGISTRY,
+    Context,
+    form_name,
+    resolve,
+    resolve_module,
+    supported_names,
+    version,
+)
 from discovery.engine.series import Series
 from discovery.errors import ExpansionError, UnsupportedLayerError
 
-__all__ = ["trace", "run_graph", "rule_for_module"]
-
-
-def rule_for_module(module: nn.Module):
-    """The registered rule for a module's class or its nearest registered base class."""
-    for cls in type(module).__mro__:
-        if cls in REGISTRY:
-            return REGISTRY[cls]
-    return None
+__all__ = ["trace", "run_graph"]
 
 
 class _Tracer(fx.Tracer):
     """Keeps every module with a registered rule as one node (e.g. ``Sine``)."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if rule_for_module(m) is not None:
+        if resolve_module(type(m)) is not None:
             return True
         return super().is_leaf_module(m, qualname)
 
@@ -61,13 +66,14 @@ def _fingerprint(model: nn.Module) -> tuple:
 def trace(model: nn.Module, call: str) -> fx.GraphModule:
     """Symbolically trace ``model``; a model that cannot be traced gets a clear error.
 
-    The graph is cached per model and reused while the model's structure is unchanged, so
-    repeated expansions of one network (many reference points in chunks, a convergence
-    table) trace it once.
+    The graph is cached per model and reused while the model's structure and the registry
+    are unchanged, so repeated expansions of one network (many reference points in chunks,
+    a convergence table) trace it and resolve its rules once.
     """
     if isinstance(model, fx.GraphModule):
         return model
-    key = _fingerprint(model)
+    # Which modules are leaves, and which rule each node runs, depend on the registry too.
+    key = (version(), _fingerprint(model))
     try:
         hit = _CACHE.get(model)
     except TypeError:  # a module class that defines __eq__ without __hash__: no caching
@@ -88,7 +94,7 @@ def _trace(model: nn.Module, call: str) -> fx.GraphModule:
             f"{call}: the model could not be traced with torch.fx ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}); its forward must not branch on tensor "
             "values. Move data-dependent control flow out of forward, or wrap that part in a "
-            "module and register a Taylor rule for it with discovery.engine.register_rule"
+            "module and register a Taylor rule for it with discovery.engine.register_rule('name', ModuleClass)(rule)"
         ) from exc
     return fx.GraphModule(model, graph)
 
@@ -101,6 +107,19 @@ def _describe(node: fx.Node, gm: fx.GraphModule) -> tuple[str, object]:
         return f"method .{node.target}() at node '{node.name}'", node.target
     name = getattr(node.target, "__name__", repr(node.target))
     return f"function {name}() at node '{node.name}'", node.target
+
+
+def _resolve(node: fx.Node, target) -> tuple:
+    """``(rule, adapt, key)`` of a call node; ``rule`` is None when its form has no alias."""
+    if node.op == "call_module":
+        key = type(target)
+        alias = resolve_module(key)
+    else:
+        key = target
+        alias = resolve(key)
+    if alias is None:
+        return None, None, key
+    return REGISTRY[alias.primitive], alias.adapt, key
 
 
 def _has_series(values) -> bool:
@@ -123,7 +142,8 @@ def _plan(gm: fx.GraphModule) -> tuple:
 
     One step per node: the node, its description and call target (the module object for
     modules), whether its arguments are flat (no nested containers, so they load without
-    fx's generic mapping), and the values to free after it (their last use).
+    fx's generic mapping), the values to free after it (their last use), and its resolved
+    rule, argument adapter and registry key.
     """
     nodes = list(gm.graph.nodes)
     last_use: dict = {}
@@ -133,22 +153,28 @@ def _plan(gm: fx.GraphModule) -> tuple:
     steps = []
     for i, node in enumerate(nodes):
         free = tuple(inp for inp in node.all_input_nodes if last_use.get(inp) == i)
-        where, target = _describe(node, gm) if node.op.startswith("call_") else (None, node.target)
+        call = node.op.startswith("call_")
+        where, target = _describe(node, gm) if call else (None, node.target)
+        resolved = _resolve(node, target) if call else (None, None, None)
         flat = not node.kwargs and not any(isinstance(a, _NESTED) for a in node.args)
-        steps.append((node, where, target, flat, free))
+        steps.append((node, where, target, flat, free, resolved))
     placeholders = [n for n in nodes if n.op == "placeholder"]
-    return steps, placeholders
+    return version(), steps, placeholders
 
 
 def run_graph(gm: fx.GraphModule, x: Series, ctx: Context, call: str):
     """Evaluate the traced graph with ``x`` as its single input."""
     plan = _PLANS.get(gm)
-    steps, placeholders = plan if plan is not None else _plan(gm)
+    if plan is None or plan[0] != version():
+        plan = _plan(gm)
+        if gm in _PLANS:
+            _PLANS[gm] = plan
+    _, steps, placeholders = plan
     if not placeholders:
         raise ExpansionError(f"{call}: the model's forward takes no input")
     first = placeholders[0]
     env: dict = {}
-    for node, where, target, flat, free in steps:
+    for node, where, target, flat, free, resolved in steps:
         op = node.op
         if op == "placeholder":
             env[node] = x if node is first else (node.args[0] if node.args else None)
@@ -157,7 +183,7 @@ def run_graph(gm: fx.GraphModule, x: Series, ctx: Context, call: str):
         elif op == "output":
             return fx.node.map_arg(node.args[0], lambda n: env[n])
         else:
-            env[node] = _run_node(node, where, target, flat, env, ctx, call)
+            env[node] = _run_node(node, where, target, flat, resolved, env, ctx, call)
         for inp in free:
             env.pop(inp, None)
     raise ExpansionError(f"{call}: the traced graph has no output")
@@ -170,7 +196,7 @@ def _fetch_attr(gm: fx.GraphModule, target: str):
     return obj
 
 
-def _run_node(node, where, target, flat, env, ctx, call):
+def _run_node(node, where, target, flat, resolved, env, ctx, call):
     if flat:
         args = tuple(env[a] if isinstance(a, fx.Node) else a for a in node.args)
         kwargs = {}
@@ -186,16 +212,21 @@ def _run_node(node, where, target, flat, env, ctx, call):
         if node.op == "call_method":
             return getattr(args[0], target)(*args[1:], **kwargs)
         return target(*args, **kwargs)
-    rule = rule_for_module(target) if node.op == "call_module" else REGISTRY.get(target)
+    rule, adapt, key = resolved
     if rule is None:
+        form = repr(key) if isinstance(key, str) else form_name(key)  # as it is written in code
         raise UnsupportedLayerError(
-            f"{call}: no Taylor rule for {where}. Supported: {', '.join(supported_names())}. "
-            "Register a rule with discovery.engine.register_rule(key)(rule)"
+            f"{call}: no Taylor rule for {where}. Supported primitives: {', '.join(supported_names())} "
+            "(discovery.engine.forms_of(name) lists the modules, functions and methods of each). "
+            f"Register a rule for it with discovery.engine.register_rule('name', {form})(rule), or map "
+            f"it to an existing primitive with discovery.engine.register_alias({form}, 'name', adapt)"
         )
     ctx.where = f"{call}: {where}"
     try:
         if node.op == "call_module":
-            return rule(ctx, target, *args, **kwargs)
+            args = (target, *args)
+        if adapt is not None:
+            args, kwargs = adapt(*args, **kwargs)
         return rule(ctx, *args, **kwargs)
     except (ExpansionError, UnsupportedLayerError):
         raise

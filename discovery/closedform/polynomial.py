@@ -1,0 +1,218 @@
+"""Families linear in their constants after a change of variables: sparse polynomials in
+transformed inputs for a transformed target (the result is the inverse transform of the
+polynomial), and rational functions ``P/Q`` by linearised then nonlinear least squares.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from typing import Callable, Iterator
+
+import numpy as np
+import sympy
+from scipy.optimize import least_squares
+
+from discovery.closedform.fitting import EPS, Candidate
+from discovery.engine.polynomial import monomials
+
+# name -> (forward on a column, SymPy form, column is in the domain)
+INPUT_TRANSFORMS: dict[str, tuple[Callable, Callable, Callable]] = {
+    "x": (lambda x: x, lambda s: s, lambda x: True),
+    "1/x": (lambda x: 1 / x, lambda s: 1 / s, lambda x: np.all(x != 0) and (np.all(x > 0) or np.all(x < 0))),
+    "log x": (np.log, sympy.log, lambda x: np.all(x > 0)),
+    "sqrt x": (np.sqrt, sympy.sqrt, lambda x: np.all(x >= 0)),
+    "x^2": (np.square, lambda s: s**2, lambda x: True),
+    "exp x": (np.exp, sympy.exp, lambda x: np.max(np.abs(x)) < 50),
+}
+
+
+def target_transforms(y: np.ndarray) -> dict[str, tuple[Callable, Callable, Callable]]:
+    """Target transforms defined on ``y``: name -> (forward, inverse on a SymPy polynomial,
+    inverse on NumPy values). Sign-dependent ones need a target of one sign."""
+    out: dict[str, tuple[Callable, Callable, Callable]] = {"y": (lambda v: v, lambda p: p, lambda p: p)}
+    s = 1.0 if np.all(y > 0) else -1.0 if np.all(y < 0) else 0.0
+    if s:
+        si = sympy.Integer(int(s))
+        out["y^2"] = (np.square, lambda p: si * sympy.sqrt(p), lambda p: s * np.sqrt(p))
+        out["sqrt|y|"] = (lambda v: np.sqrt(s * v), lambda p: si * p**2, lambda p: s * p**2)
+        out["1/y"] = (lambda v: 1 / v, lambda p: 1 / p, lambda p: 1 / p)
+        out["log|y|"] = (lambda v: np.log(s * v), lambda p: si * sympy.exp(p), lambda p: s * np.exp(p))
+    if np.max(np.abs(y)) < 30:
+        out["exp y"] = (np.exp, sympy.log, np.log)
+    if np.max(np.abs(y)) <= 1:
+        out["arcsin y"] = (np.arcsin, sympy.sin, np.sin)
+    return out
+
+
+def input_combinations(X: np.ndarray) -> list[tuple[str, ...]]:
+    """Per-column transforms to try: every combination for up to two inputs; for more, at most
+    one transformed column or the same transform on all (the full product grows as 6**k)."""
+    k = X.shape[1]
+    ok = [[name for name, (_, _, dom) in INPUT_TRANSFORMS.items() if dom(X[:, j])] for j in range(k)]
+    if k <= 2:
+        return list(itertools.product(*ok))
+    combos = {tuple("x" for _ in range(k))}
+    for j in range(k):
+        for t in ok[j]:
+            combos.add(tuple(t if i == j else "x" for i in range(k)))
+    for t in INPUT_TRANSFORMS:
+        if all(t in o for o in ok):
+            combos.add(tuple(t for _ in range(k)))
+    return sorted(combos)
+
+
+def max_degree(k: int) -> int:
+    """Highest total degree tried: terms grow as C(k + d, d), and rows must outnumber them."""
+    return {1: 5, 2: 3, 3: 2}.get(k, 2)
+
+
+def _bic(rss: float, n: int, m: int, floor: float) -> float:
+    return n * math.log(max(rss / n, floor)) + m * math.log(n)
+
+
+def sparse_lstsq(A: np.ndarray, t: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares, then backward elimination of the least significant column while the
+    Bayesian information criterion improves. Returns (kept column indices, coefficients)."""
+    n = len(t)
+    keep = np.arange(A.shape[1])
+    scale = np.linalg.norm(A, axis=0)
+    scale[scale == 0] = 1.0
+    As = A / scale
+
+    def solve(cols):
+        coef, *_ = np.linalg.lstsq(As[:, cols], t, rcond=None)
+        rss = float(np.sum((As[:, cols] @ coef - t) ** 2))
+        return coef, rss
+
+    coef, rss = solve(keep)
+    best = _bic(rss, n, len(keep), floor)
+    while len(keep) > 1:
+        # standard errors from the normal matrix; the smallest |t| is the first to go
+        with np.errstate(all="ignore"):
+            cov = np.linalg.pinv(As[:, keep].T @ As[:, keep])
+            tstat = np.abs(coef) / np.sqrt(np.maximum(np.diag(cov), 1e-300))
+        drop = int(np.argmin(tstat))
+        trial = np.delete(keep, drop)
+        c2, rss2 = solve(trial)
+        b2 = _bic(rss2, n, len(trial), floor)
+        if b2 > best:
+            break
+        keep, coef, best = trial, c2, b2
+    return keep, coef / scale[keep]
+
+
+def transformed_polynomials(X, y, xs, train, deadline, clock) -> Iterator[Candidate]:
+    """``T^-1(P(h_1(x_1), ..., h_k(x_k)))`` for every target transform ``T``, input transforms
+    ``h_j`` and total degree up to :func:`max_degree`, with sparse ``P``."""
+    k = X.shape[1]
+    for tname, (fwd, inv_sym, inv_np) in target_transforms(y[train]).items():
+        with np.errstate(all="ignore"):
+            t = fwd(y)
+        if not np.all(np.isfinite(t[train])):
+            continue
+        floor = EPS * float(np.mean(t[train] ** 2)) + 1e-300
+        for combo in input_combinations(X):
+            if clock() > deadline:
+                return
+            with np.errstate(all="ignore"):
+                Z = np.column_stack([INPUT_TRANSFORMS[h][0](X[:, j]) for j, h in enumerate(combo)])
+            if not np.all(np.isfinite(Z)):
+                continue
+            zs = [INPUT_TRANSFORMS[h][1](s) for h, s in zip(combo, xs)]
+            for degree in range(1, max_degree(k) + 1):
+                powers = monomials(k, degree)
+                if len(powers) >= len(train) // 2:
+                    break
+                A = np.prod(Z[:, None, :] ** powers[None, :, :], axis=2)
+                keep, coef = sparse_lstsq(A[train], t[train], floor)
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    pred = inv_np(A[:, keep] @ coef)
+                if not np.all(np.isfinite(pred[train])):
+                    continue
+
+                def build(keep=keep, coef=coef, zs=zs, inv_sym=inv_sym, powers=powers):
+                    poly = sympy.Add(*[sympy.Float(float(c)) * sympy.Mul(*[z**int(e) for z, e in zip(zs, powers[i])])
+                                       for i, c in zip(keep, coef)])
+                    return inv_sym(poly)
+
+                label = f"polynomial (degree {degree}) in {', '.join(combo)} for {tname}"
+                yield Candidate("transformed polynomial" if (tname, set(combo)) != ("y", {"x"}) else "polynomial",
+                                build, np.asarray(pred, dtype=np.float64), label)
+
+
+def _rational_fit(Pm, Qm, y, train, sparse: bool):
+    """P/Q with Q's constant 1: linearised least squares ``y = P - y (Q - 1)`` (with ``sparse``,
+    terms eliminated backwards by BIC), then Levenberg-Marquardt on ``P/Q - y`` over the kept
+    terms. Dropped terms are exactly 0."""
+    A = np.column_stack([Pm[train], -y[train, None] * Qm[train]])
+    if sparse:
+        keep, coef = sparse_lstsq(A, y[train], EPS * float(np.mean(y[train] ** 2)) + 1e-300)
+    else:
+        scale = np.linalg.norm(A, axis=0)  # raw powers of large inputs differ by many decades
+        scale[scale == 0] = 1.0
+        coef = np.linalg.lstsq(A / scale, y[train], rcond=None)[0] / scale
+        keep = np.arange(A.shape[1])
+    theta = np.zeros(A.shape[1])
+    theta[keep] = coef
+    npp = Pm.shape[1]
+
+    def full(t):
+        th = np.zeros(A.shape[1])
+        th[keep] = t
+        return th
+
+    def parts(th, rows):
+        return Pm[rows] @ th[:npp], 1 + Qm[rows] @ th[npp:]
+
+    def residual(t):
+        P, Q = parts(full(t), train)
+        return P / Q - y[train]
+
+    def jac(t):
+        P, Q = parts(full(t), train)
+        return np.column_stack([Pm[train] / Q[:, None], -(P / Q**2)[:, None] * Qm[train]])[:, keep]
+
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r0 = residual(theta[keep])
+        if np.all(np.isfinite(r0)):
+            try:
+                sol = least_squares(residual, theta[keep], jac=jac, method="lm", xtol=1e-12, ftol=1e-12,
+                                    gtol=1e-12, max_nfev=30 * (len(keep) + 1))
+                if np.all(np.isfinite(sol.fun)) and np.sum(sol.fun**2) <= np.sum(r0**2):
+                    theta = full(sol.x)
+            except (ValueError, FloatingPointError):
+                pass
+    return theta
+
+
+def rationals(X, y, xs, train, deadline, clock) -> Iterator[Candidate]:
+    """``P/Q`` in the raw inputs with ``Q(0) = 1`` and no pole on the rows (Q keeps one sign)."""
+    k = X.shape[1]
+    top = {1: 3, 2: 2}.get(k, 2)
+    for q in range(1, top + 1):
+        for p in range(0, top + 1):
+            if clock() > deadline:
+                return
+            pp, qp = monomials(k, p), monomials(k, q)[1:]
+            if len(pp) + len(qp) >= len(train) // 2:
+                continue
+            Pm = np.prod(X[:, None, :] ** pp[None], axis=2)
+            Qm = np.prod(X[:, None, :] ** qp[None], axis=2)
+            for sparse in (False, True):
+                theta = _rational_fit(Pm, Qm, y, train, sparse)
+                Q = 1 + Qm @ theta[len(pp):]
+                if not (np.all(Q > 0) or np.all(Q < 0)):
+                    continue
+                pred = (Pm @ theta[: len(pp)]) / Q
+
+                def build(theta=theta, pp=pp, qp=qp):
+                    mono = lambda e: sympy.Mul(*[s**int(a) for s, a in zip(xs, e)])
+                    P = sympy.Add(*[sympy.Float(float(c)) * mono(e) for c, e in zip(theta[: len(pp)], pp) if c != 0])
+                    Qs = 1 + sympy.Add(*[sympy.Float(float(c)) * mono(e) for c, e in zip(theta[len(pp):], qp) if c != 0])
+                    return P / Qs
+
+                yield Candidate("rational", build, pred, f"{'sparse ' if sparse else ''}rational [{p}/{q}]")

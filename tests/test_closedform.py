@@ -1,0 +1,214 @@
+"""solve_piece: closed forms of 1-3 input pieces from data and from exact series."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy
+import torch
+
+from discovery.closedform import Piece, solve_piece
+from discovery.errors import DataError
+
+N = 240
+VAL = np.arange(0, N, 3)
+BUDGET = 60.0
+"""A cap well above the few seconds each call needs, so results do not depend on machine load."""
+
+LAWS = {
+    # name: (numpy law, SymPy truth as a function of the symbols, input range, inputs)
+    "sin(2x)+1": (lambda x: np.sin(2 * x) + 1, lambda x: sympy.sin(2 * x) + 1, (0.1, 3.0), 1),
+    "x*exp(-x)": (lambda x: x * np.exp(-x), lambda x: x * sympy.exp(-x), (0.0, 4.0), 1),
+    "1/(1+x^2)": (lambda x: 1 / (1 + x**2), lambda x: 1 / (1 + x**2), (-2.0, 2.0), 1),
+    "x**1.5": (lambda x: x**1.5, lambda x: x ** sympy.Rational(3, 2), (0.1, 4.0), 1),
+    "arctan(x)": (np.arctan, sympy.atan, (-3.0, 3.0), 1),
+    "log(1+x)": (lambda x: np.log(1 + x), lambda x: sympy.log(1 + x), (0.0, 4.0), 1),
+    "sqrt(x^2+y^2)": (lambda x, y: np.sqrt(x**2 + y**2), lambda x, y: sympy.sqrt(x**2 + y**2), (-2.0, 2.0), 2),
+    "exp(-x/y)": (lambda x, y: np.exp(-x / y), lambda x, y: sympy.exp(-x / y), (0.5, 2.0), 2),
+    "(a+b)/(1+a*b)": (lambda a, b: (a + b) / (1 + a * b), lambda a, b: (a + b) / (1 + a * b), (0.0, 0.9), 2),
+    # outer constants keep these from being a transformed polynomial: g of a monomial (pair)
+    "2sin(xy)+1": (lambda x, y: 2 * np.sin(x * y) + 1, lambda x, y: 2 * sympy.sin(x * y) + 1, (0.0, 2.0), 2),
+    "2exp(-x^2-y^2)+1": (lambda x, y: 2 * np.exp(-(x**2) - y**2) + 1,
+                         lambda x, y: 2 * sympy.exp(-(x**2) - y**2) + 1, (-1.5, 1.5), 2),
+}
+
+
+def _data(name: str, noise: float, seed: int = 0):
+    law, truth, (lo, hi), k = LAWS[name]
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(lo, hi, (N, k))
+    y = law(*X.T)
+    if noise:
+        y = y + noise * np.std(y) * rng.standard_normal(N)
+    names = ["x", "y"][:k]
+    return X, y, names, truth
+
+
+def same_form(found: sympy.Expr, truth: sympy.Expr, lo: float) -> bool:
+    """Equal after rounding every constant of ``found`` to 3 significant digits (symbols taken
+    positive when the inputs are, so that ``sqrt(x**3)`` and ``x**(3/2)`` compare equal)."""
+    rounded = found.xreplace({f: sympy.Rational(f"{float(f):.3g}") for f in found.atoms(sympy.Float)})
+    subs = {s: sympy.Symbol(s.name, positive=True) if lo > 0 else sympy.Symbol(s.name, real=True)
+            for s in rounded.free_symbols | truth.free_symbols}
+    a, b = rounded.xreplace(subs), truth.xreplace(subs)
+    if sympy.simplify(a - b) == 0:
+        return True
+    return sympy.simplify(a / b) == 1
+
+
+@pytest.mark.parametrize("name", list(LAWS))
+def test_exact_recovery_from_noise_free_data(name):
+    X, y, names, truth = _data(name, 0.0)
+    piece = solve_piece(X, y, names, val_index=VAL, engine="off", time_budget=BUDGET)
+    symbols = [sympy.Symbol(n) for n in names]
+    assert isinstance(piece, Piece)
+    assert same_form(piece.expression, truth(*symbols), LAWS[name][2][0]), (piece.expression, piece.evidence)
+    assert not piece.method.startswith("approximate")
+    assert piece.val_r2 > 1 - 1e-12
+
+
+@pytest.mark.parametrize("name", list(LAWS))
+def test_right_form_with_one_percent_noise(name):
+    X, y, names, truth = _data(name, 0.01, seed=1)
+    piece = solve_piece(X, y, names, val_index=VAL, engine="off", time_budget=BUDGET)
+    symbols = [sympy.Symbol(n) for n in names]
+    assert same_form(piece.expression, truth(*symbols), LAWS[name][2][0]), (piece.expression, piece.evidence)
+    assert not piece.method.startswith("approximate"), piece.evidence
+    # the residual is the noise: val rmse within a few tens of percent of 1 % of the spread
+    assert piece.val_rmse < 1.5 * 0.01 * np.std(y)
+
+
+def test_pure_noise_is_not_called_exact():
+    rng = np.random.default_rng(3)
+    X = rng.uniform(0, 1, (N, 1))
+    y = rng.standard_normal(N)
+    piece = solve_piece(X, y, ["x"], val_index=VAL, engine="off", time_budget=BUDGET)
+    assert piece.method.startswith("approximate")
+    assert piece.val_r2 < 0.1
+    assert "not significantly better than a constant" in piece.evidence
+
+
+def test_smooth_law_outside_the_families_is_approximate():
+    # a Bessel function has no closed form in these families: whatever fits best leaves
+    # smooth structure in its residuals, and the method says so
+    from scipy.special import j0
+
+    rng = np.random.default_rng(4)
+    X = rng.uniform(0, 12, (N, 1))
+    piece = solve_piece(X, j0(X[:, 0]), ["x"], val_index=VAL, engine="off", time_budget=BUDGET)
+    assert piece.method.startswith("approximate"), (piece.expression, piece.evidence)
+
+
+class _Sine(torch.nn.Module):
+    def forward(self, x):
+        return torch.sin(2 * x[:, 0]) + 1
+
+
+class _Lorentzian(torch.nn.Module):
+    def forward(self, x):
+        return 1 / (1 + x[:, 0] ** 2)
+
+
+@pytest.mark.parametrize("model, truth, lo, hi, family", [
+    (_Sine(), lambda x: sympy.sin(2 * x) + 1, 0.1, 3.0, "series ODE"),
+    (_Lorentzian(), lambda x: 1 / (1 + x**2), -2.0, 2.0, "series Pade"),
+])
+def test_model_series_propose_the_closed_form(model, truth, lo, hi, family):
+    rng = np.random.default_rng(5)
+    X = rng.uniform(lo, hi, (N, 1))
+    with torch.no_grad():
+        y = model(torch.as_tensor(X)).numpy()
+    piece = solve_piece(X, y, ["x"], val_index=VAL, model=model, engine="off", time_budget=BUDGET)
+    x = sympy.Symbol("x")
+    rows = piece.candidates[piece.candidates["method"].str.startswith(family)]
+    assert any(same_form(e, truth(x), lo) for e in rows["expression"]), rows
+    assert same_form(piece.expression, truth(x), lo)
+    assert "series tests" in piece.evidence
+
+
+def test_names_with_spaces_and_unicode_become_symbols_as_given():
+    rng = np.random.default_rng(6)
+    X = rng.uniform(0.5, 2, (N, 2))
+    names = ["x position", "Δt"]
+    piece = solve_piece(X, X[:, 0] / X[:, 1], names, val_index=VAL, engine="off", time_budget=BUDGET)
+    a, b = sympy.Symbol("x position"), sympy.Symbol("Δt")
+    assert piece.expression.free_symbols == {a, b}
+    assert sympy.simplify(piece.expression - a / b) == 0
+
+
+def test_deterministic_given_seed():
+    X, y, names, _ = _data("x*exp(-x)", 0.01, seed=2)
+    p1 = solve_piece(X, y, names, val_index=VAL, engine="off", seed=7, time_budget=BUDGET)
+    p2 = solve_piece(X, y, names, val_index=VAL, engine="off", seed=7, time_budget=BUDGET)
+    assert p1.expression == p2.expression
+    assert p1.candidates["expression"].map(str).tolist() == p2.candidates["expression"].map(str).tolist()
+
+
+def test_time_budget_is_respected_and_reported():
+    X, y, names, _ = _data("exp(-x/y)", 0.0)
+    piece = solve_piece(X, y, names, val_index=VAL, engine="off", time_budget=0.05)
+    assert "time budget" in piece.evidence
+    assert np.isfinite(piece.val_rmse)
+
+
+@pytest.mark.slow
+def test_operon_front_joins_the_candidates():
+    # slow: the first import of pyoperon.sklearn alone takes seconds
+    pytest.importorskip("pyoperon")
+    X, y, names, truth = _data("arctan(x)", 0.01, seed=3)
+    piece = solve_piece(X, y, names, val_index=VAL, engine="operon", time_budget=20.0)
+    operon = piece.candidates[piece.candidates["method"].str.startswith("operon")]
+    assert len(operon) > 0, piece.evidence
+    assert np.isfinite(operon["val_rmse"]).all()
+    assert same_form(piece.expression, truth(sympy.Symbol("x")), -3.0)
+
+
+def test_auto_engine_skips_operon_when_a_candidate_is_exact():
+    X, y, names, _ = _data("1/(1+x^2)", 0.0)
+    piece = solve_piece(X, y, names, val_index=VAL, engine="auto", time_budget=BUDGET)
+    assert "Operon not run: a candidate already fits to what the data resolve" in piece.evidence
+    assert not piece.candidates["method"].str.startswith("operon").any()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(val_index=[]), "val_index"),
+    (dict(val_index=[0, 1, 2, 3, 10_000]), "val_index"),
+    (dict(val_index=VAL, engine="pysr"), "engine"),
+])
+def test_bad_arguments_raise_data_error(kwargs, message):
+    X, y, names, _ = _data("log(1+x)", 0.0)
+    with pytest.raises(DataError, match=message):
+        solve_piece(X, y, names, **kwargs)
+
+
+class _OriginalUnits(torch.nn.Module):
+    """A fitted ensemble as a module on inputs and outputs in original units."""
+
+    def __init__(self, fitted):
+        super().__init__()
+        self.net = fitted.model
+        self.register_buffer("x_mean", torch.as_tensor(fitted.x_mean))
+        self.register_buffer("x_scale", torch.as_tensor(fitted.x_scale))
+        self.y_mean, self.y_scale = float(fitted.y_mean), float(fitted.y_scale)
+
+    def forward(self, x):
+        return self.y_mean + self.y_scale * self.net((x - self.x_mean) / self.x_scale)
+
+
+@pytest.mark.slow
+def test_piece_read_from_a_trained_ensemble(one_thread):
+    # the decomposition hands over the ensemble's own predictions: the members' disagreement,
+    # not float64, sets what counts as an exact fit
+    from discovery.fit import fit_ensemble
+
+    rng = np.random.default_rng(8)
+    X = rng.uniform(0.1, 3.0, (400, 1))
+    y = np.sin(2 * X[:, 0]) + 1 + 0.01 * rng.standard_normal(400)
+    fitted = fit_ensemble(X, y, members=4, hidden=(16, 16), max_epochs=300, progress=False, seed=0)
+    model = _OriginalUnits(fitted)
+    with torch.no_grad():
+        target = model(torch.as_tensor(X)).mean(dim=1).numpy()
+    piece = solve_piece(X, target, ["x"], val_index=np.arange(0, 400, 4), model=model, engine="off", time_budget=BUDGET)
+    assert same_form(piece.expression, sympy.sin(2 * sympy.Symbol("x")) + 1, 0.1), piece.evidence
+    assert not piece.method.startswith("approximate"), piece.evidence
+    assert "ensemble members disagree" in piece.evidence
