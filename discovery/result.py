@@ -88,7 +88,7 @@ class Discovery:
     ----------
     formula : sympy.Expr
         The recommended formula in the table's column names: the cross-check's recommendation
-        when one ran, else the expansion's formula.
+        when one ran, else the chosen formula (the expansion's or the decomposition's).
     expansion_formula : sympy.Expr
         The formula merged from the Taylor expansions (always kept).
     crosscheck : Comparison or None
