@@ -8,6 +8,8 @@ Main entry points:
 
 - :func:`discover` -- from a CSV file or DataFrame to a :class:`Discovery` (formula, LaTeX,
   scores, report);
+- :func:`discover_many` -- many ``discover`` calls on Dask (a local cluster or any scheduler),
+  one table row per job;
 - :class:`DiscoveryRegressor` -- the same as a scikit-learn estimator;
 - :func:`expand` -- exact Taylor expansion of any traced PyTorch network;
 - :func:`validate` -- convergence table, error bounds and trust radius of a trained network;
@@ -33,6 +35,7 @@ from discovery.errors import (
 # command line) stays quick and pulls in neither scikit-learn nor the cross-check engines.
 _EXPORTS = {
     "discover": "discovery.pipeline",
+    "discover_many": "discovery.many",
     "Discovery": "discovery.result",
     "check_output_folder": "discovery.folders",
     "DiscoveryRegressor": "discovery.estimator",
@@ -94,6 +97,7 @@ __version__ = "0.1.0"
 __all__ = [
     # the main job
     "discover",
+    "discover_many",
     "Discovery",
     "DiscoveryRegressor",
     # data

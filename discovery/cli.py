@@ -1,4 +1,5 @@
-"""The ``discovery`` command: ``run`` a CSV, ``demo`` on a bundled dataset, ``expand`` a model file.
+"""The ``discovery`` command: ``run`` a CSV, ``demo`` on a bundled dataset, ``expand`` a model file,
+``batch`` many analyses from a table of jobs.
 
 Every expected failure ends with exit code 2 (1 for an unexpected one) and a single line on
 stderr in the command's own syntax (``--min-rows``, not ``min_rows=``); ``--debug`` shows the
@@ -30,7 +31,9 @@ _FLAGS = {"min_rows": "--min-rows", "target": "--target", "features": "--feature
           "crosscheck_budget": "--crosscheck-budget", "reference_points": "--reference-points",
           "device": "--device", "crosscheck_guide": "--guide", "crosscheck": "--crosscheck",
           "trust_pickle": "--trust-pickle", "at": "--at", "radius": "--radius", "output": "--output",
-          "names": "--names", "out": "--out", "decompose": "--decompose", "time_budget": "--time-budget"}
+          "names": "--names", "out": "--out", "index": "--index", "n_workers": "--workers",
+          "client": "--scheduler", "threads_per_job": "--threads-per-job", "decompose": "--decompose",
+          "time_budget": "--time-budget"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Find the formula behind tabular data (exact Taylor expansion of trained networks).",
     )
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    sub = parser.add_subparsers(dest="command", metavar="{run,demo,expand}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{run,demo,expand,batch}", parser_class=_Parser)
 
     run = sub.add_parser("run", help="discover the formula behind a CSV file")
     run.add_argument("data", help="CSV file (header line; the target is the last column unless --target)")
@@ -77,7 +80,22 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--trust-pickle", action="store_true",
                      help="read a whole pickled module; this RUNS CODE FROM THE FILE, use only for files you trust")
     exp.add_argument("--quiet", action="store_true", help="print nothing but errors")
-    for p in (run, demo, exp):
+    batch = sub.add_parser("batch", help="run many analyses from a CSV of jobs, on Dask or as one array task")
+    batch.add_argument("jobs", help="CSV of jobs: columns data (table path), target, out (result folder, one per "
+                                    "job) and one column per discover argument (order, seed, members, ...)")
+    batch.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="address of a running Dask scheduler, e.g. tcp://host:8786 (default: a local cluster)")
+    batch.add_argument("--workers", type=_int_at_least(1), default=None, metavar="N",
+                       help="processes of the local cluster (default: one per core, at most one per job)")
+    batch.add_argument("--index", type=_int_at_least(0), default=None, metavar="N",
+                       help="run only the job on data row N (0-based) here, without a scheduler: one task of a "
+                            "SLURM/PBS array, --index $SLURM_ARRAY_TASK_ID")
+    batch.add_argument("--threads-per-job", type=_int_at_least(1), default=None, metavar="N",
+                       help="threads each job gives torch and Operon (default 1 on a cluster; with --index, "
+                            "every core available)")
+    batch.add_argument("--no-report", action="store_true", help="skip the HTML reports and figures")
+    batch.add_argument("--quiet", action="store_true", help="no progress lines; only the table and errors")
+    for p in (run, demo, exp, batch):
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error")
     return parser
 
@@ -375,6 +393,42 @@ def _check_point(saved, point, radius: float, names, quiet: bool) -> None:
                       f"{', '.join(label[j] for j in beyond)}: there the verdict is about the network, not the data")
 
 
+# ------------------------------------------------------------------------------------- batch
+def _batch(args) -> int:
+    """The results table as CSV on stdout; progress on stderr; exit 2 when any job failed."""
+    import csv
+
+    path = Path(args.jobs)
+    _readable(path)
+    with open(path, newline="") as handle:  # every job needs its own folder: that is what a rerun skips by
+        reader = csv.DictReader(handle, skipinitialspace=True)
+        fields = [f.strip() for f in reader.fieldnames or []]
+        if "out" not in fields:
+            raise _CommandError(f"{path}: no 'out' column; give every job its own result folder in a column 'out'")
+        for line, record in enumerate(reader, start=2):
+            cells = {k.strip(): (v or "").strip() for k, v in record.items() if k is not None}
+            if not cells.get("out") and any(cells.values()):
+                raise _CommandError(f"{path} line {line}: the out cell is empty; give every job its own result folder")
+    if args.index is not None and (args.scheduler or args.workers):
+        raise _CommandError("--index runs one job here without a scheduler; drop --scheduler and --workers")
+    from discovery.many import discover_many
+
+    try:
+        table = discover_many(path, client=args.scheduler, n_workers=args.workers, index=args.index,
+                              threads_per_job=args.threads_per_job, report=not args.no_report,
+                              progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("discovery batch: interrupted; finished jobs are saved in their out folders and a rerun skips them",
+              file=sys.stderr)
+        return 130
+    table.to_csv(sys.stdout, index=False)
+    failed = int((table["error"] != "").sum())
+    if failed:
+        print(f"discovery batch: {failed} of {len(table)} jobs failed; see the error column", file=sys.stderr)
+        return 2
+    return 0
+
+
 # ------------------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``discovery`` command; returns the exit code.
@@ -406,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 warnings.filterwarnings("ignore", category=DeprecationWarning)
                 warnings.showwarning = _show_warning
-            return {"run": _run, "demo": _demo, "expand": _expand}[args.command](args)
+            return {"run": _run, "demo": _demo, "expand": _expand, "batch": _batch}[args.command](args)
     except KeyboardInterrupt:
         if args.saved is not None:  # the folder is complete; only the last line was cut short
             if not getattr(args, "quiet", False):

@@ -245,6 +245,26 @@ def _sample(n: int, max_rows: int, val_fraction: float, rng: np.random.Generator
     return np.sort(rows[train]), np.sort(rows[val])
 
 
+def _given_split(split, n: int, max_rows: int | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The caller's ``(train, validation)`` positions, checked, and sampled in proportion above
+    ``max_rows``. The random stream advances exactly as :func:`_split`'s would, so a given split
+    equal to the internal one trains the same model bit for bit."""
+    call = "fit_ensemble(X, y, split=(train_rows, validation_rows))"
+    try:
+        train, val = (np.unique(np.asarray(part, dtype=np.int64)) for part in split)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{call}: pass two sequences of integer row positions ({exc})") from None
+    if len(train) < 2 or (len(train) and (train.min() < 0 or train.max() >= n)) or \
+            (len(val) and (val.min() < 0 or val.max() >= n)) or np.intersect1d(train, val).size:
+        raise DataError(f"{call}: pass disjoint positions in 0..{n - 1}, at least two of them for training")
+    rng.permutation(n)  # the draw _split makes, so the bootstrap that follows is unchanged
+    if max_rows is not None and len(train) + len(val) > max_rows:
+        keep = max_rows / (len(train) + len(val))
+        train = np.sort(rng.permutation(train)[: max(2, int(round(keep * len(train))))])
+        val = np.sort(rng.permutation(val)[: int(round(keep * len(val)))])
+    return train, val
+
+
 def _stage(message: str, start: float) -> None:
     """One log line per finished stage where no progress bar can show it (stderr is not a terminal)."""
     isatty = getattr(sys.stderr, "isatty", None)
@@ -303,6 +323,7 @@ def fit_ensemble(
     threads: int | None = 1,
     progress: bool = True,
     max_rows: int | None = MAX_ROWS,
+    split: tuple | None = None,
 ) -> FittedEnsemble:
     """Train an ensemble of small smooth MLPs on ``y = f(X)``.
 
@@ -351,6 +372,11 @@ def fit_ensemble(
         random sample of ``max_rows`` rows (split by ``val_fraction`` like a table of that size),
         so training time stops growing with the table; a smaller one is trained exactly as
         without the option. ``None`` trains on every row.
+    split : (train_rows, validation_rows), optional
+        The caller's own disjoint split of the rows (integer positions). Without it the rows are
+        split at random by ``val_fraction``. Above ``max_rows`` a seeded sample of each part is
+        used, in proportion. ``discover`` passes its split so that its validation rows are the
+        networks' validation rows by construction.
 
     Returns
     -------
@@ -374,19 +400,21 @@ def fit_ensemble(
         return _fit(X, y, members=members, hidden=tuple(hidden), activation=activation, seed=seed,
                     dev=dev, val_fraction=val_fraction, max_epochs=max_epochs, patience=patience,
                     lbfgs_steps=lbfgs_steps, lr=lr, bootstrap=bootstrap, dtype=dtype,
-                    progress=progress, max_rows=max_rows)
+                    progress=progress, max_rows=max_rows, split=split)
     finally:
         torch.set_num_threads(previous)
 
 
 def _fit(X, y, *, members, hidden, activation, seed, dev, val_fraction, max_epochs, patience,
-         lbfgs_steps, lr, bootstrap, dtype, progress, max_rows) -> FittedEnsemble:
+         lbfgs_steps, lr, bootstrap, dtype, progress, max_rows, split=None) -> FittedEnsemble:
     start = time.perf_counter()
     X, y = _check_inputs(X, y, members, hidden, activation, val_fraction, max_rows)
     n, p = X.shape
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
-    if max_rows is None or n <= max_rows:
+    if split is not None:
+        train_index, val_index = _given_split(split, n, max_rows, rng)
+    elif max_rows is None or n <= max_rows:
         train_index, val_index = _split(n, val_fraction, rng)
     else:
         train_index, val_index = _sample(n, int(max_rows), val_fraction, rng)

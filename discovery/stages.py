@@ -204,8 +204,9 @@ def fit_space(s: Split, space: str, plan: Plan, notes: list[str]) -> SpaceFit:
     """Train the ensemble on the training rows (validation rows for early stopping) in ``space``."""
     fit = s.rows.fit
     V, t, sign = rules.to_space(s.X[fit], s.y[fit], space)
+    split = (np.searchsorted(fit, s.rows.train), np.searchsorted(fit, s.rows.validation))
     fitted = fit_ensemble(V, t, members=plan.members, seed=plan.seed, device=plan.device, progress=plan.progress,
-                          **plan.fit_settings)
+                          split=split, **plan.fit_settings)
     check_fit_rows(s.rows, fitted, plan.call)
     kept = np.flatnonzero(fitted.val_rmse <= _MEMBER_FACTOR * fitted.val_rmse.min() + 1e-300)
     if len(kept) < fitted.members:

@@ -125,3 +125,39 @@ def test_chunked_prediction_equals_one_pass(large, monkeypatch):
     with torch.no_grad():
         direct = fit.y_mean + fit.y_scale * fit.model(one).numpy()
     np.testing.assert_allclose(whole, direct, rtol=0, atol=1e-12)
+
+
+def test_a_given_split_equal_to_the_internal_one_trains_the_same_model():
+    X, y = table(500)
+    internal = fit_ensemble(X, y, seed=4, **SMALL)
+    given = fit_ensemble(X, y, seed=4, split=(internal.train_index, internal.val_index), **SMALL)
+    assert all(np.array_equal(a, b) for a, b in zip(state(internal), state(given)))
+
+
+def test_a_given_split_is_kept_and_sampled_in_proportion_above_max_rows(large):
+    X, y = large
+    train, val = np.arange(0, 15_000), np.arange(15_000, N)
+    fit = fit_ensemble(X, y, seed=5, max_rows=2_000, split=(train, val), **SMALL)
+    assert np.isin(fit.train_index, train).all() and np.isin(fit.val_index, val).all()
+    assert (fit.train_rows, fit.val_rows) == (1_500, 500)
+
+
+@pytest.mark.parametrize("split", [(np.arange(10), np.arange(5, 20)), (np.arange(10), np.array([600]))])
+def test_an_overlapping_or_out_of_range_split_is_refused(split):
+    X, y = table(500)
+    with pytest.raises(DataError, match="disjoint positions"):
+        fit_ensemble(X, y, split=split, **SMALL)
+
+
+def test_discover_keeps_its_row_sets_on_a_table_larger_than_max_rows():
+    import pandas as pd
+
+    import discovery
+
+    X, y = table(3_000, seed=6)
+    frame = pd.DataFrame(X, columns=["x1", "x2", "x3"]).assign(y=y)
+    d = discovery.discover(frame, target="y", crosscheck="off", progress=False, members=2,
+                           fit_options={"max_rows": 1_000, "max_epochs": 30, "lbfgs_steps": 5})
+    assert d.fitted.subsampled and d.fitted.rows_used == 1_000
+    used = d.fit_index[np.concatenate([d.fitted.train_index, d.fitted.val_index])]
+    assert not np.isin(used, d.test_index).any()
