@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import re
 import signal
 import sys
@@ -31,7 +32,8 @@ _FLAGS = {"min_rows": "--min-rows", "target": "--target", "features": "--feature
           "device": "--device", "crosscheck_guide": "--guide", "crosscheck": "--crosscheck",
           "trust_pickle": "--trust-pickle", "at": "--at", "radius": "--radius", "output": "--output",
           "names": "--names", "out": "--out", "index": "--index", "n_workers": "--workers",
-          "client": "--scheduler", "threads_per_job": "--threads-per-job"}
+          "client": "--scheduler", "threads_per_job": "--threads-per-job", "decompose": "--decompose",
+          "time_budget": "--time-budget"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -108,6 +110,12 @@ def _common(p: argparse.ArgumentParser, default_out, default_crosscheck: str = "
     p.add_argument("--guide", default="structure", choices=["structure", "off"],
                    help="narrow the cross-check's search with the structure the networks' derivatives show "
                         "(inputs with influence, additive blocks); default structure")
+    p.add_argument("--decompose", default="auto", choices=["auto", "on", "off"],
+                   help="split the law along the structure the networks' derivatives show and solve the pieces: "
+                        "'auto' when the expansion's formula only approximates (default), 'on' always, 'off' never")
+    p.add_argument("--time-budget", type=_budget, default=120.0,
+                   help="seconds for the whole run, shared by training, decomposition and cross-check; what is "
+                        "cut is said in the notes; 'none' for no limit (default 120)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--members", type=_int_at_least(1), default=5, help="networks in the ensemble (default 5)")
     p.add_argument("--min-rows", type=_int_at_least(2), default=10,
@@ -122,6 +130,9 @@ def _common(p: argparse.ArgumentParser, default_out, default_crosscheck: str = "
                         "replaced)" + (f"; default {default_out}/<data name>" if default_out else "; default results/demo"))
     p.add_argument("--no-report", action="store_true", help="skip the HTML report and figures")
     p.add_argument("--quiet", action="store_true", help="print only the formula")
+    p.add_argument("--verbose", action="store_true",
+                   help="log each stage with its time on stderr, also on a terminal (default: only when stderr "
+                        "is not a terminal)")
 
 
 def _order(value: str):
@@ -163,6 +174,10 @@ def _test_fraction(value: str) -> float:
     if not 0 <= number < 0.9:
         raise argparse.ArgumentTypeError(f"{value!r}; pass a number in [0, 0.9)")
     return number
+
+
+def _budget(value: str):
+    return None if value.lower() == "none" else _positive_float(value)
 
 
 def _reference_points(value: str):
@@ -209,13 +224,55 @@ def _readable(path: Path) -> None:
 
 
 def _discover(args, data, target=None, features=None):
+    """The result; its warnings are left to the summary, which prints them (each shown once)."""
+    from discovery.errors import DiscoveryWarning
     from discovery.pipeline import discover
 
-    return discover(data, target=target, order=args.order, features=features, space=args.space,
-                    seed=args.seed, device=args.device, crosscheck=args.crosscheck, members=args.members,
-                    crosscheck_guide=args.guide, min_rows=args.min_rows, test_fraction=args.test_fraction,
-                    crosscheck_budget=args.crosscheck_budget, reference_points=args.reference_points,
-                    progress=not args.quiet and sys.stderr.isatty())
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            d = discover(data, target=target, order=args.order, features=features, space=args.space,
+                         seed=args.seed, device=args.device, crosscheck=args.crosscheck, members=args.members,
+                         crosscheck_guide=args.guide, min_rows=args.min_rows, test_fraction=args.test_fraction,
+                         crosscheck_budget=args.crosscheck_budget, reference_points=args.reference_points,
+                         progress=not args.quiet and sys.stderr.isatty(),
+                         decompose={"on": True, "off": False}.get(args.decompose, args.decompose),
+                         time_budget=args.time_budget)
+    except BaseException:
+        _reemit(caught)
+        raise
+    summarised = set(d.warnings)
+    _reemit(w for w in caught if not (issubclass(w.category, DiscoveryWarning)
+                                      and any(str(w.message).endswith(text) for text in summarised)))
+    return d
+
+
+def _reemit(caught) -> None:
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+class _StderrLog(logging.Handler):
+    """Log records as ``discovery: ...`` lines on the current ``sys.stderr``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(f"discovery: {record.getMessage()}", file=sys.stderr, flush=True)
+        except Exception:  # a closed or broken stream must not stop the run
+            self.handleError(record)
+
+
+def _configure_logging(args) -> logging.Handler | None:
+    """One line per stage on stderr: with --verbose, or when stderr is not a terminal (a log file)."""
+    if getattr(args, "quiet", False) or not (getattr(args, "verbose", False) or not sys.stderr.isatty()):
+        return None
+    logger = logging.getLogger("discovery")
+    handler = _StderrLog(logging.INFO)
+    handler.previous_level = logger.level  # restored when the command ends
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    return handler
 
 
 def _finish(args, d, out: Path) -> int:
@@ -395,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     args.saved = None
+    handler = _configure_logging(args) if args.command in ("run", "demo") else None
     try:
         with warnings.catch_warnings():
             if getattr(args, "quiet", False):
@@ -415,6 +473,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(_message(args.command, exc), file=sys.stderr)
         return 2 if _expected(exc) else 1
+    finally:
+        if handler is not None:
+            logging.getLogger("discovery").removeHandler(handler)
+            logging.getLogger("discovery").setLevel(handler.previous_level)
 
 
 def _expected(exc: BaseException) -> bool:

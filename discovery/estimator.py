@@ -14,6 +14,8 @@ from sklearn.metrics import r2_score
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from discovery.errors import DiscoveryWarning
+
 __all__ = ["DiscoveryRegressor"]
 
 MODEL_SELECTIONS = ("recommended", "best", "accuracy", "score")
@@ -74,6 +76,9 @@ class DiscoveryRegressor(RegressorMixin, BaseEstimator):
 
     Warns
     -----
+    DiscoveryWarning
+        Every warning of :func:`discovery.discover` (a formula that only approximates, a low
+        score, ...), raised again from ``fit``; also kept in ``discovery_.warnings``.
     UserWarning
         When every column of ``X`` has mean 0 and standard deviation 1 (as after
         ``StandardScaler`` in a pipeline): the formula is then in z-scores, under the columns'
@@ -142,13 +147,16 @@ class DiscoveryRegressor(RegressorMixin, BaseEstimator):
             fit_options["patience"] = max(10, int(self.max_epochs) // 4)
         if self.lbfgs_steps is not None:
             fit_options["lbfgs_steps"] = int(self.lbfgs_steps)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # data notes (dropped constant columns) stay on discovery_
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # data notes (dropped constant columns) stay on discovery_
             self.discovery_ = discover(
                 frame, target=target, order=self.order, space=self.space, seed=seed, device=self.device,
                 crosscheck=self.crosscheck, crosscheck_budget=float(self.crosscheck_budget), members=self.members,
                 reference_points=self.reference_points, progress=self.progress, fit_options=fit_options, min_rows=2,
             )
+        for w in caught:  # what changes what the formula is worth reaches the caller
+            if issubclass(w.category, DiscoveryWarning):
+                warnings.warn(w.message, stacklevel=2)
         self._names = names
         self._columns = [names.index(n) for n in self.discovery_.names]
         self.formula_ = tidy(_plain(self.discovery_.formula))

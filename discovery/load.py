@@ -21,6 +21,7 @@ import sympy
 
 from discovery.errors import DiscoveryError
 from discovery.result import Discovery, LocalPolynomials
+from discovery.result_io import decomposition_from_dict
 
 __all__ = ["SavedDiscovery", "load_result", "parse_formula"]
 
@@ -223,6 +224,9 @@ def load_result(folder) -> SavedDiscovery:
         data_warnings=list(saved.get("data_warnings") or []), timings=dict(saved.get("timings") or {}),
         notes=list(saved.get("notes") or []), settings=dict(saved.get("settings") or {}),
         structure=saved.get("structure"), saved=saved, folder=path,
+        chosen=saved.get("chosen", "expansion"), chosen_reason=saved.get("chosen_reason", ""),
+        decomposition=None if not saved.get("decomposition") else decomposition_from_dict(
+            saved["decomposition"], parse_formula(saved["decomposition"]["expression"], names)),
     )
 
 

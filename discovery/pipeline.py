@@ -1,9 +1,11 @@
-"""``discover``: from a table of observations to one clean global formula (glue only).
+"""``discover``: from a table of observations to one clean global formula.
 
-    load_table -> fit_ensemble (per space) -> reference points (k-means on standardised inputs)
-    -> one batched ``expand`` for every point and member -> units -> merge (per order)
-    -> pick space and order -> optional cross-check -> :class:`~discovery.result.Discovery`
-    -> warnings for anything that changes what the answer is worth
+``discover`` reads as its own table of contents; each step is a typed stage of
+:mod:`discovery.stages`:
+
+    plan -> split -> per space: fit, expand (+ structure tests), merge per order -> choose
+    -> decompose (when the expansion only approximates) -> propose (expansion or decomposition)
+    -> cross-check -> :class:`~discovery.result.Discovery` -> warnings
 
 Rows (:mod:`discovery.trust`): training rows fit, validation rows choose, test rows only score.
 """
@@ -11,35 +13,26 @@ Rows (:mod:`discovery.trust`): training rows fit, validation rows choose, test r
 from __future__ import annotations
 
 import inspect
-import time
 import warnings
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
-import sympy
-import torch
 
-from discovery.crosscheck.base import EngineFailure, complexity
-from discovery.data import load_table
-from discovery.engine import Expansion, expand
-from discovery.errors import DataError, DiscoveryError, DiscoveryWarning
+from discovery import stages
+from discovery.errors import DataError, DiscoveryWarning
 from discovery.fit import fit_ensemble
-from discovery.interpret.structure import additive_separability, unused_variables
-from discovery.merge import merge
-from discovery.result import Discovery, LocalPolynomials, evaluate_formula
-from discovery.symbolic import text, to_original_units
-from discovery.trust import RowSets, assess, check_fit_rows, split_rows
+from discovery.guides import structure_guide
+from discovery.result import Discovery, evaluate_formula
+from discovery.spaces import MAX_ORDER, screen, spaces as usable_spaces
+from discovery.trust import RowSets, assess
 
-__all__ = ["discover", "structure_guide", "FIT_DEFAULTS"]
+__all__ = ["discover", "structure_guide", "FIT_DEFAULTS", "TIME_BUDGET"]
 
 FIT_DEFAULTS = {"hidden": (32, 32), "activation": "tanh", "max_epochs": 200, "patience": 50, "lbfgs_steps": 100}
 """Training settings ``discover`` passes to :func:`discovery.fit.fit_ensemble` unless overridden."""
 
-MAX_ORDER = 4
-_MEMBER_FACTOR = 3.0  # a member is dropped when its validation RMSE is this many times the best
-_SCREEN_FACTOR = 10.0  # a space is not trained when its polynomial screen is this much worse
-_ACCURACY_TOL = 0.05  # candidates within 5 % of the best validation RMSE count as equally accurate
+TIME_BUDGET = 120.0
+"""Default seconds for one ``discover`` call: a 9-input law, decomposed, in about two minutes on two cores."""
 
 
 def discover(
@@ -62,6 +55,8 @@ def discover(
     fit_options: dict | None = None,
     merge_options: dict | None = None,
     min_rows: int = 10,
+    decompose: bool | str = False,
+    time_budget: float | None = TIME_BUDGET,
 ) -> Discovery:
     """Find the formula behind a table: train, expand, merge, cross-check.
 
@@ -114,6 +109,22 @@ def discover(
         (over :data:`FIT_DEFAULTS`) and :func:`discovery.merge.merge`.
     min_rows : int, default 10
         Fewest usable rows accepted.
+    decompose : {"auto", True, False}, default False
+        Run the recursive, structure-driven decomposition (:func:`discovery.decompose.decompose`)
+        on the raw-space training and validation rows: ``True`` always, ``False`` never,
+        ``"auto"`` when the expansion's chosen formula only approximates (the networks fit the
+        validation rows significantly better, the rule of the warning that says so). Its formula
+        is then a candidate: the significantly more accurate one on the validation rows wins,
+        else the simpler; the cross-check then compares that formula with the engine's.
+        ``Discovery.decomposition`` keeps the tree, evidence, notes and timings. The default is
+        ``False`` so a call without it gives the expansion's answer it always gave; the command
+        line's ``--decompose`` defaults to ``auto``.
+    time_budget : float or None, default 120
+        Seconds for the whole call. Training may use 60 % (a second space is not trained once it
+        is spent), the decomposition what is left but the cross-check's share (25 %, at most
+        ``crosscheck_budget``), the cross-check what is left but at least its share (at most
+        ``crosscheck_budget``). A stage already running is not interrupted, so an overrun shows in
+        ``timings``; whatever is cut or skipped is said in ``notes``. ``None``: no limit.
 
     Returns
     -------
@@ -128,137 +139,138 @@ def discover(
     >>> d.formula
     0.5*x1**2 + 0.5*x2
     """
-    start = time.perf_counter()
+    plan = _plan(order, seed, crosscheck, crosscheck_guide, test_fraction, space, members, device, progress,
+                 reference_points, min_rows, fit_options, merge_options, crosscheck_budget, crosscheck_options,
+                 decompose, time_budget)
+    clock = stages.Clock(plan.time_budget)
+    notes: list[str] = []
+
+    with clock.stage("load"):
+        s = stages.split(data, target, features, plan)
+        spaces, space_note = _spaces(s, plan)
+
+    candidates, fits, expansions = [], {}, {}
+    for sp in spaces:
+        if fits and stages.fit_budget_spent(plan, clock):
+            space_note = (f"{next(iter(fits))} space: {sp} space was not trained, training used its share of the "
+                          f"time budget ({clock.elapsed():.0f} s of {plan.time_budget:g} s)")
+            notes.append(space_note)
+            continue
+        with clock.stage(f"fit {sp}"):
+            fits[sp] = stages.fit_space(s, sp, plan, notes)
+        with clock.stage(f"expand {sp}"):
+            expansions[sp] = stages.expand_space(s, fits[sp], plan, notes)
+        with clock.stage(f"merge {sp}"):
+            candidates += stages.merge_space(s, fits[sp], expansions[sp], plan)
+
+    with clock.stage("choose"):
+        choice = stages.choose(candidates, list(fits), space_note, plan, s)
+    best = choice.candidate.space
+    decomposed = stages.decompose_stage(s, choice, fits[best], plan, clock)
+    notes.extend(_decomposition_notes(decomposed))
+    proposal = stages.propose(s, choice, decomposed)
+
+    comparison, engine_missing = None, plan.engine_missing
+    if plan.engine is not None:
+        with clock.stage("crosscheck"):
+            comparison, engine_missing = stages.crosscheck_stage(s, proposal, expansions[best].structure, plan,
+                                                                 clock, notes)
+    clock.timings["total"] = clock.elapsed()
+    d = _result(s, plan, choice, fits[best], expansions[best], decomposed, proposal, comparison, clock, notes)
+    d.warnings.extend(_warnings(d, s.rows, engine_missing, d.target_name if target is None else None))
+    for w in d.warnings:
+        warnings.warn(DiscoveryWarning(f"{plan.call}: {w}"), stacklevel=2)
+    return d
+
+
+def _plan(order, seed, crosscheck, guide, test_fraction, space, members, device, progress, reference_points,
+          min_rows, fit_options, merge_options, crosscheck_budget, crosscheck_options, decompose,
+          time_budget) -> stages.Plan:
+    """Every argument checked before any work."""
     call = "discover(data, ...)"
     orders = _orders(order, call)
     seed = _seed(seed, call)
     engine, engine_missing = _engine(crosscheck, call)
-    if crosscheck_guide not in (None, "off", "structure"):
-        raise DataError(f"{call}: crosscheck_guide={crosscheck_guide!r}; pass 'structure' or 'off'")
+    if guide not in (None, "off", "structure"):
+        raise DataError(f"{call}: crosscheck_guide={guide!r}; pass 'structure' or 'off'")
     if not 0 <= test_fraction < 0.9:
         raise DataError(f"{call}: test_fraction={test_fraction!r}; pass a number in [0, 0.9)")
-    timings: dict[str, float] = {}
-    notes: list[str] = []
-
-    t0 = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        table = load_table(data, target, features, min_rows=min_rows)
-    for w in caught:  # re-emit: the table records them too, the user sees them once
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    timings["load"] = time.perf_counter() - t0
-    X, y, names = table.X, table.y, list(table.feature_names)
-    n, p = X.shape
-
+    modes = {"auto": "auto", True: "on", False: "off", "on": "on", "off": "off"}
+    if isinstance(decompose, (np.bool_,)):
+        decompose = bool(decompose)
+    if not isinstance(decompose, (str, bool)) or decompose not in modes:
+        raise DataError(f"{call}: decompose={decompose!r}; pass 'auto', True or False")
+    if time_budget is not None and (isinstance(time_budget, bool) or not isinstance(time_budget, (int, float))
+                                    or not 0 < time_budget < float("inf")):
+        raise DataError(f"{call}: time_budget={time_budget!r}; pass a positive number of seconds, or None")
     fit_settings = {**FIT_DEFAULTS, **(fit_options or {})}
     val_fraction = fit_settings.get("val_fraction", inspect.signature(fit_ensemble).parameters["val_fraction"].default)
-    rows = split_rows(n, test_fraction, val_fraction, seed)
-    fit_index, test_index = rows.fit, rows.test
+    return stages.Plan(
+        call=call, order=order, orders=orders, seed=seed, engine=engine, engine_missing=engine_missing, guide=guide, space=space,
+        members=members, device=device, progress=progress, reference_points=reference_points,
+        test_fraction=test_fraction, min_rows=min_rows, fit_settings=fit_settings, val_fraction=val_fraction,
+        fit_options=dict(fit_options or {}), merge_options=dict(merge_options or {}),
+        crosscheck_budget=crosscheck_budget, crosscheck_options=dict(crosscheck_options or {}),
+        decompose=modes[decompose], time_budget=None if time_budget is None else float(time_budget),
+    )
 
-    spaces, space_note = _spaces(space, X, y[fit_index], call)  # the test rows' targets decide nothing
+
+def _spaces(s: stages.Split, plan: stages.Plan) -> tuple[list[str], str]:
+    """The spaces to train: what the data allow, screened by a polynomial fit (test rows decide nothing)."""
+    spaces, note = usable_spaces(plan.space, s.X, s.y[s.rows.fit], plan.call)
     if len(spaces) > 1:
-        spaces, space_note = _screen(spaces, X, y, rows, min(max(orders), MAX_ORDER))
-    max_order = max(orders)
-    candidates = []
-    fitted_by_space = {}
-    structure_by_space: dict[str, dict | None] = {}
-    for sp in spaces:
-        t0 = time.perf_counter()
-        V, t, sign = _to_space(X[fit_index], y[fit_index], sp)
-        split = (np.searchsorted(fit_index, rows.train), np.searchsorted(fit_index, rows.validation))
-        fitted = fit_ensemble(V, t, members=members, seed=seed, device=device, progress=progress, split=split,
-                              **fit_settings)
-        check_fit_rows(rows, fitted, call)
-        timings[f"fit {sp}"] = time.perf_counter() - t0
-        kept = np.flatnonzero(fitted.val_rmse <= _MEMBER_FACTOR * fitted.val_rmse.min() + 1e-300)
-        if len(kept) < fitted.members:
-            notes.append(
-                f"{sp} space: dropped {fitted.members - len(kept)} of {fitted.members} networks whose validation "
-                f"RMSE exceeds {_MEMBER_FACTOR:g} x the best ({fitted.val_rmse.min():.3g})"
-            )
+        spaces, note = screen(spaces, s.X, s.y, s.rows, min(max(plan.orders), MAX_ORDER))
+    return spaces, note
 
-        t0 = time.perf_counter()
-        z_refs = _reference_points(reference_points, V, fitted, sp, seed, call)
-        expansion = expand(fitted.model, torch.from_numpy(z_refs), max_order)
-        coefficients, centers = to_original_units(
-            expansion.monomials, expansion.coefficients[:, :, kept], z_refs,
-            fitted.x_mean, fitted.x_scale, fitted.y_mean, fitted.y_scale,
-        )
-        timings[f"expand {sp}"] = time.perf_counter() - t0
-        structure_by_space[sp] = _structure(expansion, kept, names, table.target_name, sp, notes)
-        local = LocalPolynomials(centers=centers, monomials=np.asarray(expansion.monomials), coefficients=coefficients,
-                                 names=names, space=sp, sign=sign)
-        fitted_by_space[sp] = (fitted, kept, local)
 
-        t0 = time.perf_counter()
-        degree = local.monomials.sum(axis=1)
-        for k in orders:
-            terms = np.flatnonzero(degree <= k)
-            merged = merge(local.monomials[terms], coefficients[:, terms, :], centers, X[fit_index], y[fit_index],
-                           names=names, val_index=fitted.val_index, space=sp, seed=seed, **(merge_options or {}))
-            candidates.append({
-                "space": sp, "order": k, "val_rmse": merged.val_rmse, "val_r2": merged.val_r2,
-                "terms": merged.complexity, "complexity": complexity(merged.expression),
-                "formula": text(merged.expression, precision=6), "merged": merged,
-            })
-        timings[f"merge {sp}"] = time.perf_counter() - t0
+def _decomposition_notes(dec: stages.Decomposed) -> list[str]:
+    """What the user should read about the decomposition: that it ran and its own notes, or that
+    the time budget cut it (not running because it was not needed or not asked for is no news)."""
+    if dec.ran:
+        took = float(dec.result.timings.get("total", 0.0))
+        over = ([f"decomposition took {took:.0f} s of its {dec.budget:.0f} s share of the time budget (a step "
+                 "already running is not interrupted)"] if took > 1.1 * dec.budget + 1.0 else [])
+        return [f"decomposition ran: {dec.reason}"] + over + [f"decomposition: {n}" for n in dec.result.notes]
+    return [f"decomposition {dec.reason}"] if dec.reason.startswith("not run") else []
 
-    best, space_reason, order_reason = _choose(candidates, spaces, space_note, orders, y[fit_index])
-    fitted, kept, local = fitted_by_space[best["space"]]
-    merged = best["merged"]
-    table_candidates = pd.DataFrame([{k: v for k, v in c.items() if k != "merged"} for c in candidates])
-    table_candidates["chosen"] = [c is best for c in candidates]
-    table_candidates["sympy_format"] = [c["merged"].expression for c in candidates]  # exact, for exports
 
-    comparison = None
-    if engine is not None:
-        t0 = time.perf_counter()
-        options = dict(crosscheck_options or {})
-        structure = structure_by_space.get(best["space"])
-        if crosscheck_guide == "structure" and structure is not None and "guide" not in options:
-            options["guide"], why = _guide(structure, merged.expression)
-            if options["guide"] is None:
-                notes.append(f"cross-check not guided by the structure tests: {why}")
-        try:
-            comparison = _crosscheck(engine, merged.expression, X, y, names, rows, seed, crosscheck_budget, options)
-        except EngineFailure as exc:  # only the external engine's failure; the package's own errors propagate
-            notes.append(f"cross-check with {engine} did not run: {exc}")
-            engine_missing = f"{engine} failed or is unavailable ({exc})"
-        timings["crosscheck"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - start
-    d = Discovery(
+def _result(s, plan, choice, f, e, dec, proposal, comparison, clock, notes) -> Discovery:
+    merged = choice.candidate.merged
+    return Discovery(
         expansion_formula=merged.expression,
         crosscheck=comparison,
         merged=merged,
-        space=best["space"],
-        space_reason=space_reason,
-        order=int(best["order"]),
-        order_reason=order_reason,
-        candidates=table_candidates,
-        local=local,
-        fitted=fitted,
-        members_kept=kept,
-        X=X,
-        y=y,
-        names=names,
-        target_name=table.target_name,
-        renamed=dict(table.renamed),
-        source=table.source,
-        data_warnings=list(table.warnings),
-        test_index=test_index,
-        fit_index=fit_index,
-        timings=timings,
+        space=choice.candidate.space,
+        space_reason=choice.space_reason,
+        order=int(choice.candidate.order),
+        order_reason=choice.order_reason,
+        candidates=choice.table,
+        local=e.local,
+        fitted=f.fitted,
+        members_kept=f.kept,
+        X=s.X,
+        y=s.y,
+        names=s.names,
+        target_name=s.table.target_name,
+        renamed=dict(s.table.renamed),
+        source=s.table.source,
+        data_warnings=list(s.table.warnings),
+        test_index=s.rows.test,
+        fit_index=s.rows.fit,
+        timings=clock.timings,
         notes=notes,
-        structure=structure_by_space.get(best["space"]),
-        settings={"order": order, "space": space, "seed": seed, "members": members, "crosscheck": engine or "off",
-                  "reference_points": int(local.centers.shape[0]), "fit": {k: list(v) if isinstance(v, tuple) else v
-                                                                         for k, v in fit_settings.items()},
-                  "rows": {"train": len(rows.train), "validation": len(rows.validation), "test": len(rows.test)}},
+        structure=e.structure,
+        settings={"order": plan.order,
+                  "space": plan.space, "seed": plan.seed, "members": plan.members,
+                  "crosscheck": plan.engine or "off", "reference_points": int(e.local.centers.shape[0]),
+                  "fit": {k: list(v) if isinstance(v, tuple) else v for k, v in plan.fit_settings.items()},
+                  "rows": {"train": len(s.rows.train), "validation": len(s.rows.validation), "test": len(s.rows.test)},
+                  "decompose": plan.decompose, "time_budget": plan.time_budget,
+                  "crosscheck_budget": plan.crosscheck_budget},
+        decomposition=dec.result,
+        chosen=proposal.source,
+        chosen_reason=proposal.reason,
     )
-    d.warnings.extend(_warnings(d, rows, engine_missing, table.target_name if target is None else None))
-    for w in d.warnings:
-        warnings.warn(DiscoveryWarning(f"{call}: {w}"), stacklevel=2)
-    return d
 
 
 def _warnings(d: Discovery, rows: RowSets, engine_missing: str | None, defaulted: str | None) -> list[str]:
@@ -271,88 +283,11 @@ def _warnings(d: Discovery, rows: RowSets, engine_missing: str | None, defaulted
         network_val=d.predict_network(d.X[val]),
         train_mean=float(np.mean(fit_y)),
         test_r2=d.r2 if len(rows.test) else None,
-        approximate_by="expansion's" if d.recommended == "expansion" else f"{d.recommended}'s",
+        approximate_by=f"{d.recommended}'s",
         crosscheck_missing=engine_missing,
         defaulted_target=defaulted,
         target=d.target_name,
     )
-
-
-def _structure(expansion, kept, names, target, space, notes) -> dict | None:
-    """Structure tests on the kept members' exact derivatives at the reference points.
-
-    The expansion is in standardised (and, in log space, logarithmic) units; a per-variable
-    affine change of units leaves zero derivatives zero, so the verdicts carry over to the
-    table's columns. Needs order >= 2 (second derivatives) and at least two inputs.
-    """
-    if expansion.order < 2 or expansion.n_inputs < 2:
-        return None
-    members = Expansion(expansion.center, expansion.coefficients[:, :, kept], expansion.order, (len(kept),))
-    try:
-        influence = unused_variables(members)
-        additive = additive_separability(members)
-    except DiscoveryError as exc:
-        notes.append(f"structure tests skipped: {exc}")
-        return None
-    with_influence, without = influence.groups if len(influence.groups) == 2 else (list(range(len(names))), [])
-    blocks = [[names[i] for i in g] for g in additive.groups]
-    parts = [f"f{k + 1}({', '.join(b)})" for k, b in enumerate(blocks)]
-    if len(blocks) == 1:
-        split = "no additive split" if space == "raw" else "no multiplicative split (log y on log x)"
-    elif space == "raw":
-        split = f"{target} = {' + '.join(parts)}"
-    else:
-        split = f"{target} = {' * '.join(parts)} (log y additive in log x)"
-    return {
-        "space": space,
-        "inputs_with_influence": [names[i] for i in with_influence],
-        "inputs_without_influence": [names[i] for i in without],
-        "additive_blocks": blocks,
-        "summary": split + (f"; no influence: {', '.join(names[i] for i in without)}" if without else ""),
-        "members": int(additive.members),
-        "threshold": float(additive.threshold),
-    }
-
-
-def structure_guide(structure: dict, formula: sympy.Expr | None = None):
-    """The cross-check guide a structure report implies (additive blocks only hold for raw y),
-    or ``None`` (no guide) when the structure tests are not clear.
-
-    Not clear: no input has influence; ``formula`` (the expansion's) uses an input the tests call
-    without influence; or a term of ``formula`` joins inputs of different additive blocks. So the
-    engine never gets fewer variables than the expansion's formula uses.
-
-    Examples
-    --------
-    >>> s = {"space": "raw", "inputs_with_influence": [], "additive_blocks": [["a"], ["b"]]}
-    >>> structure_guide(s) is None
-    True
-    """
-    return _guide(structure, formula)[0]
-
-
-def _guide(structure: dict, formula: sympy.Expr | None):
-    """(guide or None, why None)."""
-    from discovery.crosscheck import Guide
-
-    used = list(structure["inputs_with_influence"])
-    if not used:
-        return None, "they found no input with influence"
-    if formula is not None:
-        lacking = sorted({s.name for s in formula.free_symbols} - set(used))
-        if lacking:
-            return None, f"the expansion's formula uses {', '.join(lacking)}, which they call without influence"
-    blocks = structure["additive_blocks"]
-    additive = None
-    if structure["space"] == "raw" and len(blocks) > 1:
-        additive = [b for b in ([n for n in blk if n in used] for blk in blocks) if b]
-        if formula is not None and len(additive) > 1:
-            for term in sympy.Add.make_args(sympy.expand(formula)):
-                vs = {s.name for s in term.free_symbols}
-                if vs and not any(vs <= set(b) for b in additive):
-                    return None, f"the expansion's term {term} joins inputs of different additive blocks"
-        additive = additive if len(additive) > 1 else None
-    return Guide(variables=used, additive=additive), ""
 
 
 def _orders(order, call: str) -> list[int]:
@@ -391,142 +326,3 @@ def _engine(crosscheck, call: str) -> tuple[str | None, str | None]:
     if crosscheck in ("operon", "pysr", "gplearn"):
         return crosscheck, None
     raise DataError(f"{call}: crosscheck={crosscheck!r}; pass 'auto', 'operon', 'pysr', 'gplearn' or 'off'")
-
-
-def _spaces(space: str, X: np.ndarray, y: np.ndarray, call: str) -> tuple[list[str], str]:
-    positive = bool(np.all(X > 0)) and (bool(np.all(y > 0)) or bool(np.all(y < 0)))
-    if space == "raw":
-        return ["raw"], "raw space (requested)"
-    if space == "log":
-        if not positive:
-            raise DataError(f"{call}: space='log' needs positive features and a target of one sign; use space='raw'")
-        return ["log"], "log space (requested)"
-    if space != "auto":
-        raise DataError(f"{call}: space={space!r}; pass 'auto', 'raw' or 'log'")
-    if not positive:
-        why = "features with values <= 0" if not np.all(X > 0) else "a target that changes sign or is 0"
-        return ["raw"], f"raw space: log space needs positive features and a target of one sign, the data have {why}"
-    return ["raw", "log"], ""
-
-
-def _screen(spaces: list[str], X: np.ndarray, y: np.ndarray, rows: RowSets, degree: int) -> tuple[list[str], str]:
-    """Skip training a space whose best polynomial of the same degree (least squares on the
-    training rows, scored on the validation rows) is more than ``_SCREEN_FACTOR`` times worse
-    than the other space's: the networks there could not do better than the polynomial the
-    merge refits anyway."""
-    from sklearn.preprocessing import PolynomialFeatures
-
-    val, train = rows.validation, rows.train
-    floor = 1e-9 * float(np.std(y)) + 1e-300
-    rmse = {}
-    for sp in spaces:
-        V, t, sign = _to_space(X, y, sp)
-        Z = (V - V[train].mean(axis=0)) / np.where(V[train].std(axis=0) > 0, V[train].std(axis=0), 1.0)
-        D = PolynomialFeatures(degree).fit_transform(Z)
-        coef = np.linalg.lstsq(D[train], t[train], rcond=None)[0]
-        with np.errstate(all="ignore"):
-            pred = D[val] @ coef
-            pred = sign * np.exp(pred) if sp == "log" else pred
-        err = float(np.sqrt(np.mean((pred - y[val]) ** 2)))
-        rmse[sp] = err if np.isfinite(err) else np.inf
-    best = min(spaces, key=lambda sp: rmse[sp])
-    other = [sp for sp in spaces if sp != best][0]
-    if rmse[other] > _SCREEN_FACTOR * (rmse[best] + floor):
-        return [best], (
-            f"{best} space: a degree-{degree} polynomial screen reaches validation RMSE {rmse[best]:.3g} in {best} space "
-            f"against {rmse[other]:.3g} in {other} space (more than {_SCREEN_FACTOR:g}x better), so only {best} "
-            "space was trained"
-        )
-    return spaces, ""
-
-
-def _to_space(X: np.ndarray, y: np.ndarray, space: str) -> tuple[np.ndarray, np.ndarray, float]:
-    if space == "log":
-        sign = 1.0 if np.all(y > 0) else -1.0
-        return np.log(X), np.log(sign * y), sign
-    return X, y, 1.0
-
-
-def _reference_points(reference_points, V, fitted, space, seed, call) -> np.ndarray:
-    Z = (V - fitted.x_mean) / fitted.x_scale
-    if isinstance(reference_points, (str, int, np.integer)) and not isinstance(reference_points, bool):
-        if isinstance(reference_points, str):
-            if reference_points != "auto":
-                raise DataError(f"{call}: reference_points={reference_points!r}; pass 'auto', an integer or an array")
-            k = int(min(32, max(4, len(Z) // 25)))
-        else:
-            k = int(reference_points)
-            if k < 1:
-                raise DataError(f"{call}: reference_points={k}; pass a positive integer")
-        k = min(k, len(Z))
-        from sklearn.cluster import KMeans
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            centres = KMeans(n_clusters=k, n_init=1, random_state=seed).fit(Z).cluster_centers_
-        return np.ascontiguousarray(centres, dtype=np.float64)
-    points = np.asarray(reference_points, dtype=np.float64)
-    if points.ndim == 1:
-        points = points[None, :]
-    if points.ndim != 2 or points.shape[1] != V.shape[1]:
-        raise DataError(f"{call}: reference_points has shape {points.shape}; pass (B, {V.shape[1]}) points in original units")
-    if space == "log":
-        if np.any(points <= 0):
-            raise DataError(f"{call}: reference points must be positive in log space; pass positive points or space='raw'")
-        points = np.log(points)
-    return (points - fitted.x_mean) / fitted.x_scale
-
-
-def _choose(candidates, spaces, space_note, orders, y) -> tuple[dict, str, str]:
-    """The most parsimonious candidate among those as accurate as the best."""
-    floor = 1e-9 * float(np.std(y)) + 1e-300
-    best_rmse = min(c["val_rmse"] for c in candidates)
-    bound = best_rmse * (1 + _ACCURACY_TOL) + floor
-    accurate = [c for c in candidates if c["val_rmse"] <= bound]
-    rank = {sp: i for i, sp in enumerate(spaces)}
-    chosen = min(accurate, key=lambda c: (c["complexity"], c["order"], rank[c["space"]]))
-
-    if len(spaces) == 1:
-        space_reason = space_note
-    else:
-        per_space = {sp: min((c for c in candidates if c["space"] == sp), key=lambda c: c["val_rmse"]) for sp in spaces}
-        other = [sp for sp in spaces if sp != chosen["space"]][0]
-        o = per_space[other]
-        o_ok = [c for c in accurate if c["space"] == other]
-        if not o_ok:
-            space_reason = (
-                f"{chosen['space']} space: validation RMSE {chosen['val_rmse']:.3g} against {o['val_rmse']:.3g} "
-                f"at best in {other} space"
-            )
-        else:
-            alt = min(o_ok, key=lambda c: (c["complexity"], c["order"]))
-            if alt["complexity"] == chosen["complexity"]:
-                space_reason = (
-                    f"{chosen['space']} space: both spaces are as accurate (validation RMSE {chosen['val_rmse']:.3g} vs "
-                    f"{alt['val_rmse']:.3g}) with formulas of equal complexity ({chosen['complexity']} nodes); "
-                    f"{chosen['space']} is the plainer reading"
-                )
-            else:
-                space_reason = (
-                    f"{chosen['space']} space: as accurate as {other} space (validation RMSE {chosen['val_rmse']:.3g} vs "
-                    f"{alt['val_rmse']:.3g}) with a simpler formula ({chosen['complexity']} vs {alt['complexity']} nodes)"
-                )
-    if len(orders) == 1:
-        order_reason = f"order {orders[0]} (requested)"
-    else:
-        same = [c for c in candidates if c["space"] == chosen["space"]]
-        listing = ", ".join(f"{c['order']}: {c['val_rmse']:.3g}" for c in same)
-        order_reason = (
-            f"order {chosen['order']}: the simplest formula within {_ACCURACY_TOL:.0%} of the best validation RMSE "
-            f"(validation RMSE by order in {chosen['space']} space: {listing})"
-        )
-    return chosen, space_reason, order_reason
-
-
-def _crosscheck(engine, formula, X, y, names, rows: RowSets, seed, budget, options):
-    """The engine searches on the training rows; the recommendation is made on the validation
-    rows; the test rows are only scored."""
-    from discovery.crosscheck import compare
-
-    return compare(formula, X, y, names, engine=engine, time_budget=budget, seed=seed,
-                   validation_index=rows.validation, test_index=rows.test, **(options or {}))

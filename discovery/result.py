@@ -1,9 +1,8 @@
-"""The :class:`Discovery` result: the formula, its scores, terms, local polynomials and exports."""
+"""The :class:`Discovery` record: the formula, its scores (computed once), terms, local polynomials,
+the decomposition. Exports and the rebuilt torch model live in :mod:`discovery.result_io`."""
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,6 @@ import sympy
 from sklearn.metrics import r2_score
 
 from discovery.errors import DataError
-from discovery.folders import write_folder
-from discovery.report import write_report
 from discovery.symbolic import latex as formula_latex
 from discovery.symbolic import polynomial_to_sympy, text as formula_text
 
@@ -91,7 +88,7 @@ class Discovery:
     ----------
     formula : sympy.Expr
         The recommended formula in the table's column names: the cross-check's recommendation
-        when one ran, else the expansion's formula.
+        when one ran, else the chosen formula (the expansion's or the decomposition's).
     expansion_formula : sympy.Expr
         The formula merged from the Taylor expansions (always kept).
     crosscheck : Comparison or None
@@ -112,6 +109,14 @@ class Discovery:
         Every condition that changes what the answer is worth (no cross-check ran and why, a
         formula that only approximates, a low or no-better-than-constant score, a defaulted
         target); also raised as :class:`~discovery.errors.DiscoveryWarning` by ``discover``.
+    decomposition : discovery.decompose.Decomposition or None
+        The recursive, structure-driven decomposition when it ran (``decompose`` of
+        :func:`discovery.discover`): formula, tree with the evidence of every step, notes, timings.
+    chosen, chosen_reason : str
+        Which formula went on to the cross-check (``"expansion"`` or ``"decomposition"``) and why.
+    scores : dict
+        ``r2``, ``rmse`` (of ``formula``) and ``expansion_r2``, ``expansion_rmse`` on the held-out
+        rows, computed once when the result is made.
     structure : dict or None
         What the exact derivatives of the kept networks say about the law: inputs with and
         without influence (``df/dx_i = 0`` everywhere) and additive blocks (``d2f/dx_i dx_j = 0``),
@@ -153,21 +158,36 @@ class Discovery:
     settings: dict = field(default_factory=dict)
     structure: dict | None = None
     warnings: list[str] = field(default_factory=list)
+    decomposition: Any = None
+    chosen: str = "expansion"
+    chosen_reason: str = ""
+    scores: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.scores:  # computed once; a result made by hand or read back gets them here
+            self.scores = self.compute_scores()
 
     # ----------------------------------------------------------------------------- formula
     @property
     def formula(self) -> sympy.Expr:
         """The recommended formula (SymPy, in column names)."""
-        if self.crosscheck is not None:
-            # the same real symbols as the expansion's formula, whichever formula is recommended
-            f = sympy.sympify(self.crosscheck.recommended_formula)
-            return f.xreplace({s: sympy.Symbol(s.name, real=True) for s in f.free_symbols})
+        if self.crosscheck is not None and self.crosscheck.recommended != "expansion":
+            return _real(self.crosscheck.recommended_formula)
+        return self.chosen_formula  # the cross-check's own candidate, when it recommends that
+
+    @property
+    def chosen_formula(self) -> sympy.Expr:
+        """The formula handed to the cross-check: the expansion's or the decomposition's."""
+        if self.chosen == "decomposition" and self.decomposition is not None:
+            return _real(self.decomposition.expression)
         return self.expansion_formula
 
     @property
     def recommended(self) -> str:
-        """Which formula ``formula`` is: ``"expansion"`` or the cross-check engine's name."""
-        return "expansion" if self.crosscheck is None else self.crosscheck.recommended
+        """Which formula ``formula`` is: ``"expansion"``, ``"decomposition"`` or the cross-check engine's name."""
+        if self.crosscheck is None or self.crosscheck.recommended == "expansion":
+            return self.chosen
+        return self.crosscheck.recommended
 
     def sympy(self) -> sympy.Expr:
         """The recommended formula (same as ``formula``)."""
@@ -244,6 +264,12 @@ class Discovery:
         """Rows the scores are computed on: held-out rows, or all rows when none were held out."""
         return self.test_index if len(self.test_index) else np.arange(len(self.y))
 
+    def compute_scores(self) -> dict:
+        """R^2 and RMSE of ``formula`` and of the expansion's formula on :attr:`score_index`."""
+        r2, rmse = self._scores(self.formula)
+        e_r2, e_rmse = self._scores(self.expansion_formula)
+        return {"r2": r2, "rmse": rmse, "expansion_r2": e_r2, "expansion_rmse": e_rmse}
+
     def _scores(self, formula) -> tuple[float, float]:
         idx = self.score_index
         pred = evaluate_formula(formula, self.X[idx], self.names)
@@ -258,62 +284,25 @@ class Discovery:
     @property
     def r2(self) -> float:
         """R^2 of ``formula`` on the held-out rows."""
-        return self._scores(self.formula)[0]
+        return self.scores["r2"]
 
     @property
     def rmse(self) -> float:
         """RMSE of ``formula`` on the held-out rows, in the target's units."""
-        return self._scores(self.formula)[1]
+        return self.scores["rmse"]
 
     # ----------------------------------------------------------------------------- exports
     def to_dict(self) -> dict:
-        """Everything a reader needs, as JSON-ready values."""
-        r2, rmse = self._scores(self.formula)
-        e_r2, e_rmse = self._scores(self.expansion_formula)
-        out = {
-            "formula": formula_text(self.formula, precision=17),
-            "formula_latex": self.latex(precision=6),
-            "formula_srepr": sympy.srepr(self.formula),
-            "recommended": self.recommended,
-            "expansion_formula": formula_text(self.expansion_formula, precision=17),
-            "expansion_formula_latex": formula_latex(self.expansion_formula, precision=6),
-            "target": self.target_name,
-            "features": list(self.names),
-            "renamed": dict(self.renamed),
-            "source": self.source,
-            "space": self.space,
-            "space_reason": self.space_reason,
-            "order": self.order,
-            "order_reason": self.order_reason,
-            "scores": {"r2": r2, "rmse": rmse, "expansion_r2": e_r2, "expansion_rmse": e_rmse,
-                       "rows_scored": int(len(self.score_index)), "held_out": bool(len(self.test_index)),
-                       "validation_rmse": float(self.merged.val_rmse), "validation_r2": float(self.merged.val_r2)},
-            "terms": _records(self.terms),
-            "candidates": _records(self.candidates),
-            "reference_points": int(len(self.local)),
-            "networks": {"members": int(self.fitted.members), "kept": [int(i) for i in self.members_kept],
-                         "validation_rmse": [float(v) for v in self.fitted.val_rmse]},
-            "timings": {k: float(v) for k, v in self.timings.items()},
-            "notes": list(self.notes) + list(self.merged.notes),
-            "data_warnings": list(self.data_warnings),
-            "warnings": list(self.warnings),
-            "settings": self.settings,
-            "structure": self.structure,
-            "crosscheck": None,
-        }
-        c = self.crosscheck
-        if c is not None:
-            out["crosscheck"] = {
-                "engine": c.engine, "verdict": c.verdict, "recommended": c.recommended, "reason": c.reason,
-                "engine_formula": formula_text(c.engine_formula, precision=17), "evidence": list(c.evidence),
-                "r2": {k: float(v) for k, v in c.r2.items()}, "complexity": {k: int(v) for k, v in c.complexity.items()},
-                "times": {k: float(v) for k, v in c.times.items()}, "guided": c.guided,
-            }
-        return out
+        """Everything a reader needs, as JSON-ready values (:func:`discovery.result_io.to_dict`)."""
+        from discovery.result_io import to_dict
+
+        return to_dict(self)
 
     def to_json(self, indent: int | None = 2) -> str:
         """The result as a JSON string (see :meth:`to_dict`)."""
-        return json.dumps(self.to_dict(), indent=indent, default=_json_default)
+        from discovery.result_io import to_json
+
+        return to_json(self, indent=indent)
 
     def save(self, directory, *, report: bool = True) -> Path:
         """Write the result folder: ``result.json``, ``formula.txt``, ``formula.tex``, ``terms.csv``,
@@ -340,25 +329,13 @@ class Discovery:
         >>> parent = tempfile.TemporaryDirectory()
         >>> folder = d.save(Path(parent.name) / "paper_quadratic", report=False)
         >>> sorted(f.name for f in folder.iterdir())  # doctest: +NORMALIZE_WHITESPACE
-        ['.discovery-result.json', 'candidates.csv', 'formula.tex', 'formula.txt', 'local.npz', 'model.pt', 'result.json',
-         'terms.csv']
+        ['.discovery-result.json', 'candidates.csv', 'formula.tex', 'formula.txt', 'local.npz', 'model.pt',
+         'result.json', 'terms.csv']
         >>> parent.cleanup()
         """
+        from discovery.result_io import save
 
-        def write(tmp: Path) -> None:
-            (tmp / "result.json").write_text(self.to_json() + "\n")
-            (tmp / "formula.txt").write_text(self.text(precision=17) + "\n")
-            (tmp / "formula.tex").write_text(self.latex(precision=6) + "\n")
-            self.terms.to_csv(tmp / "terms.csv", index=False)
-            self.candidates.to_csv(tmp / "candidates.csv", index=False)
-            np.savez(tmp / "local.npz", centers=self.local.centers, points=self.local.points,
-                     monomials=self.local.monomials, coefficients=self.local.coefficients,
-                     names=np.array(self.names), space=np.array(self.space))
-            _save_model(self, tmp / "model.pt")
-            if report:
-                write_report(self, tmp)
-
-        return write_folder(directory, write, f"Discovery.save({str(directory)!r})", self.source)
+        return save(self, directory, report=report)
 
     def report(self, directory) -> Path:
         """Write ``report.html`` with PNG figures into ``directory``; returns the path of the HTML.
@@ -366,9 +343,9 @@ class Discovery:
         The folder rules of :meth:`save` apply; in a result folder only the report's files are
         replaced and the rest of the result is kept.
         """
-        path = write_folder(directory, lambda tmp: write_report(self, tmp), f"Discovery.report({str(directory)!r})",
-                            self.source, replace_all=False)
-        return path / "report.html"
+        from discovery.result_io import report
+
+        return report(self, directory)
 
     @classmethod
     def load(cls, folder) -> "Discovery":
@@ -388,7 +365,7 @@ class Discovery:
     # ----------------------------------------------------------------------------- display
     def summary(self) -> str:
         """A few lines for a terminal: formula, scores, space, order, cross-check."""
-        r2, rmse = self._scores(self.formula)
+        r2, rmse = self.r2, self.rmse
         where = "held-out" if len(self.test_index) else "all"
         lines = [
             f"{self.target_name} = {self.text(precision=6)}",
@@ -403,13 +380,20 @@ class Discovery:
             c = self.crosscheck
             lines.append(f"  cross-check ({c.engine}): {c.verdict}; recommended: {c.recommended} ({c.reason})")
             if c.recommended != "expansion":
-                lines.append(f"  expansion's formula: {formula_text(self.expansion_formula, precision=6)}")
+                lines.append(f"  {self.chosen}'s formula: {formula_text(self.chosen_formula, precision=6)}")
+        if self.chosen != "expansion":
+            lines.append(f"  expansion's formula: {formula_text(self.expansion_formula, precision=6)}")
+        if self.chosen_reason:
+            lines.append(f"  chosen: {self.chosen_reason}")
+        from discovery.result_io import decomposition_lines
+
+        lines.extend(decomposition_lines(self))
         lines.extend(f"  note: {n}" for n in self.notes)
         lines.extend(f"  warning: {w}" for w in self.warnings)
         return "\n".join(lines)
 
     def __repr__(self) -> str:
-        r2, rmse = self._scores(self.formula)
+        r2, rmse = self.r2, self.rmse
         cc = "" if self.crosscheck is None else f", crosscheck={self.crosscheck.verdict!r}"
         return (f"Discovery({self.target_name} = {self.text(precision=6)}, r2={r2:.6g}, rmse={rmse:.4g}, "
                 f"space={self.space!r}, order={self.order}{cc})")
@@ -417,7 +401,7 @@ class Discovery:
     def _repr_html_(self) -> str:
         import html
 
-        r2, rmse = self._scores(self.formula)
+        r2, rmse = self.r2, self.rmse
         from discovery.report import mathml
 
         rows = [("formula", mathml(self.formula, precision=4)), ("R<sup>2</sup> (held-out)", f"{r2:.6f}"),
@@ -444,49 +428,7 @@ def evaluate_formula(formula: sympy.Expr, X: np.ndarray, names: list[str]) -> np
     return np.broadcast_to(np.asarray(out, dtype=np.float64), (X.shape[0],)).copy()
 
 
-def _records(frame: pd.DataFrame) -> list[dict]:
-    return json.loads(frame.to_json(orient="records", default_handler=str))
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (tuple, set)):
-        return list(value)
-    return str(value)
-
-
-def _save_model(d: "Discovery", path: Path) -> None:
-    """The kept networks as one module from original-unit features (``log x`` in log space) to
-    the ensemble-mean target (``log|y|`` in log space): standardisation folded into two Linear layers.
-
-    Written in the weights-only format of :func:`discovery.modelio.save_model`, with the input
-    names, the space and the training range of every input, so ``discovery expand`` reads it
-    without unpickling and can refuse points the networks never saw."""
-    import torch
-    from torch import nn
-
-    from discovery.modelio import save_model
-
-    f = d.fitted
-    p = len(d.names)
-    first = nn.Linear(p, p, dtype=torch.float64)
-    last = nn.Linear(f.members, 1, dtype=torch.float64)
-    weights = np.zeros(f.members)
-    weights[d.members_kept] = f.y_scale / len(d.members_kept)
-    with torch.no_grad():
-        first.weight.copy_(torch.diag(torch.from_numpy(1.0 / f.x_scale)))
-        first.bias.copy_(torch.from_numpy(-f.x_mean / f.x_scale))
-        last.weight.copy_(torch.from_numpy(weights)[None, :])
-        last.bias.fill_(f.y_mean)
-    model = nn.Sequential(first, *f.model, last).eval()
-    model.requires_grad_(False)
-    rows = d.X[d.fit_index] if len(d.fit_index) else d.X  # the rows the networks were trained and validated on
-    inputs = np.log(np.abs(rows)) if d.space == "log" else rows
-    save_model(model, path, names=d.names, space=d.space, input_min=inputs.min(axis=0), input_max=inputs.max(axis=0),
-               target=d.target_name)
+def _real(expr) -> sympy.Expr:
+    """``expr`` in real symbols of the same names, like the expansion's formula."""
+    f = sympy.sympify(expr)
+    return f.xreplace({s: sympy.Symbol(s.name, real=True) for s in f.free_symbols})

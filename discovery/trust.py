@@ -20,7 +20,7 @@ import numpy as np
 from discovery.crosscheck.base import paired_gain
 from discovery.errors import DiscoveryError
 
-__all__ = ["RowSets", "split_rows", "check_fit_rows", "assess", "R2_TARGET"]
+__all__ = ["RowSets", "split_rows", "check_fit_rows", "assess", "only_approximates", "R2_TARGET"]
 
 R2_TARGET = 0.999
 """Test R^2 below this is reported: noisy data, or a formula that misses part of the law."""
@@ -90,6 +90,14 @@ def check_fit_rows(rows: RowSets, fitted, call: str) -> None:
         )
 
 
+def only_approximates(y_val: np.ndarray, formula_val: np.ndarray, network_val: np.ndarray) -> bool:
+    """The networks fit the validation rows significantly better than the formula (paired test,
+    beyond the round-off of exact formulas and networks): the formula misses part of the law."""
+    lack, lack_se = paired_gain(y_val, network_val, formula_val)
+    floor = 1e-12 * float(np.mean(y_val**2))  # round-off of exact formulas and networks
+    return bool(lack > _Z * lack_se and lack > floor)
+
+
 def assess(
     *,
     y_val: np.ndarray,
@@ -138,9 +146,7 @@ def assess(
         constant = True
         out.append(f"the formula is no better than a constant on the test rows (R^2 {test_r2:.3g}), although it is "
                    "on the validation rows: the test rows may not follow the law the other rows follow")
-    lack, lack_se = paired_gain(y_val, network_val, formula_val)
-    floor = 1e-12 * float(np.mean(y_val**2))  # round-off of exact formulas and networks
-    if not constant and lack > _Z * lack_se and lack > floor:
+    if not constant and only_approximates(y_val, formula_val, network_val):
         rmse_f = math.sqrt(float(np.mean((y_val - formula_val) ** 2)))
         rmse_n = math.sqrt(float(np.mean((y_val - network_val) ** 2)))
         out.append(f"the {approximate_by} formula only approximates: the trained networks fit the validation rows "
