@@ -186,7 +186,9 @@ def _leaf(y, cols, ctx: _Context, depth: int, solver: Callable | None = None, so
 
 def _refit(expr, y, ctx: _Context):
     t0 = time.perf_counter()
-    expr = refit_constants(expr, ctx.symbols, ctx.X[ctx.train], y[ctx.train])
+    # out of time, a short refit still fixes the constants the pieces carried over from the ensemble
+    expr = refit_constants(expr, ctx.symbols, ctx.X[ctx.train], y[ctx.train],
+                           evaluations_per_constant=100 if ctx.left() > 0 else 10)
     rmse = rms_error(evaluate(expr, ctx.symbols, ctx.X[ctx.val]), y[ctx.val])
     ctx.tick("refit", t0)
     return expr, rmse
@@ -322,13 +324,18 @@ def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
 def _solve(y, cols, ctx: _Context, depth: int, inherited=None):
     """Formula (user's symbols), tree node and validation RMSE of one node.
 
-    A node small enough is a leaf for the full leaf solver. A larger one is split only as the
-    derivative tests say; each split must do as well as the sparse polynomial fit of the whole
-    node (the undo baseline), never against a search engine run on more variables than a leaf has.
+    A node small enough goes to the full leaf solver first; when that finds no exact closed form
+    (the solver says "approximate") and the node has more than one column, the structure tests
+    may still split it. A larger node is split only as the derivative tests say. Each split must
+    do as well as the undecomposed alternative (the leaf's answer, or for a large node the sparse
+    polynomial fit: never a search engine run on more variables than a leaf has).
     """
     if len(cols) <= ctx.max_leaf:
-        return _leaf(y, cols, ctx, depth, source=inherited)
-    alternative = _leaf(y, cols, ctx, depth, solver=polynomial_leaf)
+        alternative = _leaf(y, cols, ctx, depth, source=inherited)
+        if len(cols) == 1 or not alternative[1].method.startswith("approximate"):
+            return alternative
+    else:
+        alternative = _leaf(y, cols, ctx, depth, solver=polynomial_leaf)
     if ctx.left() <= 0:
         ctx.notes.append(f"time budget spent: {_label(cols)} solved as one piece without structure tests")
         return alternative

@@ -51,11 +51,12 @@ def rms_error(a: np.ndarray, b: np.ndarray) -> float:
     return value if math.isfinite(value) else math.inf
 
 
-def refit_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray, y: np.ndarray) -> sympy.Expr:
+def refit_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray, y: np.ndarray,
+                    evaluations_per_constant: int = 100) -> sympy.Expr:
     """All ``Float`` constants of ``expr`` refitted jointly by least squares on ``(X, y)``.
 
     Integers and rationals (exponents, structure) stay; the refit is kept only when it lowers
-    the error.
+    the error. ``evaluations_per_constant`` bounds the work (a caller out of time passes less).
 
     Examples
     --------
@@ -84,7 +85,8 @@ def refit_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.nda
     x0 = np.array([float(f) for f in floats])
     before = float(np.sum(residual(x0) ** 2))
     try:
-        fit = least_squares(residual, x0, method="trf", max_nfev=100 * (len(x0) + 1), x_scale="jac")
+        fit = least_squares(residual, x0, method="trf", max_nfev=evaluations_per_constant * (len(x0) + 1),
+                            x_scale="jac")
     except (ValueError, np.linalg.LinAlgError):  # singular Jacobian or non-finite start: keep the constants
         return expr
     if not np.all(np.isfinite(fit.x)) or float(np.sum(residual(fit.x) ** 2)) >= before:
