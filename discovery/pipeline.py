@@ -55,7 +55,7 @@ def discover(
     fit_options: dict | None = None,
     merge_options: dict | None = None,
     min_rows: int = 10,
-    decompose: bool | str = False,
+    decompose: bool | str = "auto",
     time_budget: float | None = TIME_BUDGET,
 ) -> Discovery:
     """Find the formula behind a table: train, expand, merge, cross-check.
@@ -109,16 +109,15 @@ def discover(
         (over :data:`FIT_DEFAULTS`) and :func:`discovery.merge.merge`.
     min_rows : int, default 10
         Fewest usable rows accepted.
-    decompose : {"auto", True, False}, default False
+    decompose : {"auto", True, False}, default "auto"
         Run the recursive, structure-driven decomposition (:func:`discovery.decompose.decompose`)
         on the raw-space training and validation rows: ``True`` always, ``False`` never,
         ``"auto"`` when the expansion's chosen formula only approximates (the networks fit the
         validation rows significantly better, the rule of the warning that says so). Its formula
         is then a candidate: the significantly more accurate one on the validation rows wins,
         else the simpler; the cross-check then compares that formula with the engine's.
-        ``Discovery.decomposition`` keeps the tree, evidence, notes and timings. The default is
-        ``False`` so a call without it gives the expansion's answer it always gave; the command
-        line's ``--decompose`` defaults to ``auto``.
+        ``Discovery.decomposition`` keeps the tree, evidence, notes and timings. A law the
+        expansion reads exactly (a polynomial in raw or log space) never runs it under "auto".
     time_budget : float or None, default 120
         Seconds for the whole call. Training may use 60 % (a second space is not trained once it
         is spent), the decomposition what is left but the cross-check's share (25 %, at most

@@ -280,6 +280,10 @@ def decompose_stage(s: Split, choice: Choice, f: SpaceFit, plan: Plan, clock: Cl
         why = "the expansion's formula only approximates (the networks fit the validation rows better)"
     else:
         why = "decompose=True"
+    n_train = len(s.rows.train)
+    if len(val) < 5 or n_train < 4 * (len(s.names) + 1):  # what the leaf solver needs to fit and choose
+        return Decomposed(False, f"not run ({why}): {n_train} training and {len(val)} validation rows are too few "
+                                 "to fit and judge its pieces")
     from discovery.decompose import NODE_FIT, decompose
 
     if plan.time_budget is None:

@@ -138,11 +138,21 @@ def test_a_non_polynomial_law_without_crosscheck_is_flagged_as_approximate():
     rng = np.random.default_rng(14)
     X = rng.uniform(-3, 3, (800, 2))
     frame = pd.DataFrame({"x1": X[:, 0], "x2": X[:, 1], "y": np.sin(X[:, 0]) * X[:, 1]})
-    d = _run(frame, target="y", order=2, seed=0, crosscheck="off")
+    d = _run(frame, target="y", order=2, seed=0, crosscheck="off", decompose=False)
     assert d.r2 < 0.999
     assert any(w.startswith("the expansion's formula only approximates") for w in d.warnings)
     assert any("below 0.999" in w for w in d.warnings)
     assert "warning: the expansion's formula only approximates" in d.summary()
+
+
+def test_the_same_law_is_read_exactly_by_the_decomposition_that_auto_runs():
+    rng = np.random.default_rng(14)
+    X = rng.uniform(-3, 3, (800, 2))
+    frame = pd.DataFrame({"x1": X[:, 0], "x2": X[:, 1], "y": np.sin(X[:, 0]) * X[:, 1]})
+    d = _run(frame, target="y", order=2, seed=0, crosscheck="off")
+    assert str(d.formula) == "x2*sin(x1)"
+    assert d.r2 > 0.999999 and d.warnings == []
+    assert d.decomposition is not None and "decomposition (chosen" in d.summary()
 
 
 def test_an_exact_law_raises_no_warning():
