@@ -88,3 +88,89 @@ def test_invalid_weights_raise_data_error(w, match):
     X, y = _table()
     with pytest.raises(DataError, match=r"^fit_ensemble\(X, y, sample_weight=w\): .*" + match):
         fit_ensemble(X, y, split=(np.arange(45), np.arange(45, 60)), sample_weight=w, **SMALL)
+
+
+# --------------------------------------------------------------------------------------------- merge
+def _local(table, true, rng, B=8, M=3, noise=1e-3):
+    return true[None, :, None] + noise * rng.standard_normal((B, len(table), M))
+
+
+def test_integer_weights_equal_repeated_rows_in_the_merge():
+    from discovery.engine import monomials
+    from discovery.merge import merge
+
+    table = monomials(2, 2)  # 1, x1, x2, x1^2, x1 x2, x2^2
+    rng = np.random.default_rng(5)
+    X = rng.uniform(-1, 1, (120, 2))
+    y = 0.5 * X[:, 0] ** 2 + X[:, 1] + 0.3 * X[:, 0] * X[:, 1] + 0.05 * rng.standard_normal(120)
+    true = np.array([0, 0, 1.0, 0.5, 0.3, 0.0])
+    local = _local(table, true, rng, noise=0.05)
+    w = rng.integers(0, 4, 120).astype(np.float64)
+    val = np.arange(90, 120)
+    w[[0, 1, 90, 91]] = 1.0
+    rep = np.repeat(np.arange(120), w.astype(int))
+    val_rep = np.flatnonzero(rep >= 90)
+    kw = dict(names=["x1", "x2"], center="origin", snap=False)
+    weighted = merge(table, local, np.zeros((8, 2)), X, y, val_index=val, sample_weight=w, **kw)
+    repeated = merge(table, local, np.zeros((8, 2)), X[rep], y[rep], val_index=val_rep, **kw)
+    plain = merge(table, local, np.zeros((8, 2)), X, y, val_index=val, **kw)
+    np.testing.assert_array_equal(weighted.monomials, repeated.monomials)
+    np.testing.assert_allclose(weighted.refit_coefficients, repeated.refit_coefficients, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(weighted.terms["refit"], repeated.terms["refit"], rtol=0, atol=1e-10)
+    assert abs(weighted.val_rmse - repeated.val_rmse) < 1e-10
+    assert abs(weighted.val_r2 - repeated.val_r2) < 1e-10
+    np.testing.assert_allclose(weighted.terms["contribution"], repeated.terms["contribution"], rtol=1e-12)
+    assert abs(weighted.val_rmse - plain.val_rmse) > 1e-6  # the weights do act
+
+
+def test_integer_weights_equal_repeated_rows_in_the_log_space_refit():
+    from discovery.engine import monomials
+    from discovery.merge import merge
+
+    table = monomials(2, 1)
+    rng = np.random.default_rng(6)
+    X = rng.uniform(1, 3, (80, 2))
+    y = 2.0 * X[:, 0] ** 1.5 / X[:, 1] * (1 + 0.02 * rng.standard_normal(80))
+    local = _local(table, np.array([np.log(2.0), 1.5, -1.0]), rng, noise=0.01)
+    w = rng.integers(1, 4, 80).astype(np.float64)
+    val = np.arange(60, 80)
+    rep = np.repeat(np.arange(80), w.astype(int))
+    kw = dict(names=["a", "b"], space="log", snap=False)
+    weighted = merge(table, local, np.zeros((8, 2)), X, y, val_index=val, sample_weight=w, **kw)
+    repeated = merge(table, local, np.zeros((8, 2)), X[rep], y[rep], val_index=np.flatnonzero(rep >= 60), **kw)
+    np.testing.assert_allclose(weighted.refit_coefficients, repeated.refit_coefficients, rtol=0, atol=1e-8)
+    assert abs(weighted.val_rmse - repeated.val_rmse) < 1e-10
+
+
+def test_zero_weight_on_corrupted_rows_gives_the_clean_formula_in_the_merge():
+    from discovery.engine import monomials
+    from discovery.merge import merge
+
+    table = monomials(2, 2)
+    rng = np.random.default_rng(7)
+    X = rng.uniform(-1, 1, (400, 2))
+    clean = 0.5 * X[:, 0] ** 2 + 0.5 * X[:, 1]
+    bad = X[:, 0] > 0.5  # a block of rows whose target is corrupted by a smooth offset
+    y = np.where(bad, clean + 2.0 * X[:, 0], clean)
+    local = _local(table, np.array([0, 0, 0.5, 0.5, 0, 0.0]), rng)
+    w = (~bad).astype(np.float64)
+    kw = dict(names=["x1", "x2"], seed=0)
+    weighted = merge(table, local, np.zeros((8, 2)), X, y, sample_weight=w, **kw)
+    plain = merge(table, local, np.zeros((8, 2)), X, y, **kw)
+    assert weighted.text() == "0.5*x1**2 + 0.5*x2"
+    assert weighted.val_rmse < 1e-9
+    assert plain.text() != weighted.text()
+    assert np.sqrt(np.mean((plain.predict(X[~bad]) - clean[~bad]) ** 2)) > 0.05
+
+
+def test_merge_rejects_invalid_weights():
+    from discovery.engine import monomials
+    from discovery.merge import merge
+
+    table = monomials(2, 1)
+    X = np.random.default_rng(8).uniform(-1, 1, (40, 2))
+    local = np.zeros((2, 3, 1)) + 0.5
+    for w, match in [(np.ones(39), "shape"), (np.r_[-1.0, np.ones(39)], "negative"), (np.zeros(40), "is 0"),
+                     (np.r_[np.ones(30), np.zeros(10)], "every validation row has weight 0")]:
+        with pytest.raises(DataError, match=r"^merge\(\.\.\., sample_weight=w\): .*" + match):
+            merge(table, local, np.zeros((2, 2)), X, X.sum(axis=1), val_index=np.arange(30, 40), sample_weight=w)
