@@ -344,9 +344,14 @@ def _warm_remerge(previous: dict | None, key: tuple, order, weights) -> tuple:
     from discovery.crosscheck.base import complexity
     from discovery.fit import fit_ensemble
     from discovery.merge import merge
-    from discovery.pipeline import MAX_ORDER, _choose, _orders, _warnings, discover
+    from discovery.pipeline import MAX_ORDER, _orders, _warnings, discover
     from discovery.symbolic import text
     from discovery.trust import split_rows
+
+    try:  # the rule discover chooses space and order by (discovery.spaces in the staged pipeline)
+        from discovery.spaces import choose
+    except ImportError:
+        from discovery.pipeline import _choose as choose
 
     if previous is None:
         return None, "trained from scratch (no previous fit)"
@@ -387,22 +392,45 @@ def _warm_remerge(previous: dict | None, key: tuple, order, weights) -> tuple:
             "terms": merged.complexity, "complexity": complexity(merged.expression),
             "formula": text(merged.expression, precision=6), "merged": merged,
         })
-    best, space_reason, order_reason = _choose(candidates, [sp], d.space_reason, orders, y_fit)
+    best, space_reason, order_reason = choose(candidates, [sp], d.space_reason, orders, y_fit)
     table = pd.DataFrame([{k: v for k, v in c.items() if k != "merged"} for c in candidates])
     table["chosen"] = [c is best for c in candidates]
     table["sympy_format"] = [c["merged"].expression for c in candidates]
     seconds = time.perf_counter() - start
     note = (f"warm start: re-merged at order {order} from the stored order-{int(degree.max())} local polynomials "
             "(networks not retrained)")
+    fields = {f.name for f in dataclasses.fields(d)}
+    # a decomposition belongs to the formula it was run for: the re-merged one is judged afresh below
+    later = {k: v for k, v in (("decomposition", None), ("chosen", "expansion"), ("chosen_reason", "")) if k in fields}
+    notes = [n for n in d.notes if not n.startswith("decomposition")]
     new = dataclasses.replace(
         d, expansion_formula=best["merged"].expression, merged=best["merged"], space_reason=space_reason,
         order=int(best["order"]), order_reason=order_reason, candidates=table,
         structure=d.structure if max(orders) >= 2 else None,  # discover tests structure from order 2
-        timings={f"merge {sp}": seconds, "total": seconds}, notes=[*d.notes, note],
-        settings={**d.settings, "order": order}, warnings=[],
+        timings={f"merge {sp}": seconds, "total": seconds}, notes=[*notes, note],
+        settings={**d.settings, "order": order}, warnings=[], **later,
     )
+    if _decomposition_due(new, rows):
+        return None, ("trained from scratch (at this order the formula only approximates the networks, so "
+                      "discover would decompose)")
     new.warnings.extend(_warnings(new, rows, None, None))
     return new, note
+
+
+def _decomposition_due(d, rows) -> bool:
+    """Whether ``discover`` would run its decomposition on this result's formula (``decompose``
+    "on", or "auto" where the formula only approximates the networks on the validation rows)."""
+    mode = d.settings.get("decompose", "off")
+    if mode in ("off", False):
+        return False
+    if mode != "auto":
+        return True
+    from discovery.result import evaluate_formula
+    from discovery.trust import only_approximates
+
+    val = rows.validation
+    return only_approximates(d.y[val], evaluate_formula(d.expansion_formula, d.X[val], d.names),
+                             d.predict_network(d.X[val]))
 
 
 # --------------------------------------------------------------------------------------------- the table
