@@ -3,7 +3,11 @@ candidates table, model selection and exports."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import inspect
 import math
+import time
 import warnings
 
 import numpy as np
@@ -12,7 +16,7 @@ import sympy
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from discovery.errors import DiscoveryWarning
 
@@ -55,6 +59,14 @@ class DiscoveryRegressor(RegressorMixin, BaseEstimator):
     random_state : int, RandomState or None
         Seed of everything random in ``fit``.
     progress : bool, default False
+    warm_start : bool, default False
+        As in PySR: a second ``fit`` re-uses the previous state. When the data (same shape and
+        contents, same weights) and every setting but ``order`` and ``model_selection`` are
+        unchanged, the formula is re-merged at the new ``order`` from the stored local
+        polynomials (:attr:`Discovery.local`) without training the networks again; the result
+        is then the one a fresh fit with the same seed gives. Otherwise (other data or
+        settings, a cross-check, both spaces trained, a higher order than was expanded) the
+        networks are trained from scratch, and ``warm_start_note_`` says why.
 
     Attributes
     ----------
@@ -73,6 +85,10 @@ class DiscoveryRegressor(RegressorMixin, BaseEstimator):
         ``pareto`` and ``chosen`` (the recommended formula). The cross-check engine searched
         all non-test rows, so the validation rows are in its training data.
     n_features_in_, feature_names_in_
+    warm_started_ : bool
+        Whether the last ``fit`` re-used the previous networks (no training).
+    warm_start_note_ : str
+        How the last ``fit`` started: re-merged, or why it trained from scratch.
 
     Warns
     -----
@@ -105,7 +121,7 @@ class DiscoveryRegressor(RegressorMixin, BaseEstimator):
 
     def __init__(self, order=2, space="auto", members=5, hidden=(32, 32), max_epochs=None, lbfgs_steps=None,
                  reference_points="auto", crosscheck="off", crosscheck_budget=30.0, model_selection="recommended",
-                 device="auto", random_state=None, progress=False):
+                 device="auto", random_state=None, progress=False, warm_start=False):
         self.order = order
         self.space = space
         self.members = members
@@ -119,19 +135,35 @@ class DiscoveryRegressor(RegressorMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.progress = progress
+        self.warm_start = warm_start
 
-    def fit(self, X, y):
-        """Discover a formula for ``y`` from ``X``; returns ``self``."""
+    def fit(self, X, y, sample_weight=None):
+        """Discover a formula for ``y`` from ``X``; returns ``self``.
+
+        ``sample_weight`` (n,) non-negative row weights: each row's squared error counts ``w``
+        times in training, in the merge's least squares and in its validation scores (an
+        integer weight is a repeated row, 0 leaves the row out of every fit and score). Equal
+        weights are the unweighted fit.
+        """
         from discovery.pipeline import discover
         from discovery.symbolic import tidy
 
+        call = "DiscoveryRegressor.fit(X, y, sample_weight)"
         self._check_model_selection("DiscoveryRegressor.fit(X, y)")
+        previous = getattr(self, "_warm_state", None) if self.warm_start else None
         X, y = validate_data(self, X, y, y_numeric=True, ensure_min_samples=2, dtype=np.float64)
+        weights = None
+        if sample_weight is not None:
+            weights = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True, copy=True)
+            if not weights.sum() > 0:
+                raise ValueError(f"{call}: every sample weight is zero; give some rows a positive weight")
+            if np.all(weights == weights[0]):
+                weights = None  # every fit and score is invariant to a common factor of the weights
         if _looks_standardised(X):
             warnings.warn(
-                f"DiscoveryRegressor.fit(X, y): every column of X has mean 0 and standard deviation 1, as "
-                f"after StandardScaler; the formula will be in these z-scores (named after the columns), "
-                f"not in the columns' own units. Fit on the unscaled columns to find the law in their units",
+                "DiscoveryRegressor.fit(X, y): every column of X has mean 0 and standard deviation 1, as "
+                "after StandardScaler; the formula will be in these z-scores (named after the columns), "
+                "not in the columns' own units. Fit on the unscaled columns to find the law in their units",
                 UserWarning,
                 stacklevel=2,
             )
@@ -147,21 +179,44 @@ class DiscoveryRegressor(RegressorMixin, BaseEstimator):
             fit_options["patience"] = max(10, int(self.max_epochs) // 4)
         if self.lbfgs_steps is not None:
             fit_options["lbfgs_steps"] = int(self.lbfgs_steps)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")  # data notes (dropped constant columns) stay on discovery_
-            self.discovery_ = discover(
-                frame, target=target, order=self.order, space=self.space, seed=seed, device=self.device,
-                crosscheck=self.crosscheck, crosscheck_budget=float(self.crosscheck_budget), members=self.members,
-                reference_points=self.reference_points, progress=self.progress, fit_options=fit_options, min_rows=2,
-            )
-        for w in caught:  # what changes what the formula is worth reaches the caller
-            if issubclass(w.category, DiscoveryWarning):
-                warnings.warn(w.message, stacklevel=2)
+        key = self._warm_key(X, y, weights, names)
+        warm = None
+        if self.warm_start:
+            warm, self.warm_start_note_ = _warm_remerge(previous, key, self.order, weights)
+        else:
+            self.warm_start_note_ = "trained from scratch (warm_start=False)"
+        if warm is not None:
+            self.discovery_ = warm
+            raised = [DiscoveryWarning(w) for w in warm.warnings]
+        else:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")  # data notes (dropped constant columns) stay on discovery_
+                self.discovery_ = discover(
+                    frame, target=target, order=self.order, space=self.space, seed=seed, device=self.device,
+                    crosscheck=self.crosscheck, crosscheck_budget=float(self.crosscheck_budget), members=self.members,
+                    reference_points=self.reference_points, progress=self.progress, fit_options=fit_options,
+                    min_rows=2, sample_weight=weights,
+                )
+            raised = [w.message for w in caught if issubclass(w.category, DiscoveryWarning)]
+        for message in raised:  # what changes what the formula is worth reaches the caller
+            warnings.warn(message, stacklevel=2)
+        self.warm_started_ = warm is not None
+        self._warm_state = {"key": key, "discovery": self.discovery_, "weights": weights}
         self._names = names
         self._columns = [names.index(n) for n in self.discovery_.names]
         self.formula_ = tidy(_plain(self.discovery_.formula))
         self.equations_ = _equations(self.discovery_, names)
         return self
+
+    def _warm_key(self, X: np.ndarray, y: np.ndarray, weights, names: list[str]) -> tuple:
+        """What must not change for a warm start: the data (shape and a hash), the weights, the
+        column names and every setting except ``order`` and the ones read after training."""
+        digest = hashlib.sha256()
+        for a in (X, y) + (() if weights is None else (weights,)):
+            digest.update(np.ascontiguousarray(a).tobytes())
+        later = ("order", "model_selection", "progress", "warm_start")
+        settings = tuple(sorted((k, repr(v)) for k, v in self.get_params(deep=False).items() if k not in later))
+        return X.shape, weights is None, digest.hexdigest(), tuple(names), settings
 
     # ----------------------------------------------------------------------------- choosing a row
     def _check_model_selection(self, call: str) -> None:
@@ -279,6 +334,108 @@ class DiscoveryRegressor(RegressorMixin, BaseEstimator):
         tags.non_deterministic = False
         tags.input_tags.allow_nan = False
         return tags
+
+
+# --------------------------------------------------------------------------------------------- warm start
+def _warm_remerge(previous: dict | None, key: tuple, order, weights) -> tuple:
+    """``(Discovery re-merged at `order` from the previous fit's local polynomials, note)``, or
+    ``(None, why the networks must be trained again)``.
+
+    The re-merge repeats what ``discover`` does after training, per order: the same merge on
+    the same rows with the same seed, and the same choice among the orders. So it is exactly
+    the result of a fresh fit, provided the fresh fit would train the same networks on the
+    same rows and expand them at the same points, which the checks below make sure of.
+    """
+    from discovery.crosscheck.base import complexity
+    from discovery.fit import fit_ensemble
+    from discovery.merge import merge
+    from discovery.pipeline import MAX_ORDER, _orders, _warnings, discover
+    from discovery.symbolic import text
+    from discovery.trust import split_rows
+
+    try:  # the rule discover chooses space and order by (discovery.spaces in the staged pipeline)
+        from discovery.spaces import choose
+    except ImportError:
+        from discovery.pipeline import _choose as choose
+
+    if previous is None:
+        return None, "trained from scratch (no previous fit)"
+    if previous["key"] != key:
+        return None, "trained from scratch (the data, weights or settings other than order changed)"
+    d = previous["discovery"]
+    orders = _orders(order, "DiscoveryRegressor.fit(X, y)")
+    old_orders = _orders(d.settings["order"], "DiscoveryRegressor.fit(X, y)")
+    local = d.local
+    if d.crosscheck is not None or d.settings.get("crosscheck", "off") != "off":
+        return None, "trained from scratch (a cross-check would have to search again)"
+    spaces = sorted(set(d.candidates["space"]))
+    if len(spaces) != 1:
+        return None, "trained from scratch (both spaces were trained; only the chosen one's polynomials are kept)"
+    if d.settings["space"] == "auto" and min(max(orders), MAX_ORDER) != min(max(old_orders), MAX_ORDER):
+        # discover's space screen uses a polynomial of the highest order: it could pick another space
+        return None, "trained from scratch (space='auto' is screened at the highest order, which changed)"
+    if max(orders) > int(local.monomials.sum(axis=1).max()):
+        return None, f"trained from scratch (the stored expansion has order {int(local.monomials.sum(axis=1).max())} < {max(orders)})"
+    params = inspect.signature(discover).parameters
+    val_fraction = d.settings["fit"].get("val_fraction", inspect.signature(fit_ensemble).parameters["val_fraction"].default)
+    rows = split_rows(len(d.y), params["test_fraction"].default, val_fraction, d.settings["seed"])
+    if not (np.array_equal(rows.fit, d.fit_index) and np.array_equal(rows.test, d.test_index)):
+        return None, "trained from scratch (the stored row sets do not match discover's split)"
+
+    start = time.perf_counter()
+    sp, seed, fitted = local.space, d.settings["seed"], d.fitted
+    X_fit, y_fit = d.X[d.fit_index], d.y[d.fit_index]
+    extra = {} if weights is None else {"sample_weight": weights[d.fit_index]}
+    degree = local.monomials.sum(axis=1)
+    candidates = []
+    for k in orders:  # as discover merges each order
+        terms = np.flatnonzero(degree <= k)
+        merged = merge(local.monomials[terms], local.coefficients[:, terms, :], local.centers, X_fit, y_fit,
+                       names=d.names, val_index=fitted.val_index, space=sp, seed=seed, **extra)
+        candidates.append({
+            "space": sp, "order": k, "val_rmse": merged.val_rmse, "val_r2": merged.val_r2,
+            "terms": merged.complexity, "complexity": complexity(merged.expression),
+            "formula": text(merged.expression, precision=6), "merged": merged,
+        })
+    best, space_reason, order_reason = choose(candidates, [sp], d.space_reason, orders, y_fit)
+    table = pd.DataFrame([{k: v for k, v in c.items() if k != "merged"} for c in candidates])
+    table["chosen"] = [c is best for c in candidates]
+    table["sympy_format"] = [c["merged"].expression for c in candidates]
+    seconds = time.perf_counter() - start
+    note = (f"warm start: re-merged at order {order} from the stored order-{int(degree.max())} local polynomials "
+            "(networks not retrained)")
+    fields = {f.name for f in dataclasses.fields(d)}
+    # a decomposition belongs to the formula it was run for: the re-merged one is judged afresh below
+    later = {k: v for k, v in (("decomposition", None), ("chosen", "expansion"), ("chosen_reason", "")) if k in fields}
+    notes = [n for n in d.notes if not n.startswith("decomposition")]
+    new = dataclasses.replace(
+        d, expansion_formula=best["merged"].expression, merged=best["merged"], space_reason=space_reason,
+        order=int(best["order"]), order_reason=order_reason, candidates=table,
+        structure=d.structure if max(orders) >= 2 else None,  # discover tests structure from order 2
+        timings={f"merge {sp}": seconds, "total": seconds}, notes=[*notes, note],
+        settings={**d.settings, "order": order}, warnings=[], **later,
+    )
+    if _decomposition_due(new, rows):
+        return None, ("trained from scratch (at this order the formula only approximates the networks, so "
+                      "discover would decompose)")
+    new.warnings.extend(_warnings(new, rows, None, None))
+    return new, note
+
+
+def _decomposition_due(d, rows) -> bool:
+    """Whether ``discover`` would run its decomposition on this result's formula (``decompose``
+    "on", or "auto" where the formula only approximates the networks on the validation rows)."""
+    mode = d.settings.get("decompose", "off")
+    if mode in ("off", False):
+        return False
+    if mode != "auto":
+        return True
+    from discovery.result import evaluate_formula
+    from discovery.trust import only_approximates
+
+    val = rows.validation
+    return only_approximates(d.y[val], evaluate_formula(d.expansion_formula, d.X[val], d.names),
+                             d.predict_network(d.X[val]))
 
 
 # --------------------------------------------------------------------------------------------- the table

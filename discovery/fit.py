@@ -265,6 +265,53 @@ def _given_split(split, n: int, max_rows: int | None, rng: np.random.Generator) 
     return train, val
 
 
+def check_sample_weight(sample_weight, n: int, call: str) -> np.ndarray | None:
+    """``sample_weight`` as a float64 ``(n,)`` array (``None`` stays ``None``); a DataError
+    unless it is ``n`` finite, non-negative numbers, not all zero."""
+    if sample_weight is None:
+        return None
+    try:
+        w = np.asarray(sample_weight, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{call}: sample_weight is not numeric; pass {n} non-negative numbers") from None
+    if w.shape != (n,):
+        raise DataError(f"{call}: sample_weight has shape {w.shape}; pass one weight per row, shape ({n},)")
+    if not np.isfinite(w).all():
+        raise DataError(f"{call}: sample_weight has NaN or infinite values; pass finite weights")
+    if (w < 0).any():
+        raise DataError(f"{call}: sample_weight has {int((w < 0).sum())} negative values; pass weights >= 0")
+    if not w.sum() > 0:
+        raise DataError(f"{call}: every sample_weight is 0; give some rows a positive weight")
+    return w
+
+
+def _mean_std(a: np.ndarray, w: np.ndarray | None):
+    """Mean and (population) standard deviation along rows, weighted by ``w`` when given."""
+    if w is None:
+        return a.mean(axis=0), a.std(axis=0)
+    mean = np.average(a, axis=0, weights=w)
+    return mean, np.sqrt(np.average((a - mean) ** 2, axis=0, weights=w))
+
+
+def _row_weights(counts: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    """Each member's training-row weights, ``(members, rows)``, summing to 1: its bootstrap
+    counts times the rows' sample weights."""
+    if w is not None:
+        counts = counts * w
+        empty = np.flatnonzero(counts.sum(axis=1) <= 0)
+        if empty.size:
+            raise DataError(f"fit_ensemble(X, y, sample_weight=w): the bootstrap resample of member(s) "
+                            f"{empty.tolist()} drew only rows of weight 0; give more rows a positive weight "
+                            "or pass bootstrap=False")
+    return counts / counts.sum(axis=1, keepdims=True)
+
+
+def _weighted_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Per-member weighted mean squared error: ``pred`` (members, N), ``weights`` (members, N)
+    or (N,) summing to 1 -> (members,)."""
+    return (weights * (pred - target) ** 2).sum(dim=1)
+
+
 def _stage(message: str, start: float) -> None:
     """One log line per finished stage where no progress bar can show it (stderr is not a terminal)."""
     isatty = getattr(sys.stderr, "isatty", None)
@@ -324,6 +371,7 @@ def fit_ensemble(
     progress: bool = True,
     max_rows: int | None = MAX_ROWS,
     split: tuple | None = None,
+    sample_weight=None,
 ) -> FittedEnsemble:
     """Train an ensemble of small smooth MLPs on ``y = f(X)``.
 
@@ -377,6 +425,12 @@ def fit_ensemble(
         split at random by ``val_fraction``. Above ``max_rows`` a seeded sample of each part is
         used, in proportion. ``discover`` passes its split so that its validation rows are the
         networks' validation rows by construction.
+    sample_weight : array-like, shape (n,), optional
+        Non-negative per-row weights (finite, not all zero). Each row's squared error counts
+        ``w`` times in the training loss (Adam and the polish; with ``bootstrap`` they multiply
+        each member's bootstrap counts), in the validation loss and in ``val_rmse``; the
+        standardisation uses weighted means and spreads. So an integer weight is a row repeated
+        that many times and a zero weight a row left out. ``None`` weights every row equally.
 
     Returns
     -------
@@ -400,16 +454,17 @@ def fit_ensemble(
         return _fit(X, y, members=members, hidden=tuple(hidden), activation=activation, seed=seed,
                     dev=dev, val_fraction=val_fraction, max_epochs=max_epochs, patience=patience,
                     lbfgs_steps=lbfgs_steps, lr=lr, bootstrap=bootstrap, dtype=dtype,
-                    progress=progress, max_rows=max_rows, split=split)
+                    progress=progress, max_rows=max_rows, split=split, sample_weight=sample_weight)
     finally:
         torch.set_num_threads(previous)
 
 
 def _fit(X, y, *, members, hidden, activation, seed, dev, val_fraction, max_epochs, patience,
-         lbfgs_steps, lr, bootstrap, dtype, progress, max_rows, split=None) -> FittedEnsemble:
+         lbfgs_steps, lr, bootstrap, dtype, progress, max_rows, split=None, sample_weight=None) -> FittedEnsemble:
     start = time.perf_counter()
     X, y = _check_inputs(X, y, members, hidden, activation, val_fraction, max_rows)
     n, p = X.shape
+    sw = check_sample_weight(sample_weight, n, "fit_ensemble(X, y, sample_weight=w)")
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     if split is not None:
@@ -421,11 +476,17 @@ def _fit(X, y, *, members, hidden, activation, seed, dev, val_fraction, max_epoc
     rows_text = (f"{len(train_index)} training + {len(val_index)} validation of {n} rows" if val_index.size
                  else f"{len(train_index)} of {n} rows, no validation split")
 
-    x_mean = X[train_index].mean(axis=0)
-    x_scale = X[train_index].std(axis=0)
+    w_tr = w_va = None
+    if sw is not None:
+        w_tr, w_va = sw[train_index], sw[val_index if val_index.size else train_index]
+        for part, w in (("training", w_tr), ("validation", w_va)):
+            if not w.sum() > 0:
+                raise DataError(f"fit_ensemble(X, y, sample_weight=w): every {part} row has weight 0; give some "
+                                f"{part} rows a positive weight (or pass split= with rows that have one)")
+    x_mean, x_scale = _mean_std(X[train_index], w_tr)
     x_scale = np.where(x_scale > 0, x_scale, 1.0)
-    y_mean = float(y[train_index].mean())
-    y_scale = float(y[train_index].std()) or 1.0
+    y_mean, y_scale = (float(v) for v in _mean_std(y[train_index], w_tr))
+    y_scale = y_scale or 1.0
 
     # Only the rows in use are standardised and moved (elementwise, so the values are the same
     # as standardising the whole table): memory stays bounded on a table of millions of rows.
@@ -441,17 +502,20 @@ def _fit(X, y, *, members, hidden, activation, seed, dev, val_fraction, max_epoc
                                  size=members)
     else:
         counts = np.ones((members, len(train_index)))
-    weights = torch.from_numpy(counts / counts.sum(axis=1, keepdims=True)).to(dev, dtype)
+    weights = torch.from_numpy(_row_weights(counts, w_tr)).to(dev, dtype)
+    val_weights = None if w_va is None else torch.from_numpy(w_va / w_va.sum()).to(dev, dtype)
 
     net = _BatchedMLP((p, *hidden, 1), members, activation, generator, dtype).to(dev)
     params = list(net.parameters())
 
     def train_losses() -> torch.Tensor:
-        return (weights * (net(z_tr) - t_tr) ** 2).sum(dim=1)
+        return _weighted_loss(net(z_tr), t_tr, weights)
 
     def val_losses() -> torch.Tensor:
         with torch.no_grad():
-            return ((net(z_va) - t_va) ** 2).mean(dim=1)
+            if val_weights is None:
+                return ((net(z_va) - t_va) ** 2).mean(dim=1)
+            return _weighted_loss(net(z_va), t_va, val_weights)
 
     best = [q.detach().clone() for q in params]
     best_val = torch.full((members,), math.inf, device=dev, dtype=dtype)
@@ -521,7 +585,10 @@ def _fit(X, y, *, members, hidden, activation, seed, dev, val_fraction, max_epoc
         z_val = torch.from_numpy((X[val_index if val_index.size else train_index] - x_mean) / x_scale)
         y_val = y[val_index if val_index.size else train_index]
         pred = y_mean + y_scale * model(z_val).numpy()
-    val_rmse = np.sqrt(((pred - y_val[:, None]) ** 2).mean(axis=0))
+    if w_va is None:
+        val_rmse = np.sqrt(((pred - y_val[:, None]) ** 2).mean(axis=0))
+    else:
+        val_rmse = np.sqrt(np.average((pred - y_val[:, None]) ** 2, axis=0, weights=w_va))
     _stage(f"fit: {members} members, {len(train_index) + len(val_index)} of {n} rows", start)
     return FittedEnsemble(
         model=model,

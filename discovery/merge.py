@@ -224,14 +224,34 @@ def _design(V: np.ndarray, table: np.ndarray, center: np.ndarray) -> np.ndarray:
     return out[0].numpy()
 
 
-class _Fitter:
-    """Least squares on chosen columns (others fixed), scored by validation RMSE."""
+def _wmean(a: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    """Mean along rows, weighted by ``w`` when given (``np.mean`` exactly when not)."""
+    return np.mean(a, axis=0) if w is None else np.average(a, axis=0, weights=w)
 
-    def __init__(self, D, t, y, train, val, space, sign):
+
+def _rows(w: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
+    return None if w is None else w[rows]
+
+
+def _weigh(sw: np.ndarray | None, *arrays: np.ndarray) -> list[np.ndarray]:
+    """Weighted least squares as ordinary least squares: every row (of a design matrix or a
+    residual vector) times the square root of its weight. Identity when unweighted."""
+    if sw is None:
+        return list(arrays)
+    return [a * (sw[:, None] if a.ndim == 2 else sw) for a in arrays]
+
+
+class _Fitter:
+    """Least squares on chosen columns (others fixed), scored by validation RMSE; with row
+    weights ``w``, weighted least squares and a weighted validation RMSE."""
+
+    def __init__(self, D, t, y, train, val, space, sign, w=None):
         self.D, self.t, self.y = D, t, y
         self.train, self.val = train, val
         self.space, self.sign = space, sign
-        scale = np.sqrt(np.mean(D[train] ** 2, axis=0))
+        self.w = w
+        self.sw = None if w is None else np.sqrt(w[train])  # row factors of the training rows
+        scale = np.sqrt(_wmean(D[train] ** 2, _rows(w, train)))
         self.scale = np.where(scale > 0, scale, 1.0)
 
     def fit(self, free: Sequence[int], fixed: dict[int, float] | None = None) -> tuple[np.ndarray, float, np.ndarray]:
@@ -244,13 +264,13 @@ class _Fitter:
         free = [j for j in free if j not in fixed]
         residual = self.t[self.train] - self.D[self.train] @ coef
         if free:
-            A = self.D[np.ix_(self.train, free)] / self.scale[free]
-            sol, *_ = np.linalg.lstsq(A, residual, rcond=None)
+            A, b = _weigh(self.sw, self.D[np.ix_(self.train, free)] / self.scale[free], residual)
+            sol, *_ = np.linalg.lstsq(A, b, rcond=None)
             coef[free] = sol / self.scale[free]
             if self.space == "log":
                 coef, J, r = self._gauss_newton(coef, free, A)
             else:
-                J, r = A, residual - A @ sol
+                J, r = A, b - A @ sol
             dof = max(len(self.train) - len(free), 1)
             cov = np.linalg.pinv(J.T @ J) * (float(r @ r) / dof)
             se[free] = np.sqrt(np.clip(np.diag(cov), 0, None)) / self.scale[free]
@@ -259,7 +279,8 @@ class _Fitter:
     def _gauss_newton(self, coef, free, A):
         """Refine a log-space fit so that it minimises squared error in the target's own units
         (the log fit weights small targets too much when the noise is additive): nonlinear least
-        squares on the free coefficients, in the scaled units of ``A``, from the log fit."""
+        squares on the free coefficients, in the scaled units of ``A``, from the log fit. ``A``
+        already carries the row weights' square roots; the residuals get them here."""
         target = self.sign * self.y[self.train]
         Dt = self.D[self.train]
         scale = self.scale[free]
@@ -269,16 +290,17 @@ class _Fitter:
             c[free] = s / scale
             return np.exp(np.clip(Dt @ c, -700, 700))
 
-        fit = optimize.least_squares(lambda s: prediction(s) - target, coef[free] * scale,
+        sw = 1.0 if self.sw is None else self.sw
+        fit = optimize.least_squares(lambda s: sw * (prediction(s) - target), coef[free] * scale,
                                      jac=lambda s: prediction(s)[:, None] * A, method="trf")
         coef = coef.copy()
         coef[free] = fit.x / scale
         pred = prediction(fit.x)
-        return coef, pred[:, None] * A, target - pred
+        return coef, pred[:, None] * A, sw * (target - pred)
 
     def rmse(self, coef: np.ndarray) -> float:
         pred = _to_target(self.D[self.val] @ coef, self.space, self.sign)
-        return float(np.sqrt(np.mean((pred - self.y[self.val]) ** 2)))
+        return float(np.sqrt(_wmean((pred - self.y[self.val]) ** 2, _rows(self.w, self.val))))
 
 
 def _as_array(a) -> np.ndarray:
@@ -312,6 +334,7 @@ def merge(
     snap_max_rel: float = 0.02,
     trim: float = 0.2,
     seed: int = 0,
+    sample_weight=None,
 ) -> MergedFormula:
     """Merge local polynomials into one global formula.
 
@@ -356,6 +379,12 @@ def merge(
         Proportion cut from each end for the trimmed mean reported beside the median.
     seed : int
         Seed of the default validation split.
+    sample_weight : (n,) array, optional
+        Non-negative row weights (finite, not all zero). Every fit on the data is then weighted
+        least squares (rows and targets times ``sqrt(w)``) and every score a weighted RMSE: the
+        refit, the stepwise selection, the snapping checks (the noise test on the rows of
+        positive weight, residuals times ``sqrt(w)``, as for inverse-variance weights), the
+        contributions and ``val_rmse``/``val_r2``. An integer weight equals a repeated row.
 
     Returns
     -------
@@ -396,6 +425,9 @@ def merge(
         raise ValueError(f"{call}: space={space!r}; pass one of {SPACES}")
     if not (np.all(np.isfinite(C)) and np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
         raise DataError(f"{call}: coefficients, X and y must be finite; drop or fix non-finite values first")
+    from discovery.fit import check_sample_weight
+
+    w = check_sample_weight(sample_weight, len(y), "merge(..., sample_weight=w)")
     names = [str(n) for n in names] if names is not None else [f"x{i}" for i in range(p)]
     make_symbols(names, p)
     V = _variables(X, space, call)
@@ -425,8 +457,12 @@ def merge(
     train = np.setdiff1d(np.arange(n), val)
     if len(train) < 2:
         raise ValueError(f"{call}: only {len(train)} rows left to refit after the validation split; pass fewer val_index")
+    if w is not None:
+        for part, rows in (("refit", train), ("validation", val)):
+            if not w[rows].sum() > 0:
+                raise DataError(f"merge(..., sample_weight=w): every {part} row has weight 0; give some a positive weight")
 
-    c, center_reason = _resolve_center(center, V, call)
+    c, center_reason = _resolve_center(center, V if w is None else V[w > 0], call)
     notes = [f"common centre: {center_reason}"]
     first_center = c.copy()
 
@@ -437,12 +473,12 @@ def merge(
         notes.append(f"only {B * C.shape[2]} local polynomial(s): the spread is not informative")
 
     D = _design(V, table, c)
-    rms = np.sqrt(np.mean(D**2, axis=0))
+    rms = np.sqrt(_wmean(D**2, w))
     contrib = np.abs(consensus) * rms
-    fitter = _Fitter(D, t, y, train, val, space, sign)
+    fitter = _Fitter(D, t, y, train, val, space, sign, w)
     full_coef, full_rmse, _ = fitter.fit(range(T))
-    eps_t = float(np.sqrt(np.mean((D[val] @ full_coef - t[val]) ** 2)))
-    floor = 1e-9 * float(np.std(y)) + 1e-300
+    eps_t = float(np.sqrt(_wmean((D[val] @ full_coef - t[val]) ** 2, _rows(w, val))))
+    floor = 1e-9 * float(np.std(y) if w is None else np.sqrt(_wmean((y - _wmean(y, w)) ** 2, w))) + 1e-300
 
     keep, reasons = _initial_prune(consensus, spread, signif, contrib, eps_t, significance, contribution)
     rank = np.empty(T, dtype=np.int64)
@@ -451,11 +487,11 @@ def merge(
     # subsample of rows; the final refit and the snapping use every row.
     sample = np.random.default_rng(seed + 1)
     select_rows = (_subsample(train, _SELECT_ROWS, sample), _subsample(val, _SELECT_ROWS // 4, sample))
-    select = _Fitter(D, t, y, *select_rows, space, sign)
+    select = _Fitter(D, t, y, *select_rows, space, sign, w)
     keep, current = _stepwise(select, keep, rank, reasons, add_tol, rel_tol, floor)
 
     if isinstance(center, str) and center == "auto" and np.any(c != 0) and keep:
-        data = (t, y, select.train, select.val, space, sign)
+        data = (t, y, select.train, select.val, space, sign, w)
         origin = _read_at_origin(select, keep, table, c, V, data, add_tol, rel_tol, floor)
         if origin is not None and len(origin[2]) < len(keep) and origin[3] <= current * (1 + rel_tol) + floor:
             center_reason += f"; moved to the origin, where the same accuracy needs {len(origin[2])} terms, not {len(keep)}"
@@ -470,7 +506,7 @@ def merge(
         center_reason += "; moved to the origin (x = 1) for the power law, exact for an affine polynomial"
         notes[0] = f"common centre: {center_reason}"
         D = _design(V, table, c)
-    fitter = _Fitter(D, t, y, train, val, space, sign)
+    fitter = _Fitter(D, t, y, train, val, space, sign, w)
     refit, refit_rmse, se = fitter.fit(keep)
     numbers: dict[int, sympy.Expr] = {}
     snapped: dict[int, str] = {}
@@ -486,10 +522,10 @@ def merge(
             notes.extend(f"snapped {table[j].tolist()}: {s}" for j, s in snapped.items())
     val_rmse = fitter.rmse(final)
     pred_val = _to_target(D[val] @ final, space, sign)
-    val_r2 = float(r2_score(y[val], pred_val)) if np.ptp(y[val]) > 0 and np.all(np.isfinite(pred_val)) else float("nan")
+    val_r2 = float(r2_score(y[val], pred_val, sample_weight=_rows(w, val))) if np.ptp(y[val]) > 0 and np.all(np.isfinite(pred_val)) else float("nan")
     if np.any(c != first_center):  # the table shows the consensus where the formula is read
         consensus, trimmed, spread, signif = _consensus(C, centers, table, c, trim)
-        contrib = np.abs(consensus) * np.sqrt(np.mean(D**2, axis=0))
+        contrib = np.abs(consensus) * np.sqrt(_wmean(D**2, w))
     consensus_kept = np.where(np.isin(np.arange(T), keep), consensus, 0.0)
 
     coef_sym = [numbers.get(j, sympy.Float(final[j])) for j in keep]
@@ -583,7 +619,7 @@ def _read_at_origin(fitter, keep, table, c, V, data, add_tol, rel_tol, floor):
     )[0, :, 0].numpy()
     D0 = _design(V, table, origin.numpy())
     fitter0 = _Fitter(D0, *data)
-    size0 = np.abs(at_origin) * np.sqrt(np.mean(D0**2, axis=0))
+    size0 = np.abs(at_origin) * np.sqrt(_wmean(D0**2, fitter.w))
     if not np.any(size0 > 0):
         return None
     start0 = [j for j in range(T) if size0[j] > 1e-12 * size0.max()]
@@ -715,6 +751,9 @@ _LACK_OF_FIT_Z = 3.0  # one-sided 3 standard errors: a fit accurate to the noise
 def _snap_refusal(fitter, refit, V, rows, floor, seed) -> str:
     """Why the refit must not be snapped (its residuals hold more than noise), or ``""``."""
     residual = fitter.y - _to_target(fitter.D @ refit, fitter.space, fitter.sign)
+    if fitter.w is not None:  # inverse-variance reading: sqrt(w) * residual has one noise level
+        rows = rows[fitter.w[rows] > 0]
+        residual = residual * np.sqrt(fitter.w / np.mean(fitter.w[rows]))  # still in y's units
     rms = float(np.sqrt(np.mean(residual[rows] ** 2)))
     if rms <= floor:
         return ""  # exact to rounding: nothing but the law is left to explain
@@ -731,7 +770,7 @@ def _snap_refusal(fitter, refit, V, rows, floor, seed) -> str:
 def _snap(fitter, keep, table, refit, se, refit_rmse, affine_log, rel_tol, floor, snap_z, snap_max_rel):
     """Snap kept coefficients one by one (others refit); returns values, SymPy numbers, log."""
     degrees = table.sum(axis=1)
-    rms = np.sqrt(np.mean(fitter.D**2, axis=0))
+    rms = np.sqrt(_wmean(fitter.D**2, fitter.w))
     exponents = [j for j in keep if fitter.space == "log" and degrees[j] == 1]
     constant = [j for j in keep if degrees[j] == 0]
     others = sorted((j for j in keep if j not in exponents and j not in constant), key=lambda j: -abs(refit[j]) * rms[j])

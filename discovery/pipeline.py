@@ -20,7 +20,7 @@ import numpy as np
 
 from discovery import stages
 from discovery.errors import DataError, DiscoveryWarning
-from discovery.fit import fit_ensemble
+from discovery.fit import check_sample_weight, fit_ensemble
 from discovery.guides import structure_guide
 from discovery.result import Discovery, evaluate_formula
 from discovery.spaces import MAX_ORDER, screen, spaces as usable_spaces
@@ -57,6 +57,7 @@ def discover(
     min_rows: int = 10,
     decompose: bool | str = "auto",
     time_budget: float | None = TIME_BUDGET,
+    sample_weight=None,
 ) -> Discovery:
     """Find the formula behind a table: train, expand, merge, cross-check.
 
@@ -124,6 +125,12 @@ def discover(
         ``crosscheck_budget``), the cross-check what is left but at least its share (at most
         ``crosscheck_budget``). A stage already running is not interrupted, so an overrun shows in
         ``timings``; whatever is cut or skipped is said in ``notes``. ``None``: no limit.
+    sample_weight : (n,) array, optional
+        Non-negative weights of the table's rows (finite, not all zero), sliced by the row sets:
+        each row's squared error counts ``w`` times in training and validation of the networks
+        (:func:`~discovery.fit.fit_ensemble`) and in the merge's least squares and scores
+        (:func:`~discovery.merge.merge`). The decomposition does not take weights and is not run
+        with them; the cross-check engine, the warnings and the test score are unweighted.
 
     Returns
     -------
@@ -146,6 +153,7 @@ def discover(
 
     with clock.stage("load"):
         s = stages.split(data, target, features, plan)
+        s.weights = _weights(sample_weight, s, plan.call)
         spaces, space_note = _spaces(s, plan)
 
     candidates, fits, expansions = [], {}, {}
@@ -180,6 +188,16 @@ def discover(
     for w in d.warnings:
         warnings.warn(DiscoveryWarning(f"{plan.call}: {w}"), stacklevel=2)
     return d
+
+
+def _weights(sample_weight, s: stages.Split, call: str) -> np.ndarray | None:
+    """The row weights checked against the table's rows (``None`` when not given)."""
+    if sample_weight is None:
+        return None
+    if s.table.dropped_rows:
+        raise DataError(f"{call}: sample_weight cannot follow the rows after {s.table.dropped_rows} with missing "
+                        "values were dropped; drop those rows and their weights first")
+    return check_sample_weight(sample_weight, len(s.y), f"{call} with sample_weight")
 
 
 def _plan(order, seed, crosscheck, guide, test_fraction, space, members, device, progress, reference_points,

@@ -3,6 +3,7 @@ the decomposition. Exports and the rebuilt torch model live in :mod:`discovery.r
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

@@ -110,6 +110,11 @@ class Split:
     y: np.ndarray
     names: list[str]
     rows: RowSets
+    weights: np.ndarray | None = None  # per table row, or None (every row counts once)
+
+    def fit_weights(self) -> np.ndarray | None:
+        """The weights of the training and validation rows (``rows.fit``), or None."""
+        return None if self.weights is None else self.weights[self.rows.fit]
 
 
 @dataclass
@@ -206,7 +211,7 @@ def fit_space(s: Split, space: str, plan: Plan, notes: list[str]) -> SpaceFit:
     V, t, sign = rules.to_space(s.X[fit], s.y[fit], space)
     split = (np.searchsorted(fit, s.rows.train), np.searchsorted(fit, s.rows.validation))
     fitted = fit_ensemble(V, t, members=plan.members, seed=plan.seed, device=plan.device, progress=plan.progress,
-                          split=split, **plan.fit_settings)
+                          split=split, sample_weight=s.fit_weights(), **plan.fit_settings)
     check_fit_rows(s.rows, fitted, plan.call)
     kept = np.flatnonzero(fitted.val_rmse <= _MEMBER_FACTOR * fitted.val_rmse.min() + 1e-300)
     if len(kept) < fitted.members:
@@ -241,7 +246,7 @@ def merge_space(s: Split, f: SpaceFit, e: SpaceExpansion, plan: Plan) -> list[Ca
         terms = np.flatnonzero(degree <= k)
         merged = merge(local.monomials[terms], local.coefficients[:, terms, :], local.centers, s.X[fit], s.y[fit],
                        names=s.names, val_index=f.fitted.val_index, space=f.space, seed=plan.seed,
-                       **plan.merge_options)
+                       sample_weight=s.fit_weights(), **plan.merge_options)
         out.append(Candidate(f.space, k, merged))
     return out
 
@@ -272,6 +277,8 @@ def decompose_stage(s: Split, choice: Choice, f: SpaceFit, plan: Plan, clock: Cl
     (:func:`discovery.trust.only_approximates`, the rule of the warning that says so)."""
     if plan.decompose == "off":
         return Decomposed(False, "decompose=False")
+    if s.weights is not None:
+        return Decomposed(False, "not run: the decomposition does not take sample_weight")
     val = s.rows.validation
     if plan.decompose == "auto":
         formula_val = evaluate_formula(choice.candidate.merged.expression, s.X[val], s.names)

@@ -17,9 +17,15 @@ FAST = dict(order=1, members=2, hidden=(8,), max_epochs=40, lbfgs_steps=20, refe
 
 
 
-# Every check applies and passes (no expected failures): predictions come from a formula, so they
-# are invariant to row order and subsets, and small data (down to 2 rows) is accepted.
-@parametrize_with_checks([DiscoveryRegressor(**FAST)])
+# Every check applies and passes but sample-weight equivalence: predictions come from a formula, so
+# they are invariant to row order and subsets, and small data (down to 2 rows) is accepted.
+def _expected_failed_checks(estimator) -> dict:
+    return {"check_sample_weight_equivalence_on_dense_data": (
+        "discover splits rows at random into training, validation and test sets: a row repeated k times can "
+        "land in several sets, a row of weight k in one, so the fits agree in distribution, not row for row")}
+
+
+@parametrize_with_checks([DiscoveryRegressor(**FAST)], expected_failed_checks=_expected_failed_checks)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
 
