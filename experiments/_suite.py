@@ -268,3 +268,25 @@ def summarize(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
                     "R2>=0.999 %": pct(g["r2_ok"]), "median s": float(g["seconds"].median()),
                     "max s": float(g["seconds"].max())})
     return pd.DataFrame(out)
+
+
+def text(expr) -> str:
+    """A formula as short text (constants to 5 digits) for the tables."""
+    return str(sympy.sympify(expr).evalf(5))
+
+
+def operon_alone(law: SuiteLaw, X: np.ndarray, y: np.ndarray, fresh: pd.DataFrame, seconds: float,
+                 threads: int | None) -> dict:
+    """Operon on the whole table for ``seconds`` (its generation limit lifted so the time is what
+    stops it), judged like every other method; an engine failure is a row with a note."""
+    import time
+
+    from discovery.crosscheck.operon import fit_operon
+
+    t0 = time.perf_counter()
+    try:
+        search = fit_operon(X, y, law.variables, time_budget=seconds, seed=0, n_threads=threads, generations=10**6)
+    except Exception as exc:  # an external engine's failure is a note, not the end of the run
+        return {"seconds": time.perf_counter() - t0, "formula": "", "solved": False, "judged_by": "engine failed",
+                "r2_fresh": float("nan"), "r2_ok": False, "note": f"operon failed: {type(exc).__name__}: {exc}"}
+    return {"seconds": time.perf_counter() - t0, "formula": text(search.formula), **score(search.formula, law, fresh)}

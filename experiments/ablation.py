@@ -14,7 +14,7 @@ is on 2,000 fresh noise-free rows. The variants:
   ``crosscheck_budget=--budget``);
 - ``zero local coefficients``: the same, but every local Taylor coefficient is replaced by 0
   before the merge. This is done inside this script only, by wrapping
-  ``discovery.pipeline.to_original_units`` (the step that hands the local polynomials to the
+  ``discovery.stages.to_original_units`` (the step that hands the local polynomials to the
   merge) while the call runs; the merge then starts from no supported term and can only add
   terms back by forward selection on the data. The structure tests (which guide the cross-check)
   still see the real expansion;
@@ -28,8 +28,7 @@ is on 2,000 fresh noise-free rows. The variants:
 - ``crosscheck off``: ``discover(..., crosscheck="off")``: the expansion's formula alone;
 - ``operon alone``: Operon through ``discovery.crosscheck.operon.fit_operon`` for as long as the
   ``full`` variant took on that law (its generation limit lifted so that the time ends it);
-- ``decomposition off``: ``discover(..., decompose=False)``, run only where ``discover`` has a
-  ``decompose`` parameter; otherwise the row says it was skipped.
+- ``decomposition off``: ``discover(..., decompose=False)``: no structure-driven decomposition.
 
 For the variants built on ``discover``, ``expansion solved %`` judges the expansion's own formula
 (before any cross-check recommendation), which shows what the variant did to the exact-derivative
@@ -58,7 +57,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import discovery  # noqa: E402
-import discovery.pipeline as pipeline  # noqa: E402
+import discovery.stages as stages  # noqa: E402
+from discovery.spaces import MAX_ORDER  # noqa: E402
 from discovery.crosscheck.base import complexity  # noqa: E402
 from discovery.engine import monomials  # noqa: E402
 from discovery.merge import merge  # noqa: E402
@@ -75,7 +75,7 @@ _ACCURACY_TOL = 0.05  # the same tolerance discover uses to call candidates equa
 @contextmanager
 def zero_local_coefficients():
     """While active, ``discover`` merges local polynomials whose coefficients are all 0."""
-    original = pipeline.to_original_units
+    original = stages.to_original_units
     calls = []
 
     def zeroed(*args, **kwargs):
@@ -83,13 +83,13 @@ def zero_local_coefficients():
         calls.append(1)
         return np.zeros_like(coefficients), centers
 
-    pipeline.to_original_units = zeroed
+    stages.to_original_units = zeroed
     try:
         yield
     finally:
-        pipeline.to_original_units = original
+        stages.to_original_units = original
     if not calls:  # the pipeline no longer goes through this step: the variant would measure nothing
-        raise RuntimeError("ablation.py: discover never called discovery.pipeline.to_original_units; "
+        raise RuntimeError("ablation.py: discover never called discovery.stages.to_original_units; "
                            "update zero_local_coefficients() to the pipeline's new structure")
 
 
@@ -101,7 +101,7 @@ def data_only(frame: pd.DataFrame, law: _suite.SuiteLaw, order, seed: int = 0, t
     fit_rows = np.sort(perm[int(round(test_fraction * n)):])  # discover's split: its test rows stay unused
     X, y = X[fit_rows], y[fit_rows]
     spaces = ["raw"] + (["log"] if np.all(X > 0) and (np.all(y > 0) or np.all(y < 0)) else [])
-    orders = list(range(1, pipeline.MAX_ORDER + 1)) if order == "auto" else [int(order or _default_order())]
+    orders = list(range(1, MAX_ORDER + 1)) if order == "auto" else [int(order or _default_order())]
     candidates = []
     for space in spaces:
         for k in orders:
@@ -122,42 +122,26 @@ def _default_order():
 
 def run_law(law: _suite.SuiteLaw, noise: float, budget: float, threads: int, order, variants: list[str]) -> list[dict]:
     """Every variant on one law at one noise level: one row per variant."""
-    from discovery.crosscheck.operon import fit_operon
-
     frame = law.table()
     frame[law.target] = _suite.add_noise(frame[law.target].to_numpy(), noise, seed=law.seed)
     fresh = law.fresh()
     base = {"suite": law.suite, "law": law.name, "noise": noise, "polynomial": law.polynomial}
     common = {"target": law.target, "progress": False, "crosscheck_budget": budget,
               **({} if order is None else {"order": order})}
-    has_decompose = "decompose" in inspect.signature(discovery.discover).parameters
     rows, full_seconds = [], None
     for variant in variants:
         row = {**base, "variant": variant, "note": ""}
         t0 = time.perf_counter()
-        if variant == "decomposition off" and not has_decompose:
-            print(f"{law.name:24s} noise {noise:<5g} {variant:24s} skipped: discover has no 'decompose' parameter",
-                  flush=True)
-            continue
         if variant == "data-only stepwise":
             expr, space, k = data_only(frame, law, order)
-            row.update(seconds=time.perf_counter() - t0, formula=_suite_text(expr), space=space, order=k)
+            row.update(seconds=time.perf_counter() - t0, formula=_suite.text(expr), space=space, order=k)
             row.update(_suite.score(expr, law, fresh))
             row.update(_suite.score(expr, law, fresh, prefix="expansion "))
         elif variant == "operon alone":
             seconds = full_seconds if full_seconds is not None else budget
             row["time budget s"] = seconds
             X, y = frame[law.variables].to_numpy(), frame[law.target].to_numpy()
-            try:
-                search = fit_operon(X, y, law.variables, time_budget=seconds, seed=0, n_threads=threads,
-                                    generations=10**6)
-            except Exception as exc:  # an external engine's failure is a note, not the end of the run
-                row.update(seconds=time.perf_counter() - t0, formula="", solved=False, judged_by="engine failed",
-                           r2_fresh=float("nan"), r2_ok=False, note=f"operon failed: {type(exc).__name__}: {exc}")
-                rows.append(row)
-                continue
-            row.update(seconds=time.perf_counter() - t0, formula=_suite_text(search.formula))
-            row.update(_suite.score(search.formula, law, fresh))
+            row.update(_suite.operon_alone(law, X, y, fresh, seconds, threads))
         else:
             kwargs = dict(common)
             if variant == "untrained networks":
@@ -191,12 +175,6 @@ def run_law(law: _suite.SuiteLaw, noise: float, budget: float, threads: int, ord
     return rows
 
 
-def _suite_text(expr) -> str:
-    import sympy
-
-    return str(sympy.sympify(expr).evalf(5))
-
-
 def summary(rows: pd.DataFrame) -> pd.DataFrame:
     """Per variant and noise: solved % (polynomial / not), expansion solved %, R^2 >= 0.999 %, median s."""
     table = _suite.summarize(rows, ["variant", "noise"])
@@ -225,8 +203,6 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise SystemExit(f"ablation.py: unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
-    if "decomposition off" in variants and "decompose" not in inspect.signature(discovery.discover).parameters:
-        print("decomposition off: skipped, discover has no 'decompose' parameter yet")
     laws = _suite.laws(args.suite, [n for n in args.laws.split(",") if n] or None)
     rows: list[dict] = []
     for noise in [float(v) for v in args.noise.split(",")]:

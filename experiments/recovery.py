@@ -246,8 +246,6 @@ def _markdown(frame: pd.DataFrame) -> str:
 
 def run_textbook(law: _suite.SuiteLaw, noise: float, methods: list[str], budget: float, threads: int, order) -> list[dict]:
     """One law at one noise level with every method: one row per method."""
-    from discovery.crosscheck.operon import fit_operon
-
     clean = law.table()
     frame = clean.copy()
     frame[law.target] = _suite.add_noise(clean[law.target].to_numpy(), noise, seed=law.seed)
@@ -273,37 +271,23 @@ def run_textbook(law: _suite.SuiteLaw, noise: float, methods: list[str], budget:
             if method == "discover":
                 discover_seconds = row["seconds"]
                 row["time budget s"] = budget
-                row["expansion formula"] = sympy_text(d.expansion_formula)
+                row["expansion formula"] = _suite.text(d.expansion_formula)
                 row.update(_suite.score(d.expansion_formula, law, fresh, prefix="expansion "))
                 row["note"] = "; ".join(d.notes)[:300]
         elif method == "operon":
             seconds = discover_seconds if discover_seconds is not None else budget
             row["time budget s"] = seconds
-            try:
-                search = fit_operon(X, y, law.variables, time_budget=seconds, seed=0, n_threads=threads,
-                                    generations=10**6)
-            except Exception as exc:  # an external engine's failure is a note, not the end of the run
-                row.update(seconds=time.perf_counter() - t0, formula="", solved=False, judged_by="engine failed",
-                           r2_fresh=float("nan"), r2_ok=False, note=f"operon failed: {type(exc).__name__}: {exc}")
-                rows.append(row)
-                continue
-            row["seconds"] = time.perf_counter() - t0
-            row["formula"] = sympy_text(search.formula)
-            row.update(_suite.score(search.formula, law, fresh))
+            row.update(_suite.operon_alone(law, X, y, fresh, seconds, threads))
         elif method == "sindy":
             expr, space, note = sindy(X, y, law.variables, seed=law.seed)
             row["seconds"] = time.perf_counter() - t0
-            row["formula"] = sympy_text(expr)
+            row["formula"] = _suite.text(expr)
             row["space"], row["note"] = space, note
             row.update(_suite.score(expr, law, fresh))
         else:
             raise ValueError(f"recovery.py: unknown method {method!r}; pass discover, expansion, operon or sindy")
         rows.append(row)
     return rows
-
-
-def sympy_text(expr) -> str:
-    return str(sympy.sympify(expr).evalf(5))
 
 
 METHODS = ("discover", "expansion", "operon", "sindy")
