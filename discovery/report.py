@@ -146,6 +146,7 @@ def write_report(d, folder: Path) -> Path:
     parts += [f"<tr><th>time</th><td>{e(', '.join(f'{k} {v:.2f} s' for k, v in d.timings.items()))}</td></tr>",
               "</table>"]
     parts += _crosscheck_section(d, text)
+    parts += _decomposition_section(d)
     notes = list(d.notes) + list(d.merged.notes) + list(d.data_warnings)
     if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{_fold(n)}</li>" for n in notes) + "</ul>")
@@ -170,6 +171,30 @@ def write_report(d, folder: Path) -> Path:
     path = folder / "report.html"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+def _decomposition_section(d) -> list[str]:
+    """The decomposition's tree of tests and pieces, each with its evidence, as nested lists."""
+    dec = getattr(d, "decomposition", None)
+    if dec is None:
+        return []
+    e = html.escape
+    chosen = "chosen" if getattr(d, "chosen", None) == "decomposition" else "not chosen"
+
+    def node(n) -> str:
+        head = f"<b>{e(n.test)}</b> [{e(', '.join(str(v) for v in n.variables))}]"
+        if n.method:
+            head += f" ({e(n.method)})"
+        if n.expression:
+            head += f": <code>{e(n.expression)}</code>"
+        children = "".join(node(c) for c in n.children)
+        return f"<li>{head}<br><small>{_fold(n.evidence)}</small>{'<ul>' + children + '</ul>' if children else ''}</li>"
+
+    parts = [f"<h2>Decomposition ({chosen}; validation R<sup>2</sup> {dec.val_r2:.6f})</h2>",
+             f"<p><code>{e(str(dec.expression))}</code></p>", f"<ul class='tree'>{node(dec.tree)}</ul>"]
+    if dec.notes:
+        parts.append("<ul>" + "".join(f"<li>{_fold(n)}</li>" for n in dec.notes) + "</ul>")
+    return parts
 
 
 def _figure(name: str, caption: str) -> str:

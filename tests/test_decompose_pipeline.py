@@ -94,3 +94,19 @@ def test_a_spent_time_budget_cuts_the_decomposition_and_says_so():
     cut = [n for n in d.notes if n.startswith("decomposition not run (the expansion's formula only approximates")]
     assert len(cut) == 1 and "time budget of 1 s was spent" in cut[0], d.notes
     assert f"note: {cut[0]}" in d.summary()
+
+
+def test_the_report_shows_the_tree_of_tests_and_pieces(decomposed, tmp_path):
+    d = decomposed
+    page = d.report(tmp_path / "rep").read_text(encoding="utf-8")  # report() returns the page
+    assert "<h2>Decomposition (chosen; validation R<sup>2</sup>" in page
+
+    def tests_of(node):
+        yield node.test
+        for child in node.children:
+            yield from tests_of(child)
+
+    tree = page[page.index("<ul class='tree'>"):]
+    for test in tests_of(d.decomposition.tree):  # every node of the tree, with its evidence
+        assert f"<b>{test}</b>" in tree
+    assert d.decomposition.tree.evidence[:20].replace("&", "&amp;").replace("<", "&lt;") in tree

@@ -192,23 +192,16 @@ def _default_threshold(members: int, threshold):
 
 
 def _groups(coupled: np.ndarray) -> list[list[int]]:
-    """Connected components of the graph whose edges are the coupled pairs."""
-    p = coupled.shape[0]
-    seen, groups = set(), []
-    for start in range(p):
-        if start in seen:
-            continue
-        stack, comp = [start], []
-        seen.add(start)
-        while stack:
-            i = stack.pop()
-            comp.append(i)
-            for j in range(p):
-                if coupled[i, j] and j not in seen:
-                    seen.add(j)
-                    stack.append(j)
-        groups.append(sorted(comp))
-    return groups
+    """Connected components of the graph whose edges are the coupled pairs, ordered by their
+    smallest input."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    _, labels = connected_components(csr_matrix(np.asarray(coupled, dtype=bool)), directed=False)
+    groups: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        groups.setdefault(int(label), []).append(i)
+    return sorted(groups.values(), key=lambda g: g[0])
 
 
 def _pairwise_report(kind, hess, keep, threshold, members) -> StructureReport:
