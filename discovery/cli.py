@@ -279,7 +279,7 @@ def _finish(args, d, out: Path) -> int:
     """Print the result, then write the folder: a failed write never hides the formula."""
     from discovery.folders import OutputFolderError
 
-    print(d.text(precision=6) if args.quiet else d.summary(), flush=True)
+    print(d.text(precision=6) if args.quiet else _summary_in_cli_terms(d.summary()), flush=True)
     try:
         with _interrupts_deferred():  # Ctrl-C while saving waits for a complete folder rather than a partial one
             d.save(out, report=not args.no_report)
@@ -325,7 +325,9 @@ def _demo(args) -> int:
     out = _precheck(args, path)
     if not args.quiet:
         print(f"demo: discovering the law behind {path} (true law in datasets/README.md)", flush=True)
-    return _finish(args, _discover(args, path), out)
+    with open(path, encoding="utf-8") as header:  # a bundled table's target is its last column
+        target = header.readline().strip().split(",")[-1]
+    return _finish(args, _discover(args, path, target=target), out)
 
 
 # ------------------------------------------------------------------------------------- expand
@@ -500,10 +502,20 @@ def _cli_syntax(text: str) -> str:
     """A library message in the command's terms: no leading call form, flags instead of keywords."""
     text = _CALL.sub("", text, count=1)
     for name, flag in _FLAGS.items():
-        keyword = rf"(?<![\w.-]){name}=(?:\.\.\.)?"
+        keyword = rf"(?<![\w.-]){name}="
+        text = re.sub(keyword + r"\.\.\.", flag, text)  # 'pass target=... to' -> 'pass --target to'
         text = re.sub(keyword + r"(?=[;,.:)]|$)", flag, text)  # 'pass min_rows=;' -> 'pass --min-rows;'
         text = re.sub(keyword + r"\s*", f"{flag} ", text)
     return text.strip()
+
+
+def _summary_in_cli_terms(summary: str) -> str:
+    """The result's summary with its warnings' advice in flags (``--target``, not ``target=...``)."""
+    lines = []
+    for line in summary.splitlines():
+        text = line.lstrip()
+        lines.append(line[: len(line) - len(text)] + _cli_syntax(text) if text.startswith("warning:") else line)
+    return "\n".join(lines)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -132,7 +132,7 @@ def assess(
     out: list[str] = []
     if defaulted_target is not None:
         out.append(f"no target given: the last column {defaulted_target!r} was explained; pass target=... "
-                   "(--target) to explain another column")
+                   "to explain another column")
     if crosscheck_missing is not None:
         out.append(f"no cross-check ran: {crosscheck_missing}")
     gain, se = paired_gain(y_val, formula_val, np.full_like(y_val, train_mean))

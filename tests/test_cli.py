@@ -171,3 +171,15 @@ def test_demo_runs_on_a_bundled_dataset(tmp_path, capsys):
     assert printed[1] == "y = 0.5*x1**2 + 0.5*x2"
     assert printed[-1] == f"results written to {tmp_path / 'demo'}/"
     assert json.loads((tmp_path / "demo" / "result.json").read_text())["formula"] == "0.5*x1**2 + 0.5*x2"
+
+
+def test_warnings_in_the_summary_give_advice_in_flags(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    X = rng.uniform(-1, 1, (200, 2))
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"a": X[:, 0], "y": X[:, 0] + X[:, 1], "b": X[:, 1]}).to_csv(path, index=False)
+    assert main(["run", str(path), "--crosscheck", "off", "--members", "2", "--no-report",
+                 "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "warning: no target given: the last column 'b' was explained; pass --target to explain" in out
+    assert "target=" not in out

@@ -36,7 +36,7 @@ def test_recovers_paper_quadratic_exactly(quadratic):
     assert quadratic.space == "raw" and "log space needs positive" in quadratic.space_reason
     assert quadratic.crosscheck is None and quadratic.formula == quadratic.expansion_formula
     # an exact law: the only warning is that the target was taken by default
-    assert quadratic.warnings == ["no target given: the last column 'y' was explained; pass target=... (--target) "
+    assert quadratic.warnings == ["no target given: the last column 'y' was explained; pass target=... "
                                   "to explain another column"]
     assert "warning: no target given" in quadratic.summary()
 
