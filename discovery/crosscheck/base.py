@@ -213,11 +213,13 @@ def paired_gain(y: np.ndarray, better: np.ndarray, worse: np.ndarray) -> tuple[f
 
 
 def r2_score(pred: np.ndarray, y: np.ndarray) -> float:
-    """Coefficient of determination; ``-inf`` when ``pred`` has non-finite values."""
-    if not np.all(np.isfinite(pred)):
+    """Coefficient of determination (scikit-learn's); ``-inf`` when ``pred`` has non-finite
+    values or ``y`` is constant (no formula explains a constant better than another)."""
+    from sklearn.metrics import r2_score as sklearn_r2
+
+    if not np.all(np.isfinite(pred)) or float(np.ptp(y)) == 0:
         return -math.inf
-    ss = float(np.sum((y - y.mean()) ** 2))
-    return 1.0 - float(np.sum((y - pred) ** 2)) / ss if ss > 0 else -math.inf
+    return float(sklearn_r2(y, np.broadcast_to(pred, np.shape(y))))
 
 
 def candidates_table(

@@ -116,13 +116,12 @@ def _probe(module: str, timeout: float) -> tuple[bool, str]:
 
 def _store(cache_file: Path, key: str, verdict: tuple[bool, str]) -> None:
     """Add the verdict to the cache file atomically; a read-only cache is not an error."""
+    from discovery.folders import atomic_write
+
     try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
         data = json.loads(cache_file.read_text()) if cache_file.exists() else {}
         data[key] = list(verdict)
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1))
-        os.replace(tmp, cache_file)
+        atomic_write(cache_file, lambda tmp: tmp.write_text(json.dumps(data, indent=1)))
     except (OSError, ValueError):
         pass
 
