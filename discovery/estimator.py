@@ -346,17 +346,11 @@ def _warm_remerge(previous: dict | None, key: tuple, order, weights) -> tuple:
     the result of a fresh fit, provided the fresh fit would train the same networks on the
     same rows and expand them at the same points, which the checks below make sure of.
     """
-    from discovery.crosscheck.base import complexity
     from discovery.fit import fit_ensemble
-    from discovery.merge import merge
     from discovery.pipeline import MAX_ORDER, _orders, _warnings, discover
-    from discovery.symbolic import text
+    from discovery.spaces import choose
+    from discovery.stages import Candidate, merge_orders
     from discovery.trust import split_rows
-
-    try:  # the rule discover chooses space and order by (discovery.spaces in the staged pipeline)
-        from discovery.spaces import choose
-    except ImportError:
-        from discovery.pipeline import _choose as choose
 
     if previous is None:
         return None, "trained from scratch (no previous fit)"
@@ -385,24 +379,16 @@ def _warm_remerge(previous: dict | None, key: tuple, order, weights) -> tuple:
     start = time.perf_counter()
     sp, seed, fitted = local.space, d.settings["seed"], d.fitted
     X_fit, y_fit = d.X[d.fit_index], d.y[d.fit_index]
-    extra = {} if weights is None else {"sample_weight": weights[d.fit_index]}
-    degree = local.monomials.sum(axis=1)
-    candidates = []
-    for k in orders:  # as discover merges each order
-        terms = np.flatnonzero(degree <= k)
-        merged = merge(local.monomials[terms], local.coefficients[:, terms, :], local.centers, X_fit, y_fit,
-                       names=d.names, val_index=fitted.val_index, space=sp, seed=seed, **extra)
-        candidates.append({
-            "space": sp, "order": k, "val_rmse": merged.val_rmse, "val_r2": merged.val_r2,
-            "terms": merged.complexity, "complexity": complexity(merged.expression),
-            "formula": text(merged.expression, precision=6), "merged": merged,
-        })
+    fit_weights = None if weights is None else weights[d.fit_index]
+    candidates = [{**Candidate(sp, k, merged).row(), "merged": merged}  # as discover merges each order
+                  for k, merged in merge_orders(local, orders, X_fit, y_fit, d.names, fitted.val_index, seed,
+                                                fit_weights)]
     best, space_reason, order_reason = choose(candidates, [sp], d.space_reason, orders, y_fit)
     table = pd.DataFrame([{k: v for k, v in c.items() if k != "merged"} for c in candidates])
     table["chosen"] = [c is best for c in candidates]
     table["sympy_format"] = [c["merged"].expression for c in candidates]
     seconds = time.perf_counter() - start
-    note = (f"warm start: re-merged at order {order} from the stored order-{int(degree.max())} local polynomials "
+    note = (f"warm start: re-merged at order {order} from the stored order-{int(local.monomials.sum(axis=1).max())} local polynomials "
             "(networks not retrained)")
     fields = {f.name for f in dataclasses.fields(d)}
     # a decomposition belongs to the formula it was run for: the re-merged one is judged afresh below

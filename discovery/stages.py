@@ -237,18 +237,26 @@ def expand_space(s: Split, f: SpaceFit, plan: Plan, notes: list[str]) -> SpaceEx
     return SpaceExpansion(expansion, local, structure)
 
 
-def merge_space(s: Split, f: SpaceFit, e: SpaceExpansion, plan: Plan) -> list[Candidate]:
-    """One merged global formula per requested order."""
-    local, fit = e.local, s.rows.fit
+def merge_orders(local, orders, X: np.ndarray, y: np.ndarray, names, val_index, seed: int,
+                 sample_weight=None, **merge_options) -> list:
+    """``(order, MergedFormula)`` for each order: the local polynomials truncated to that degree,
+    merged on the training and validation rows ``X, y`` (``val_index`` within them)."""
     degree = local.monomials.sum(axis=1)
     out = []
-    for k in plan.orders:
+    for k in orders:
         terms = np.flatnonzero(degree <= k)
-        merged = merge(local.monomials[terms], local.coefficients[:, terms, :], local.centers, s.X[fit], s.y[fit],
-                       names=s.names, val_index=f.fitted.val_index, space=f.space, seed=plan.seed,
-                       sample_weight=s.fit_weights(), **plan.merge_options)
-        out.append(Candidate(f.space, k, merged))
+        out.append((k, merge(local.monomials[terms], local.coefficients[:, terms, :], local.centers, X, y,
+                             names=names, val_index=val_index, space=local.space, seed=seed,
+                             sample_weight=sample_weight, **merge_options)))
     return out
+
+
+def merge_space(s: Split, f: SpaceFit, e: SpaceExpansion, plan: Plan) -> list[Candidate]:
+    """One merged global formula per requested order."""
+    fit = s.rows.fit
+    merged = merge_orders(e.local, plan.orders, s.X[fit], s.y[fit], s.names, f.fitted.val_index, plan.seed,
+                          s.fit_weights(), **plan.merge_options)
+    return [Candidate(f.space, k, m) for k, m in merged]
 
 
 def choose(candidates: list[Candidate], spaces: list[str], space_note: str, plan: Plan, s: Split) -> Choice:
