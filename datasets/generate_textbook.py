@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import zlib
 from dataclasses import dataclass
@@ -31,6 +32,9 @@ import pandas as pd
 import sympy
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import generate as bundled_tables  # noqa: E402  (the bundled tables' writer)
+
 OUT = HERE / "textbook"
 ROWS = 2000
 
@@ -245,16 +249,9 @@ BY_NAME = {law.name: law for law in LAWS}
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Write atomically: a temporary file in the same folder, then a rename."""
+    """Write atomically, as datasets/generate.py writes the bundled tables (same CSV format)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            frame.to_csv(handle, index=False, float_format="%.17g", lineterminator="\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    bundled_tables.write(frame, path)
 
 
 def write_index(laws, path: Path) -> None:

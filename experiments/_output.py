@@ -22,3 +22,12 @@ def save_figure(fig, path: Path, **savefig_options) -> Path:
     """Save a Matplotlib figure to ``path`` atomically (the format follows the suffix)."""
     fmt = Path(path).suffix.lstrip(".") or "png"
     return write_with(path, lambda tmp: fig.savefig(tmp, format=fmt, **savefig_options))
+
+
+def markdown(frame) -> str:
+    """A DataFrame as a Markdown table (floats with 4 significant digits)."""
+    cols = list(frame.columns)
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(v).replace("|", "\\|") for v in r) + " |" for r in frame.itertuples(index=False)]
+    return "\n".join(lines)

@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "datasets"))
 
 import generate_textbook  # noqa: E402
+from _output import markdown  # noqa: E402,F401  (the suites' tables: _suite.markdown)
 
 ROWS = 2000
 FRESH_SEED_OFFSET = 1_000_003  # fresh rows: the law's seed plus this, never the training seed
@@ -234,15 +235,6 @@ def _time_limit(seconds: float):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-
-
-def markdown(frame: pd.DataFrame) -> str:
-    """A DataFrame as a Markdown table (floats with 4 significant digits)."""
-    cols = list(frame.columns)
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(v).replace("|", "\\|") for v in r) + " |" for r in frame.itertuples(index=False)]
-    return "\n".join(lines)
 
 
 def score(formula, law: SuiteLaw, fresh: pd.DataFrame, prefix: str = "") -> dict:

@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from _output import write_text  # noqa: E402
+from _output import markdown, write_text  # noqa: E402
 
 OUT = ROOT / "experiments" / "out"
 LINEAR = {4: 0.1, 5: -0.2, 6: 0.3, 7: -0.1, 8: 0.2, 9: -0.3, 10: 0.15}
@@ -198,14 +198,6 @@ def goals(frame: pd.DataFrame) -> list[str]:
     if both.empty:
         lines.append("3. discover faster than Operon at every size: not run")
     return lines
-
-
-def markdown(frame: pd.DataFrame) -> str:
-    cols = list(frame.columns)
-    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(fmt(v).replace("|", "\\|") for v in r) + " |" for r in frame.itertuples(index=False)]
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
