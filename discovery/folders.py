@@ -148,8 +148,12 @@ def write_folder(directory, write: Callable[[Path], None], call: str, source=Non
 
     Examples
     --------
-    >>> write_folder("out", lambda tmp: (tmp / "a.txt").write_text("hi"), "demo")  # doctest: +SKIP
-    PosixPath('out')
+    >>> import tempfile
+    >>> parent = tempfile.TemporaryDirectory()
+    >>> out = write_folder(Path(parent.name) / "out", lambda tmp: (tmp / "a.txt").write_text("hi"), "demo")
+    >>> sorted(f.name for f in out.iterdir()), (out / "a.txt").read_text()
+    (['.discovery-result.json', 'a.txt'], 'hi')
+    >>> parent.cleanup()
     """
     target = check_output_folder(directory, source=source, call=call)
     try:
@@ -215,8 +219,12 @@ def atomic_write(path, write: Callable[[Path], None]) -> Path:
 
     Examples
     --------
-    >>> atomic_write("out/table.csv", lambda tmp: frame.to_csv(tmp))  # doctest: +SKIP
-    PosixPath('out/table.csv')
+    >>> import tempfile
+    >>> parent = tempfile.TemporaryDirectory()
+    >>> path = atomic_write(Path(parent.name) / "out" / "table.csv", lambda tmp: tmp.write_text("a,b\\n1,2\\n"))
+    >>> path.name, path.read_text().splitlines()
+    ('table.csv', ['a,b', '1,2'])
+    >>> parent.cleanup()
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
