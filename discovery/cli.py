@@ -156,24 +156,23 @@ def _int_at_least(low: int):
     return parse
 
 
-def _positive_float(value: str) -> float:
+def _float_where(value: str, accept, advice: str) -> float:
+    """``value`` as a float that ``accept`` takes (a word is NaN, which no check accepts)."""
     try:
         number = float(value)
     except ValueError:
         number = float("nan")
-    if not number > 0 or number == float("inf"):
-        raise argparse.ArgumentTypeError(f"{value!r}; pass a positive number")
+    if not accept(number):
+        raise argparse.ArgumentTypeError(f"{value!r}; pass {advice}")
     return number
+
+
+def _positive_float(value: str) -> float:
+    return _float_where(value, lambda x: 0 < x < float("inf"), "a positive number")
 
 
 def _test_fraction(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = float("nan")
-    if not 0 <= number < 0.9:
-        raise argparse.ArgumentTypeError(f"{value!r}; pass a number in [0, 0.9)")
-    return number
+    return _float_where(value, lambda x: 0 <= x < 0.9, "a number in [0, 0.9)")
 
 
 def _budget(value: str):

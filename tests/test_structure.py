@@ -27,14 +27,6 @@ from discovery.interpret import (
 F64 = torch.float64
 
 
-@pytest.fixture
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def trained(law, low, high, *, n=1500, members=4, hidden=(32, 32), order=3, seed=0, epochs=300):
     """A trained ensemble of ``law`` on a uniform box and its expansion at 24 k-means centres."""
     rng = np.random.default_rng(seed)
