@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from discovery._adam import Adam
 from discovery._lbfgs import polish as _polish
 from discovery.errors import DataError
 from discovery.nn import Sine
@@ -532,11 +533,11 @@ def _fit(X, y, *, members, hidden, activation, seed, dev, val_fraction, max_epoc
             best_epoch.copy_(torch.where(improved, epoch, best_epoch))
         return improved
 
-    optimizer = torch.optim.Adam(params, lr=lr)
+    optimizer = Adam(params, lr=lr)
     bar = tqdm(total=max_epochs, desc="fit: Adam", disable=not progress, leave=False)
     epoch = 0
     for epoch in range(max_epochs):
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         loss = train_losses()
         loss.sum().backward()
         optimizer.step()
