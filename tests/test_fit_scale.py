@@ -161,3 +161,38 @@ def test_discover_keeps_its_row_sets_on_a_table_larger_than_max_rows():
     assert d.fitted.subsampled and d.fitted.rows_used == 1_000
     used = d.fit_index[np.concatenate([d.fitted.train_index, d.fitted.val_index])]
     assert not np.isin(used, d.test_index).any()
+
+
+def test_the_written_out_adam_takes_torch_adams_steps():
+    from discovery._adam import Adam
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)).double()
+    twin = torch.nn.Sequential(torch.nn.Linear(3, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1)).double()
+    twin.load_state_dict(net.state_dict())
+    X = torch.randn(64, 3, dtype=torch.float64)
+    y = X[:, :1] ** 2 - X[:, 1:2]
+    ours, theirs = Adam(net.parameters(), lr=0.01), torch.optim.Adam(twin.parameters(), lr=0.01)
+    for _ in range(40):
+        for model, opt in ((net, ours), (twin, theirs)):
+            opt.zero_grad()
+            ((model(X) - y) ** 2).mean().backward()
+            opt.step()
+    for a, b in zip(net.parameters(), twin.parameters()):
+        assert torch.equal(a, b)
+    assert not torch.equal(net[0].weight, torch.nn.Linear(3, 16).double().weight)
+
+
+def test_training_does_not_load_the_compiler_stack():
+    # torch.optim's first optimiser imports torch._dynamo: 1-2 s per process, more than a small fit.
+    import subprocess
+
+    code = (
+        "import sys, numpy as np\n"
+        "from discovery.fit import fit_ensemble\n"
+        "X = np.random.default_rng(0).uniform(-1, 1, (200, 2))\n"
+        "fit_ensemble(X, X[:, 0] * X[:, 1], members=2, hidden=(8,), max_epochs=30, lbfgs_steps=5, progress=False)\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
