@@ -57,6 +57,7 @@ from discovery.symbolic import (
 __all__ = ["merge", "MergedFormula", "clean_number", "choose_center", "noise_level"]
 
 _SELECT_ROWS = 20_000
+_DESIGN_ELEMENTS = 1 << 20  # design-matrix temporaries per row block (8 MB in float64)
 
 
 @dataclass
@@ -215,13 +216,19 @@ def _to_target(t: np.ndarray, space: str, sign: float) -> np.ndarray:
 
 
 def _design(V: np.ndarray, table: np.ndarray, center: np.ndarray) -> np.ndarray:
-    """Matrix ``(n, K)`` of every monomial ``(v - center)^alpha`` at every row."""
+    """Matrix ``(n, K)`` of every monomial ``(v - center)^alpha`` at every row, built in row
+    blocks so that the temporaries stay a few megabytes whatever ``n``."""
     K = len(table)
+    out = np.empty((len(V), K))
     if K == 0:
-        return np.zeros((len(V), 0))
+        return out
     eye = torch.eye(K, dtype=torch.float64)[None]
-    out = evaluate(eye, table, torch.as_tensor(center, dtype=torch.float64)[None], torch.as_tensor(V))
-    return out[0].numpy()
+    c = torch.as_tensor(center, dtype=torch.float64)[None]
+    step = max(1, _DESIGN_ELEMENTS // (K * (V.shape[1] + 1)))
+    for start in range(0, len(V), step):
+        block = torch.as_tensor(V[start : start + step])
+        out[start : start + step] = evaluate(eye, table, c, block)[0].numpy()
+    return out
 
 
 def _wmean(a: np.ndarray, w: np.ndarray | None) -> np.ndarray:
@@ -472,27 +479,29 @@ def merge(
     if B * C.shape[2] < 3:
         notes.append(f"only {B * C.shape[2]} local polynomial(s): the spread is not informative")
 
-    D = _design(V, table, c)
-    rms = np.sqrt(_wmean(D**2, w))
-    contrib = np.abs(consensus) * rms
-    fitter = _Fitter(D, t, y, train, val, space, sign, w)
-    full_coef, full_rmse, _ = fitter.fit(range(T))
-    eps_t = float(np.sqrt(_wmean((D[val] @ full_coef - t[val]) ** 2, _rows(w, val))))
+    # Every candidate term is scored and selected on a seeded subsample of the rows of a very
+    # large table (every row of a smaller one), so the full design matrix never has more than
+    # about 25,000 rows; the final refit, the snapping and the scores use every row, with the
+    # kept terms' columns alone.
+    sample = np.random.default_rng(seed + 1)
+    sel_train, sel_val = _subsample(train, _SELECT_ROWS, sample), _subsample(val, _SELECT_ROWS // 4, sample)
+    work = np.union1d(sel_train, sel_val)
+    Vw, tw, yw, ww = V[work], t[work], y[work], _rows(w, work)
+    data = (tw, yw, np.searchsorted(work, sel_train), np.searchsorted(work, sel_val), space, sign, ww)
+    D = _design(Vw, table, c)
+    contrib = np.abs(consensus) * np.sqrt(_wmean(D**2, ww))
+    select = _Fitter(D, *data)
+    full_coef, full_rmse, _ = select.fit(range(T))
+    eps_t = float(np.sqrt(_wmean((D[select.val] @ full_coef - tw[select.val]) ** 2, _rows(ww, select.val))))
     floor = 1e-9 * float(np.std(y) if w is None else np.sqrt(_wmean((y - _wmean(y, w)) ** 2, w))) + 1e-300
 
     keep, reasons = _initial_prune(consensus, spread, signif, contrib, eps_t, significance, contribution)
     rank = np.empty(T, dtype=np.int64)
     rank[np.lexsort((contrib, signif))] = np.arange(T)  # ascending significance, then contribution
-    # Term selection fits hundreds of candidate sets: on very large tables it uses a seeded
-    # subsample of rows; the final refit and the snapping use every row.
-    sample = np.random.default_rng(seed + 1)
-    select_rows = (_subsample(train, _SELECT_ROWS, sample), _subsample(val, _SELECT_ROWS // 4, sample))
-    select = _Fitter(D, t, y, *select_rows, space, sign, w)
     keep, current = _stepwise(select, keep, rank, reasons, add_tol, rel_tol, floor)
 
     if isinstance(center, str) and center == "auto" and np.any(c != 0) and keep:
-        data = (t, y, select.train, select.val, space, sign, w)
-        origin = _read_at_origin(select, keep, table, c, V, data, add_tol, rel_tol, floor)
+        origin = _read_at_origin(select, keep, table, c, Vw, data, add_tol, rel_tol, floor)
         if origin is not None and len(origin[2]) < len(keep) and origin[3] <= current * (1 + rel_tol) + floor:
             center_reason += f"; moved to the origin, where the same accuracy needs {len(origin[2])} terms, not {len(keep)}"
             notes[0] = f"common centre: {center_reason}"
@@ -505,9 +514,11 @@ def merge(
         c = np.zeros(p)
         center_reason += "; moved to the origin (x = 1) for the power law, exact for an affine polynomial"
         notes[0] = f"common centre: {center_reason}"
-        D = _design(V, table, c)
-    fitter = _Fitter(D, t, y, train, val, space, sign, w)
-    refit, refit_rmse, se = fitter.fit(keep)
+        D = _design(Vw, table, c)
+    # From here on column k is term keep[k], on every row.
+    fitter = _Fitter(_design(V, table[keep], c), t, y, train, val, space, sign, w)
+    kept = list(range(len(keep)))
+    refit, refit_rmse, se = fitter.fit(kept)
     numbers: dict[int, sympy.Expr] = {}
     snapped: dict[int, str] = {}
     final = refit
@@ -517,16 +528,20 @@ def merge(
             notes.append(refusal)
         else:
             final, numbers, snapped = _snap(
-                fitter, keep, table, refit, se, refit_rmse, affine_log, rel_tol, floor, snap_z, snap_max_rel
+                fitter, kept, table[keep], refit, se, refit_rmse, affine_log, rel_tol, floor, snap_z, snap_max_rel
             )
-            notes.extend(f"snapped {table[j].tolist()}: {s}" for j, s in snapped.items())
+            notes.extend(f"snapped {table[keep[k]].tolist()}: {s}" for k, s in snapped.items())
     val_rmse = fitter.rmse(final)
-    pred_val = _to_target(D[val] @ final, space, sign)
+    pred_val = _to_target(fitter.D[val] @ final, space, sign)
     val_r2 = float(r2_score(y[val], pred_val, sample_weight=_rows(w, val))) if np.ptp(y[val]) > 0 and np.all(np.isfinite(pred_val)) else float("nan")
     if np.any(c != first_center):  # the table shows the consensus where the formula is read
         consensus, trimmed, spread, signif = _consensus(C, centers, table, c, trim)
-        contrib = np.abs(consensus) * np.sqrt(_wmean(D**2, w))
-    consensus_kept = np.where(np.isin(np.arange(T), keep), consensus, 0.0)
+        contrib = np.abs(consensus) * np.sqrt(_wmean(D**2, ww))
+    consensus_val_rmse = fitter.rmse(consensus[keep])
+    # Back to one entry per term of the table.
+    refit, final = _widen(refit, keep, T), _widen(final, keep, T)
+    numbers = {keep[k]: v for k, v in numbers.items()}
+    snapped = {keep[k]: v for k, v in snapped.items()}
 
     coef_sym = [numbers.get(j, sympy.Float(final[j])) for j in keep]
     expression = polynomial_to_sympy(table[keep], coef_sym, c, names, space=space, sign=sign)
@@ -562,10 +577,17 @@ def merge(
         val_rmse=val_rmse,
         val_r2=val_r2,
         refit_val_rmse=refit_rmse,
-        consensus_val_rmse=fitter.rmse(consensus_kept),
+        consensus_val_rmse=consensus_val_rmse,
         full_val_rmse=full_rmse,
         notes=notes,
     )
+
+
+def _widen(values: np.ndarray, keep: list[int], T: int) -> np.ndarray:
+    """Values of the kept terms as a vector over all ``T`` terms (zeros elsewhere)."""
+    out = np.zeros(T)
+    out[keep] = values
+    return out
 
 
 def _resolve_center(center, V: np.ndarray, call: str) -> tuple[np.ndarray, str]:

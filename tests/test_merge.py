@@ -386,3 +386,48 @@ def test_noise_level_from_neighbours_sees_through_smooth_error_and_flags_it():
     rep_noise = 0.02 * rng.standard_normal(1000)
     sigma3, _ = noise_level(twice, rep_noise + np.repeat(np.sin(5 * V[:500, 0]), 2))
     assert sigma3 == pytest.approx(0.02, rel=0.15)
+
+
+def test_the_design_matrix_in_row_blocks_equals_one_pass(monkeypatch):
+    import discovery.merge as merge_module
+
+    rng = np.random.default_rng(0)
+    V = rng.uniform(-2, 2, (1001, 3))
+    table = monomials(3, 3)
+    center = np.array([0.3, -0.1, 0.7])
+    whole = merge_module._design(V, table, center)
+    monkeypatch.setattr(merge_module, "_DESIGN_ELEMENTS", 500)  # blocks of a few rows
+    np.testing.assert_array_equal(merge_module._design(V, table, center), whole)
+    assert whole.shape == (1001, len(table))
+
+
+def test_a_large_table_never_builds_every_terms_column_on_every_row(monkeypatch):
+    # 200,000 rows x 66 order-2 terms in 10 variables would be 106 MB per copy; selection reads a
+    # subsample, and only the kept terms' columns are built on every row.
+    import tracemalloc
+
+    rng = np.random.default_rng(1)
+    n, p = 200_000, 10
+    X = rng.uniform(-1, 1, (n, p))
+    y = 0.5 * X[:, 0] ** 2 + X[:, 1] * X[:, 2] + 0.3 * X[:, 3]
+    table = monomials(p, 2)
+    centers = rng.uniform(-0.5, 0.5, (8, p))
+    coefficients = np.repeat(_law_at(table, centers), 3, axis=2)  # three agreeing members
+    tracemalloc.start()
+    m = merge(table, coefficients, centers, X, y, seed=0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert str(m.expression) == "0.5*x0**2 + x1*x2 + 0.3*x3"
+    assert peak < 60e6, f"peak {peak / 1e6:.0f} MB"
+
+
+def _law_at(table, centers):
+    """Coefficients ``(B, T, 1)`` of 0.5*x0**2 + x1*x2 + 0.3*x3 expanded at each centre."""
+    at_origin = np.zeros(len(table))
+    for alpha, value in (((2,), 0.5), ((0, 1, 1), 1.0), ((0, 0, 0, 1), 0.3)):
+        row = np.zeros(table.shape[1], dtype=table.dtype)
+        row[: len(alpha)] = alpha
+        at_origin[np.flatnonzero((table == row).all(axis=1))] = value
+    C = torch.from_numpy(np.tile(at_origin[None, :, None], (len(centers), 1, 1)))
+    zero = torch.zeros(len(centers), table.shape[1], dtype=torch.float64)
+    return shift_coefficients(C, table, zero, torch.from_numpy(centers)).numpy()
