@@ -236,7 +236,7 @@ def _spaces(s: stages.Split, plan: stages.Plan) -> tuple[list[str], str]:
     """The spaces to train: what the data allow, screened by a polynomial fit (test rows decide nothing)."""
     spaces, note = usable_spaces(plan.space, s.X, s.y[s.rows.fit], plan.call)
     if len(spaces) > 1:
-        spaces, note = screen(spaces, s.X, s.y, s.rows, min(max(plan.orders), MAX_ORDER))
+        spaces, note = screen(spaces, s.X, s.y, s.rows, min(max(plan.orders), MAX_ORDER), plan.seed)
     return spaces, note
 
 
