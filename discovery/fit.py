@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from discovery._adam import Adam
 from discovery._lbfgs import polish as _polish
+from discovery._rows import disjoint, sorted_rows
 from discovery.errors import DataError
 from discovery.nn import Sine
 
@@ -252,11 +253,11 @@ def _given_split(split, n: int, max_rows: int | None, rng: np.random.Generator) 
     equal to the internal one trains the same model bit for bit."""
     call = "fit_ensemble(X, y, split=(train_rows, validation_rows))"
     try:
-        train, val = (np.unique(np.asarray(part, dtype=np.int64)) for part in split)
+        train, val = (sorted_rows(part) for part in split)
     except (TypeError, ValueError) as exc:
         raise DataError(f"{call}: pass two sequences of integer row positions ({exc})") from None
     if len(train) < 2 or (len(train) and (train.min() < 0 or train.max() >= n)) or \
-            (len(val) and (val.min() < 0 or val.max() >= n)) or np.intersect1d(train, val).size:
+            (len(val) and (val.min() < 0 or val.max() >= n)) or not disjoint(train, val, n):
         raise DataError(f"{call}: pass disjoint positions in 0..{n - 1}, at least two of them for training")
     rng.permutation(n)  # the draw _split makes, so the bootstrap that follows is unchanged
     if max_rows is not None and len(train) + len(val) > max_rows:

@@ -44,6 +44,7 @@ from sklearn.metrics import r2_score
 
 from discovery.engine.polynomial import evaluate, shift_coefficients
 from discovery.errors import DataError
+from discovery._rows import other_rows, sorted_rows
 from discovery.symbolic import (
     SPACES,
     clean_candidates,
@@ -458,10 +459,10 @@ def merge(
         perm = np.random.default_rng(seed).permutation(n)
         val = np.sort(perm[: max(1, int(round(0.2 * n)))])
     else:
-        val = np.unique(np.asarray(val_index, dtype=np.int64))
+        val = sorted_rows(val_index)
         if val.size == 0 or val.min() < 0 or val.max() >= n:
             raise ValueError(f"{call}: val_index must hold row indices in [0, {n}); got {val.size} indices")
-    train = np.setdiff1d(np.arange(n), val)
+    train = other_rows(n, val)
     if len(train) < 2:
         raise ValueError(f"{call}: only {len(train)} rows left to refit after the validation split; pass fewer val_index")
     if w is not None:

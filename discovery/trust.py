@@ -12,11 +12,13 @@ Three disjoint row sets:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from discovery._rows import within
 from discovery.crosscheck.base import paired_gain
 from discovery.errors import DiscoveryError
 
@@ -42,10 +44,10 @@ class RowSets:
     validation: np.ndarray
     test: np.ndarray
 
-    @property
+    @functools.cached_property
     def fit(self) -> np.ndarray:
         """Training and validation rows together (everything but the test rows), sorted."""
-        return np.union1d(self.train, self.validation)
+        return np.sort(np.concatenate([self.train, self.validation]))
 
 
 def split_rows(n: int, test_fraction: float, val_fraction: float, seed: int) -> RowSets:
@@ -84,7 +86,8 @@ def check_fit_rows(rows: RowSets, fitted, call: str) -> None:
     networks use a sample of each part, so the check is containment, not equality.
     """
     fit = rows.fit
-    if not (np.isin(fit[fitted.val_index], rows.validation).all() and np.isin(fit[fitted.train_index], rows.train).all()):
+    n = int(fit[-1]) + 1 if len(fit) else 0
+    if not (within(fit[fitted.val_index], rows.validation, n) and within(fit[fitted.train_index], rows.train, n)):
         raise DiscoveryError(
             f"{call}: the networks' training or validation rows left their set; the row sets would overlap"
         )
