@@ -17,6 +17,18 @@ __all__ = ["FIGURES", "pareto_points", "residual_message", "validation_rows"]
 _EPS = float(np.finfo(np.float64).eps)
 _SLICE_FRACTION = 0.05  # rows shown on a slice: the nearest 5 % in the other inputs
 _SLICE_MIN_ROWS = 10
+_SHOWN_ROWS = 5_000  # points drawn per panel: more only hide each other and slow the drawing
+
+
+def _shown(idx: np.ndarray) -> np.ndarray:
+    """At most ``_SHOWN_ROWS`` of the rows ``idx`` (a seeded sample, in row order)."""
+    if len(idx) <= _SHOWN_ROWS:
+        return idx
+    return np.sort(np.random.default_rng(0).choice(idx, _SHOWN_ROWS, replace=False))
+
+
+def _of(shown: np.ndarray, idx: np.ndarray) -> str:
+    return f"{len(idx)}" if len(shown) == len(idx) else f"{len(shown)} of {len(idx)}"
 
 
 def validation_rows(d) -> np.ndarray:
@@ -137,7 +149,8 @@ def _plain_log(ax, which: str = "xy") -> None:
 
 
 def _parity(d, plt):
-    idx = d.score_index
+    every = d.score_index
+    idx = _shown(every)
     y, pred = d.y[idx], d.predict(d.X[idx])
     fig, ax = plt.subplots(figsize=(4.6, 4.6), layout="constrained")
     log = _log_axes(d)
@@ -152,7 +165,7 @@ def _parity(d, plt):
     ax.set_xlabel(f"{unit} observed")
     ax.set_ylabel(f"{unit} from the formula")
     where = "held-out" if len(d.test_index) else "all"
-    ax.set_title(f"parity on {len(idx)} {where} rows" + (" (log-log)" if log else ""))
+    ax.set_title(f"parity on {_of(idx, every)} {where} rows" + (" (log-log)" if log else ""))
     return fig
 
 
@@ -186,7 +199,8 @@ def _residuals(d, plt):
         fig = plt.figure(figsize=(6.4, 1.6))
         fig.text(0.02, 0.5, "\n".join(textwrap.wrap(message, 95)), va="center", ha="left", fontsize=9)
         return fig
-    idx = d.score_index
+    every = d.score_index
+    idx = _shown(every)
     res = d.y[idx] - d.predict(d.X[idx])
     p = len(d.names)
     fig, axes = plt.subplots(1, p, figsize=(3.2 * p, 3), squeeze=False, sharey=True, layout="constrained")
@@ -199,7 +213,8 @@ def _residuals(d, plt):
             _plain_log(ax, "x")
         ax.set_xlabel(d.names[j])
     axes[0][0].set_ylabel(f"{d.target_name} observed - formula")
-    fig.suptitle(f"residuals on {len(idx)} scored rows (RMSE {float(np.sqrt(np.nanmean(res ** 2))):.3g})")
+    rmse = float(np.sqrt(np.nanmean((d.y[every] - d.predict(d.X[every])) ** 2)))
+    fig.suptitle(f"residuals on {_of(idx, every)} scored rows (RMSE {rmse:.3g} on all of them)")
     return fig
 
 
@@ -234,6 +249,7 @@ def _slices(d, plt):
             near = np.argsort(dist, kind="stable")[:near_count]
         else:
             near = np.arange(len(d.y))
+        near = _shown(np.sort(near))
         ax.plot(d.X[near, j], d.y[near], "o", ms=3, color="k", alpha=0.5,
                 label=f"data ({len(near)} rows nearest the slice)" if others else "data")
         if log:

@@ -250,3 +250,25 @@ def test_notebook_display_uses_mathml_not_tex(gravitation):
     d, _ = gravitation
     shown = d._repr_html_()
     assert "<math" in shown and "<mfrac>" in shown and "$$" not in shown
+
+
+def test_panels_of_a_large_table_draw_a_sample_and_say_so(quadratic, monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from discovery import figures
+
+    d, _ = quadratic
+    scored = len(d.score_index)
+    monkeypatch.setattr(figures, "_SHOWN_ROWS", scored // 4)  # as a table four times too large to draw
+    for name in ("parity", "residuals"):
+        fig = figures.FIGURES[name][0](d, plt)
+        points = [line for ax in fig.axes for line in ax.get_lines() if line.get_linestyle() == "None"]
+        assert points and all(len(line.get_xdata()) == scored // 4 for line in points)
+        title = fig.axes[0].get_title() if name == "parity" else fig._suptitle.get_text()
+        assert f"{scored // 4} of {scored}" in title
+        plt.close(fig)
+    res = d.y[d.score_index] - d.predict(d.X[d.score_index])
+    assert f"RMSE {float(np.sqrt(np.mean(res ** 2))):.3g} on all of them" in fig._suptitle.get_text()
