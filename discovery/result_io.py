@@ -8,7 +8,9 @@ Kept apart from :mod:`discovery.result` so the record stays a record; its ``to_d
 from __future__ import annotations
 
 import json
+import logging
 import math
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +22,8 @@ from discovery.folders import write_folder
 from discovery.report import write_report
 from discovery.symbolic import latex as formula_latex
 from discovery.symbolic import text as formula_text
+
+_log = logging.getLogger("discovery")
 
 if TYPE_CHECKING:  # pragma: no cover
     from discovery.result import Discovery
@@ -142,9 +146,14 @@ def save(d: "Discovery", directory, *, report: bool = True) -> Path:
                  names=np.array(d.names), space=np.array(d.space))
         save_model(d, tmp / "model.pt")
         if report:
+            start = time.perf_counter()
             write_report(d, tmp)
+            _log.info("report: %.1f s", time.perf_counter() - start)
 
-    return write_folder(directory, write, f"Discovery.save({str(directory)!r})", d.source)
+    start = time.perf_counter()
+    path = write_folder(directory, write, f"Discovery.save({str(directory)!r})", d.source)
+    _log.info("save: %.1f s", time.perf_counter() - start)
+    return path
 
 
 def report(d: "Discovery", directory) -> Path:

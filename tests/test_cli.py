@@ -53,6 +53,16 @@ def test_run_prints_formula_scores_and_the_folder(momentum_csv, run_result):
     assert lines[-1] == f"results written to {out}/ (open report.html)"
 
 
+def test_stderr_off_a_terminal_gets_one_line_per_stage_with_its_time(run_result):
+    err = run_result[4]
+    stages = [re.match(r"discovery: ([a-zA-Z -]+?)(?: raw| log)?: .*\b[\d.]+ s\b", line) for line in err.splitlines()]
+    assert all(stages), err
+    names = [m.group(1) for m in stages]
+    for first, then in (("load", "fit"), ("fit", "expand"), ("expand", "merge"), ("merge", "choose"),
+                        ("choose", "report"), ("report", "save")):
+        assert names.index(first) < names.index(then), names
+
+
 def test_run_writes_a_marked_result_folder(momentum_csv, run_result):
     out, before, *_ = run_result
     result = json.loads((out / "result.json").read_text())
