@@ -404,7 +404,7 @@ def _warm_remerge(previous: dict | None, key: tuple, order, weights) -> tuple:
     if _decomposition_due(new, rows):
         return None, ("trained from scratch (at this order the formula only approximates the networks, so "
                       "discover would decompose)")
-    new.warnings.extend(_warnings(new, rows, None, None))
+    new.warnings.extend(_warnings(new, rows, new.predict_network(new.X[rows.validation]), None, None))
     return new, note
 
 

@@ -173,7 +173,9 @@ def discover(
     with clock.stage("choose"):
         choice = stages.choose(candidates, list(fits), space_note, plan, s)
     best = choice.candidate.space
-    decomposed = stages.decompose_stage(s, choice, fits[best], plan, clock)
+    # One ensemble prediction on the validation rows serves both judgments that need it.
+    network_val = stages.network_prediction(fits[best], s.X[s.rows.validation])
+    decomposed = stages.decompose_stage(s, choice, fits[best], plan, clock, network_val)
     notes.extend(_decomposition_notes(decomposed))
     proposal = stages.propose(s, choice, decomposed)
 
@@ -184,7 +186,7 @@ def discover(
                                                                  clock, notes)
     clock.timings["total"] = clock.elapsed()
     d = _result(s, plan, choice, fits[best], expansions[best], decomposed, proposal, comparison, clock, notes)
-    d.warnings.extend(_warnings(d, s.rows, engine_missing, d.target_name if target is None else None))
+    d.warnings.extend(_warnings(d, s.rows, network_val, engine_missing, d.target_name if target is None else None))
     for w in d.warnings:
         warnings.warn(DiscoveryWarning(f"{plan.call}: {w}"), stacklevel=2)
     return d
@@ -290,14 +292,16 @@ def _result(s, plan, choice, f, e, dec, proposal, comparison, clock, notes) -> D
     )
 
 
-def _warnings(d: Discovery, rows: RowSets, engine_missing: str | None, defaulted: str | None) -> list[str]:
-    """The result's warnings, judged on the validation rows (and the test score, reported only)."""
+def _warnings(d: Discovery, rows: RowSets, network_val: np.ndarray, engine_missing: str | None,
+              defaulted: str | None) -> list[str]:
+    """The result's warnings, judged on the validation rows (and the test score, reported only);
+    ``network_val`` is the networks' prediction there."""
     val = rows.validation
     fit_y = d.y[rows.train]
     return assess(
         y_val=d.y[val],
         formula_val=evaluate_formula(d.formula, d.X[val], d.names),
-        network_val=d.predict_network(d.X[val]),
+        network_val=network_val,
         train_mean=float(np.mean(fit_y)),
         test_r2=d.r2 if len(rows.test) else None,
         approximate_by=f"{d.recommended}'s",

@@ -278,11 +278,13 @@ def network_prediction(f: SpaceFit, X: np.ndarray) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------------- decomposition
-def decompose_stage(s: Split, choice: Choice, f: SpaceFit, plan: Plan, clock: Clock) -> Decomposed:
+def decompose_stage(s: Split, choice: Choice, f: SpaceFit, plan: Plan, clock: Clock,
+                    network_val: np.ndarray | None = None) -> Decomposed:
     """Run :func:`discovery.decompose.decompose` on the raw-space training and validation rows
     (never the test rows) when asked, or, with ``"auto"``, when the expansion's formula only
     approximates: the networks fit the validation rows significantly better
-    (:func:`discovery.trust.only_approximates`, the rule of the warning that says so)."""
+    (:func:`discovery.trust.only_approximates`, the rule of the warning that says so).
+    ``network_val``: the networks' prediction on the validation rows, when already computed."""
     if plan.decompose == "off":
         return Decomposed(False, "decompose=False")
     if s.weights is not None:
@@ -290,7 +292,9 @@ def decompose_stage(s: Split, choice: Choice, f: SpaceFit, plan: Plan, clock: Cl
     val = s.rows.validation
     if plan.decompose == "auto":
         formula_val = evaluate_formula(choice.candidate.merged.expression, s.X[val], s.names)
-        if not only_approximates(s.y[val], formula_val, network_prediction(f, s.X[val])):
+        if network_val is None:
+            network_val = network_prediction(f, s.X[val])
+        if not only_approximates(s.y[val], formula_val, network_val):
             return Decomposed(False, "the expansion's formula fits the validation rows as well as the networks")
         why = "the expansion's formula only approximates (the networks fit the validation rows better)"
     else:
