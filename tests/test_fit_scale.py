@@ -58,15 +58,16 @@ def test_the_sample_is_deterministic_for_a_seed(large):
 
 
 def test_a_table_within_max_rows_trains_exactly_as_without_the_option():
-    X, y = table(3_000, seed=1)
+    rows = fit_module.MAX_ROWS
+    X, y = table(rows, seed=1)
     plain = fit_ensemble(X, y, seed=5, max_rows=None, **SMALL)
-    for limit in (3_000, fit_module.MAX_ROWS):
+    for limit in (rows, rows + 1):
         same = fit_ensemble(X, y, seed=5, max_rows=limit, **SMALL)
         np.testing.assert_array_equal(same.train_index, plain.train_index)
         np.testing.assert_array_equal(same.val_index, plain.val_index)
         for u, v in zip(state(same), state(plain)):
             np.testing.assert_array_equal(u, v)
-        assert not same.subsampled and same.rows_used == same.rows_total == 3_000
+        assert not same.subsampled and same.rows_used == same.rows_total == rows
 
 
 def test_every_row_without_a_validation_split_is_counted():
