@@ -5,6 +5,7 @@ polynomial regression (pysindy's STLSQ, in raw and log space) do on the same dat
     .venv/bin/python experiments/recovery.py --laws momentum,saddle --noise 0
     .venv/bin/python experiments/recovery.py --suite textbook --noise 0,0.01,0.1 --budget 30
     .venv/bin/python experiments/recovery.py --suite textbook --laws coulomb,malus --methods discover,operon
+    .venv/bin/python experiments/recovery.py --suite textbook --workers 2            # laws side by side on Dask
 
 ``--suite public`` (the default) runs as it always has. Per law and noise level (2,000 rows, 1 %
 noise = Gaussian with 1 % of the target's standard deviation): ``discover(..., order=3,
@@ -34,7 +35,10 @@ another seed. Methods (``--methods``):
   not run); its generation limit is lifted so that the time, not the generation count, ends it;
 - ``sindy``: the pysindy baseline above.
 
-Every finished law rewrites ``experiments/out/<out>.csv`` (one row per law, noise and method;
+``--workers N`` runs each law (all its methods, so Operon alone still gets the time ``discover``
+took) as one task on a local Dask cluster of N one-thread workers, the machinery of
+``discover_many``; ``--scheduler ADDR`` sends them to a running cluster. Tables come out in the
+same order as a sequential run. Every finished law rewrites ``experiments/out/<out>.csv`` (one row per law, noise and method;
 default stem ``recovery_<suite>``), so a partial run is useful; the end prints a summary per
 method and noise (solved %, R^2 >= 0.999 %, median and max seconds) and writes ``<out>.md``.
 """
@@ -58,6 +62,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from discovery.pipeline import discover  # noqa: E402
+from _cluster import run_cells  # noqa: E402
 from _output import write_text  # noqa: E402
 import _suite  # noqa: E402
 from _suite import PUBLIC  # noqa: E402
@@ -293,6 +298,14 @@ def run_textbook(law: _suite.SuiteLaw, noise: float, methods: list[str], budget:
 METHODS = ("discover", "expansion", "operon", "sindy")
 
 
+def _where(args) -> str:
+    if args.scheduler:
+        return f"laws run on the Dask scheduler {args.scheduler}"
+    if args.workers:
+        return f"laws run on a local Dask cluster of {args.workers} one-thread workers"
+    return "laws run one after another in one process"
+
+
 def main_textbook(args, threads: int) -> pd.DataFrame:
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
@@ -301,22 +314,28 @@ def main_textbook(args, threads: int) -> pd.DataFrame:
     order = None if args.order in (None, "default") else (args.order if args.order == "auto" else int(args.order))
     laws = _suite.laws(args.suite, [n for n in args.laws.split(",") if n] or None)
     out = args.out or f"recovery_{args.suite}"
-    rows: list[dict] = []
-    for noise in [float(v) for v in (args.noise or "0,0.01,0.1").split(",")]:
-        for law in laws:
-            for row in run_textbook(law, noise, methods, args.budget, threads, order):
-                rows.append(row)
-                print(f"{law.name:24s} noise {noise:<5g} {row['method']:9s} {row['seconds']:6.1f}s "
-                      f"solved={row['solved']!s:5} R2={row['r2_fresh']:.6f} {row['formula'][:90]}", flush=True)
-                if "cross-check" in row["note"] or "failed" in row["note"]:  # it changes what was measured
-                    print(f"{'':24s} note: {row['note']}", flush=True)
-            write_text(OUT / f"{out}.csv", pd.DataFrame(rows).to_csv(index=False))  # after every law
+    cells = [(law, noise, methods, args.budget, threads, order)
+             for noise in [float(v) for v in (args.noise or "0,0.01,0.1").split(",")] for law in laws]
+    finished: dict[int, list[dict]] = {}
+
+    def done(i: int, law_rows: list[dict]) -> None:
+        finished[i] = law_rows
+        for row in law_rows:
+            print(f"{row['law']:24s} noise {row['noise']:<5g} {row['method']:9s} {row['seconds']:6.1f}s "
+                  f"solved={row['solved']!s:5} R2={row['r2_fresh']:.6f} {row['formula'][:90]}", flush=True)
+            if "cross-check" in row["note"] or "failed" in row["note"]:  # it changes what was measured
+                print(f"{'':24s} note: {row['note']}", flush=True)
+        partial = [row for j in sorted(finished) for row in finished[j]]
+        write_text(OUT / f"{out}.csv", pd.DataFrame(partial).to_csv(index=False))  # after every law
+
+    results = run_cells(run_textbook, cells, workers=args.workers, scheduler=args.scheduler, done=done)
+    rows = [row for law_rows in results for row in law_rows]
     frame = pd.DataFrame(rows)
     summary = _suite.summarize(frame, ["method", "noise"])
     table = frame[["law", "noise", "method", "polynomial", "solved", "judged_by", "r2_fresh", "seconds", "formula"]]
     text = (f"# Recovery of the {args.suite} law suite\n\n" + _suite.markdown(table) + "\n\n## Summary\n\n"
             + _suite.markdown(summary) + f"\n\n- machine: {os.cpu_count()} CPUs visible, operon threads {threads}; "
-            f"budget {args.budget:g} s per law\n")
+            f"budget {args.budget:g} s per law; {_where(args)}\n")
     print()
     print(_suite.markdown(summary))
     write_text(OUT / f"{out}.md", text)
@@ -340,6 +359,11 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                              "does not run (default 30)")
     parser.add_argument("--order", default=None,
                         help="textbook suite: discover's order (an integer, 'auto', or 'default' for the package default)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="run the laws on a local Dask cluster of this many one-thread workers (default: in turn)")
+    parser.add_argument("--scheduler", default=None,
+                        help="run the laws on this Dask scheduler (tcp://host:8786); its workers need this repository "
+                             "and experiments/ on PYTHONPATH")
     args = parser.parse_args(argv)
     if args.suite != "public":
         args.methods = args.methods or "discover,operon"
@@ -351,15 +375,14 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     args.noise = args.noise or "0,0.01"
     args.out = args.out or "recovery"
     laws = [n for n in args.laws.split(",") if n] or list(LAWS)
-    rows = []
-    for noise in [float(v) for v in args.noise.split(",")]:
-        for law in laws:
-            row = run(law, noise, args.threads)
-            rows.append(row)
-            print(f"{law:16s} noise {noise:<5g} discover {row['discover s']:6.1f}s exact={row['discover exact']!s:5} "
-                  f"R2={row['discover R2']:.6f} {row['discover formula']}  | operon {row['operon s']:5.1f}s "
-                  f"exact={row['operon exact']!s:5} | sindy ({row['sindy space']}) exact={row['sindy exact']!s:5}", flush=True)
-    frame = pd.DataFrame(rows)
+    def done(i: int, row: dict) -> None:
+        print(f"{row['law']:16s} noise {row['noise']:<5g} discover {row['discover s']:6.1f}s "
+              f"exact={row['discover exact']!s:5} R2={row['discover R2']:.6f} {row['discover formula']}  | operon "
+              f"{row['operon s']:5.1f}s exact={row['operon exact']!s:5} | sindy ({row['sindy space']}) "
+              f"exact={row['sindy exact']!s:5}", flush=True)
+
+    cells = [(law, noise, args.threads) for noise in [float(v) for v in args.noise.split(",")] for law in laws]
+    frame = pd.DataFrame(run_cells(run, cells, workers=args.workers, scheduler=args.scheduler, done=done))
     med_d, med_o = statistics.median(frame["discover s"]), statistics.median(frame["operon s"])
     summary = [
         f"- discover exact: {int(frame['discover exact'].sum())} of {len(frame)}; R^2 >= 0.999 on fresh data: "
@@ -368,7 +391,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         f"sindy (pysindy STLSQ, raw or log space) exact: {int(frame['sindy exact'].sum())} of {len(frame)}",
         f"- median time per law: discover {med_d:.2f} s, operon {med_o:.2f} s (ratio {med_d / med_o:.2f}); "
         f"slowest discover {frame['discover s'].max():.1f} s",
-        f"- machine: {os.cpu_count()} CPUs visible, operon threads {args.threads}",
+        f"- machine: {os.cpu_count()} CPUs visible, operon threads {args.threads}; {_where(args)}",
     ]
     text = "# Recovery of the public law suite\n\n" + _markdown(frame) + "\n\n" + "\n".join(summary) + "\n"
     print()
