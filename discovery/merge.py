@@ -98,6 +98,9 @@ class MergedFormula:
         Validation RMSE of a least-squares fit on every candidate term (the reference error).
     notes : list of str
         Decisions worth telling the user (centre, spread source, snaps).
+    rows : dict
+        Rows each step used: ``selection_train`` and ``selection_validation`` (term selection,
+        a seeded sample of a very large table), ``refit`` and ``validation`` (every row).
     """
 
     expression: sympy.Expr
@@ -116,6 +119,7 @@ class MergedFormula:
     consensus_val_rmse: float
     full_val_rmse: float
     notes: list[str] = field(default_factory=list)
+    rows: dict = field(default_factory=dict)
 
     @property
     def complexity(self) -> int:
@@ -581,6 +585,8 @@ def merge(
         consensus_val_rmse=consensus_val_rmse,
         full_val_rmse=full_rmse,
         notes=notes,
+        rows={"selection_train": len(sel_train), "selection_validation": len(sel_val), "refit": len(train),
+              "validation": len(val)},
     )
 
 

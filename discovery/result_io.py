@@ -55,6 +55,7 @@ def to_dict(d: "Discovery") -> dict:
                    "validation_r2": float(d.merged.val_r2)},
         "terms": _records(d.terms),
         "candidates": _records(d.candidates),
+        "rows": _rows_used(d),
         "reference_points": int(len(d.local)),
         "networks": {"members": int(d.fitted.members), "kept": [int(i) for i in d.members_kept],
                      "validation_rmse": [float(v) for v in d.fitted.val_rmse]},
@@ -130,6 +131,16 @@ def decomposition_lines(d: "Discovery", indent: str = "  ") -> list[str]:
 def to_json(d: "Discovery", indent: int | None = 2) -> str:
     """The result as a JSON string (see :func:`to_dict`)."""
     return json.dumps(to_dict(d), indent=indent, default=_json_default)
+
+
+def _rows_used(d: "Discovery") -> dict:
+    """How many rows each stage used (a large table trains and selects terms on samples)."""
+    f = d.fitted
+    return {"table": int(len(d.y)), "test": int(len(d.test_index)),
+            "networks_train": int(f.train_rows),
+            "networks_validation": int(f.val_rows),
+            **{f"merge_{k}": int(v) for k, v in d.merged.rows.items()},
+            "scored": int(len(d.score_index))}
 
 
 def save(d: "Discovery", directory, *, report: bool = True) -> Path:

@@ -162,6 +162,11 @@ def test_discover_keeps_its_row_sets_on_a_table_larger_than_max_rows():
     assert d.fitted.subsampled and d.fitted.rows_used == 1_000
     used = d.fit_index[np.concatenate([d.fitted.train_index, d.fitted.val_index])]
     assert not np.isin(used, d.test_index).any()
+    rows = d.to_dict()["rows"]  # what each stage used, as result.json records it
+    assert rows["table"] == 3_000 and rows["test"] == len(d.test_index) == 600
+    assert (rows["networks_train"], rows["networks_validation"]) == (800, 200)
+    assert rows["merge_refit"] + rows["merge_validation"] == 2_400 == len(d.fit_index)
+    assert rows["merge_selection_train"] == rows["merge_refit"] and rows["scored"] == 600
 
 
 def test_the_written_out_adam_takes_torch_adams_steps():

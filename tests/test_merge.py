@@ -419,6 +419,7 @@ def test_a_large_table_never_builds_every_terms_column_on_every_row(monkeypatch)
     tracemalloc.stop()
     assert str(m.expression) == "0.5*x0**2 + x1*x2 + 0.3*x3"
     assert peak < 60e6, f"peak {peak / 1e6:.0f} MB"
+    assert m.rows == {"selection_train": 20_000, "selection_validation": 5_000, "refit": 160_000, "validation": 40_000}
 
 
 def _law_at(table, centers):
