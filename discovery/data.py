@@ -164,10 +164,12 @@ def load_table(
     position = {c: i for i, c in enumerate(columns)}
     selected = [target_col, *feature_cols]
     raw = frame.iloc[:, [position[c] for c in selected]]
-    values = {c: _numeric_column(raw.iloc[:, k], c, call, locate) for k, c in enumerate(selected)}
-    matrix = np.column_stack([values[c] for c in selected])
+    if all(pd.api.types.is_float_dtype(dtype) for dtype in raw.dtypes):  # a number file: one copy
+        matrix = raw.to_numpy(dtype=np.float64)
+    else:
+        matrix = np.column_stack([_numeric_column(raw.iloc[:, k], c, call, locate) for k, c in enumerate(selected)])
 
-    for k, c in enumerate(selected):
+    for k, c in enumerate(selected if np.isinf(matrix).any() else []):
         bad = np.flatnonzero(np.isinf(matrix[:, k]))
         if bad.size:
             where = locate(int(bad[0]))
@@ -177,18 +179,20 @@ def load_table(
             )
 
     notes: list[str] = []
-    blank = np.isnan(matrix).all(axis=1)
-    missing = np.isnan(matrix).any(axis=1) & ~blank
+    nan = np.isnan(matrix)
+    blank = nan.all(axis=1)
+    missing = nan.any(axis=1) & ~blank
     n_missing = int(missing.sum())
     if n_missing:
-        counts = {c: int(np.isnan(matrix[~blank, k]).sum()) for k, c in enumerate(selected)}
+        counts = {c: int(nan[~blank, k].sum()) for k, c in enumerate(selected)}
         which = ", ".join(f"{c!r} ({n})" for c, n in counts.items() if n)
         notes.append(
             f"{call}: dropped {n_missing} of {int((~blank).sum())} rows with missing values "
             f"(empty cells per column: {which})"
         )
     keep = ~(missing | blank)
-    matrix = matrix[keep]
+    if not keep.all():
+        matrix = matrix[keep]
 
     if matrix.shape[0] < min_rows:
         raise DataError(
@@ -280,6 +284,9 @@ def _read_csv(path: Path, call: str) -> pd.DataFrame:
         raise DataError(f"{call}: no such file; pass the path of an existing CSV file")
     if path.is_dir():
         raise DataError(f"{call}: is a folder; pass the path of a CSV file inside it")
+    frame = _read_number_file(path, call)
+    if frame is not None:
+        return frame
     raw = path.read_bytes()
     empty = f"{call}: the file is empty; pass a CSV with a header line and data rows"
     if not raw.strip():
@@ -307,13 +314,7 @@ def _read_csv(path: Path, call: str) -> pd.DataFrame:
         raise DataError(binary)
     if not text.strip():
         raise DataError(empty)
-    header_line = next((line for line in text.splitlines() if line.strip()), "")
-    delimiter = max(_DELIMITERS, key=header_line.count)
-    if header_line.count(delimiter) == 0:
-        delimiter = ","
-    header = next(csv.reader([header_line], delimiter=delimiter, skipinitialspace=True))
-    _check_header_names(header, call)
-    _check_duplicates([h.strip() for h in header], call)
+    delimiter = _delimiter_of(next((line for line in text.splitlines() if line.strip()), ""), call)
     try:
         frame = _read_numbers(raw, delimiter)
         if frame is None:
@@ -339,7 +340,42 @@ def _read_csv(path: Path, call: str) -> pd.DataFrame:
     return frame
 
 
-def _read_numbers(raw: bytes, delimiter: str) -> pd.DataFrame | None:
+def _delimiter_of(header_line: str, call: str) -> str:
+    """The delimiter the header line uses most (comma when none); its names checked."""
+    delimiter = max(_DELIMITERS, key=header_line.count)
+    if header_line.count(delimiter) == 0:
+        delimiter = ","
+    header = next(csv.reader([header_line], delimiter=delimiter, skipinitialspace=True))
+    _check_header_names(header, call)
+    _check_duplicates([h.strip() for h in header], call)
+    return delimiter
+
+
+def _read_number_file(path: Path, call: str) -> pd.DataFrame | None:
+    """The fast path of :func:`_read_csv` without holding the file in memory: a UTF-8 file with a
+    plain header line, read by pandas' C parser straight from disk when every cell is a number
+    (a million rows: half the time, and no copy of the file's bytes and text). ``None`` for
+    anything else, which the full reader then reads and explains."""
+    with open(path, "rb") as handle:
+        head = handle.read(_SNIFF_BYTES)
+    if not head.strip() or b"\x00" in head or head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return None
+    try:
+        text = codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=False)
+    except UnicodeDecodeError:  # Windows-1252 or UTF-16 text: the full reader decodes it
+        return None
+    header_line = next((line for line in text.splitlines(keepends=True) if line.strip()), "")
+    if not header_line.endswith(("\n", "\r")):  # the header did not fit the sniffed bytes
+        return None
+    delimiter = _delimiter_of(header_line.rstrip("\r\n"), call)
+    frame = _read_numbers(path, delimiter)
+    if frame is None or frame.shape[0] == 0:
+        return None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
+def _read_numbers(raw: bytes | Path, delimiter: str) -> pd.DataFrame | None:
     """A UTF-8 file whose every cell is a plain number, as float64 columns; None for anything else.
 
     pandas' C parser reads such a file several times faster, and in a fraction of the memory,
@@ -351,7 +387,8 @@ def _read_numbers(raw: bytes, delimiter: str) -> pd.DataFrame | None:
         with warnings.catch_warnings():
             # pandas 3 deprecates the option; where it is gone (TypeError) the text path reads the file.
             warnings.filterwarnings("ignore", message=".*float_precision.*")
-            return pd.read_csv(io.BytesIO(raw), sep=delimiter, engine="c", encoding="utf-8-sig",
+            source = raw if isinstance(raw, Path) else io.BytesIO(raw)
+            return pd.read_csv(source, sep=delimiter, engine="c", encoding="utf-8-sig",
                                skipinitialspace=True, skip_blank_lines=False, dtype=np.float64,
                                na_filter=False, float_precision="round_trip")
     except (ValueError, TypeError, pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error):

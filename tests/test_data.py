@@ -361,3 +361,33 @@ def test_generator_reproduces_the_bundled_files(tmp_path):
         features, target = bundled_frame.columns[:-1], bundled_frame.columns[-1]
         np.testing.assert_array_equal(bundled_frame[features].to_numpy(), fresh[features].to_numpy(), err_msg=path.name)
         np.testing.assert_allclose(bundled_frame[target], fresh[target], rtol=1e-14, atol=0, err_msg=path.name)
+
+
+@pytest.mark.parametrize("sep", [",", ";", "\t"])
+def test_a_number_file_is_read_from_disk_without_its_bytes_in_memory(tmp_path, monkeypatch, sep):
+    import discovery.data as data_module
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(rng.normal(size=(500, 3)) * 10.0 ** rng.integers(-8, 8, (500, 3)), columns=["a b", "c", "y"])
+    path = tmp_path / "numbers.csv"
+    frame.to_csv(path, index=False, sep=sep, float_format="%.17g")
+    monkeypatch.setattr(data_module, "_read_number_file", lambda p, call: None)  # the full reader
+    full = load_table(path)
+    monkeypatch.undo()
+
+    def no_whole_file(self):
+        raise AssertionError("the whole file was read into memory")
+
+    monkeypatch.setattr(Path, "read_bytes", no_whole_file)
+    fast = load_table(path)
+    assert fast.feature_names == full.feature_names == ["a b", "c"] and fast.target_name == "y"
+    np.testing.assert_array_equal(fast.X, full.X)
+    np.testing.assert_array_equal(fast.y, full.y)
+    np.testing.assert_array_equal(fast.X, frame[["a b", "c"]].to_numpy())  # %.17g round-trips exactly
+
+
+def test_a_file_with_words_or_gaps_still_takes_the_reader_that_explains_them(tmp_path):
+    path = tmp_path / "mixed.csv"
+    path.write_text("x,y\n1,2\n2,abc\n3,4\n")
+    with pytest.raises(DataError, match=r"column 'y' is not numeric: first bad value 'abc'"):
+        load_table(path, min_rows=2)
