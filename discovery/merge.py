@@ -42,7 +42,7 @@ import torch
 from scipy import optimize, stats
 from sklearn.metrics import r2_score
 
-from discovery.engine.polynomial import evaluate, shift_coefficients
+from discovery.engine.polynomial import shift_coefficients
 from discovery.errors import DataError
 from discovery._rows import other_rows, sorted_rows
 from discovery.symbolic import (
@@ -227,13 +227,28 @@ def _design(V: np.ndarray, table: np.ndarray, center: np.ndarray) -> np.ndarray:
     out = np.empty((len(V), K))
     if K == 0:
         return out
-    eye = torch.eye(K, dtype=torch.float64)[None]
-    c = torch.as_tensor(center, dtype=torch.float64)[None]
-    step = max(1, _DESIGN_ELEMENTS // (K * (V.shape[1] + 1)))
+    center = np.asarray(center, dtype=np.float64)
+    used = [(i, table[:, i]) for i in range(table.shape[1]) if table[:, i].any()]
+    step = max(1, _DESIGN_ELEMENTS // (K + 1))
     for start in range(0, len(V), step):
-        block = torch.as_tensor(V[start : start + step])
-        out[start : start + step] = evaluate(eye, table, c, block)[0].numpy()
+        block = out[start : start + step]
+        block.fill(1.0)
+        for i, exponents in used:  # one gather of this variable's powers per term
+            dv = V[start : start + step, i] - center[i]
+            powers = np.cumprod(np.column_stack([np.ones_like(dv)] + [dv] * int(exponents.max())), axis=1)
+            block *= powers[:, exponents]
     return out
+
+
+def _column_mean_squares(D: np.ndarray, rows: np.ndarray, w: np.ndarray | None) -> np.ndarray:
+    """``_wmean(D[rows] ** 2, w)`` read in row blocks (no copy of ``D[rows]``)."""
+    step = max(1, _DESIGN_ELEMENTS // max(D.shape[1], 1))
+    total = np.zeros(D.shape[1])
+    for start in range(0, len(rows), step):
+        block = D[rows[start : start + step]]
+        weights = None if w is None else w[start : start + step]
+        total += np.einsum("ij,ij->j", block, block) if weights is None else np.einsum("i,ij,ij->j", weights, block, block)
+    return total / (len(rows) if w is None else w.sum())
 
 
 def _wmean(a: np.ndarray, w: np.ndarray | None) -> np.ndarray:
@@ -255,7 +270,14 @@ def _weigh(sw: np.ndarray | None, *arrays: np.ndarray) -> list[np.ndarray]:
 
 class _Fitter:
     """Least squares on chosen columns (others fixed), scored by validation RMSE; with row
-    weights ``w``, weighted least squares and a weighted validation RMSE."""
+    weights ``w``, weighted least squares and a weighted validation RMSE.
+
+    In raw space every fit reuses one QR factorisation of the scaled training design
+    ``A = Q R``: for free columns ``S`` and fixed ones ``F``, ``||t - A_F c_F - A_S b||^2 =
+    ||Q^T t - R_F c_F - R_S b||^2 + ||t - Q Q^T t||^2``, so each of the hundreds of fits of the
+    term selection and the snapping solves a ``T x |S|`` problem instead of reading every row,
+    with the stability of a QR solve (the normal equations would square the condition number).
+    """
 
     def __init__(self, D, t, y, train, val, space, sign, w=None):
         self.D, self.t, self.y = D, t, y
@@ -263,8 +285,33 @@ class _Fitter:
         self.space, self.sign = space, sign
         self.w = w
         self.sw = None if w is None else np.sqrt(w[train])  # row factors of the training rows
-        scale = np.sqrt(_wmean(D[train] ** 2, _rows(w, train)))
+        self.D_val = D[val]
+        scale = np.sqrt(_column_mean_squares(D, train, _rows(w, train)))
         self.scale = np.where(scale > 0, scale, 1.0)
+        self._qr = None
+
+    def _factor(self) -> tuple[np.ndarray, np.ndarray, float]:
+        """``R``, ``Q^T t`` and the squared norm of the part of ``t`` outside the column space.
+
+        All three are read off the triangular factor of ``[A | t]`` (its last column holds
+        ``Q^T t`` above ``||t - Q Q^T t||``, with no cancellation), computed block by block
+        (the R factors of row blocks, stacked and factored again), so ``Q`` is never formed
+        and the temporaries stay one block of rows."""
+        if self._qr is None:
+            T = self.D.shape[1]
+            step = max(4 * (T + 1), _DESIGN_ELEMENTS // (T + 1))
+            parts = []
+            for start in range(0, len(self.train), step):
+                rows = self.train[start : start + step]
+                block = np.column_stack([self.D[rows] / self.scale, self.t[rows]])
+                if self.sw is not None:
+                    block *= self.sw[start : start + step, None]
+                parts.append(np.linalg.qr(block, mode="r"))
+            R = np.linalg.qr(np.vstack(parts), mode="r") if len(parts) > 1 else parts[0]
+            if R.shape[0] < T + 1:  # fewer rows than columns: the rest of the system is empty
+                R = np.vstack([R, np.zeros((T + 1 - R.shape[0], T + 1))])
+            self._qr = (R[:T, :T], R[:T, T], float(R[T, T] ** 2))
+        return self._qr
 
     def fit(self, free: Sequence[int], fixed: dict[int, float] | None = None) -> tuple[np.ndarray, float, np.ndarray]:
         """Coefficients (T,), validation RMSE and standard errors (T,) of the free ones."""
@@ -274,6 +321,8 @@ class _Fitter:
             coef[j] = v
         se = np.full(self.D.shape[1], np.nan)
         free = [j for j in free if j not in fixed]
+        if self.space == "raw":
+            return self._fit_reduced(coef, free, se)
         residual = self.t[self.train] - self.D[self.train] @ coef
         if free:
             A, b = _weigh(self.sw, self.D[np.ix_(self.train, free)] / self.scale[free], residual)
@@ -310,8 +359,22 @@ class _Fitter:
         pred = prediction(fit.x)
         return coef, pred[:, None] * A, sw * (target - pred)
 
+    def _fit_reduced(self, coef: np.ndarray, free: list[int], se: np.ndarray):
+        """:meth:`fit` in raw space from the QR factors (``coef`` holds the fixed values)."""
+        R, qt, outside = self._factor()
+        rhs = qt - R @ (coef * self.scale)
+        if free:
+            Rs = R[:, free]
+            sol, *_ = np.linalg.lstsq(Rs, rhs, rcond=None)
+            coef[free] = sol / self.scale[free]
+            r = rhs - Rs @ sol
+            dof = max(len(self.train) - len(free), 1)
+            cov = np.linalg.pinv(Rs.T @ Rs) * ((float(r @ r) + outside) / dof)
+            se[free] = np.sqrt(np.clip(np.diag(cov), 0, None)) / self.scale[free]
+        return coef, self.rmse(coef), se
+
     def rmse(self, coef: np.ndarray) -> float:
-        pred = _to_target(self.D[self.val] @ coef, self.space, self.sign)
+        pred = _to_target(self.D_val @ coef, self.space, self.sign)
         return float(np.sqrt(_wmean((pred - self.y[self.val]) ** 2, _rows(self.w, self.val))))
 
 

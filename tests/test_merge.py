@@ -399,6 +399,10 @@ def test_the_design_matrix_in_row_blocks_equals_one_pass(monkeypatch):
     monkeypatch.setattr(merge_module, "_DESIGN_ELEMENTS", 500)  # blocks of a few rows
     np.testing.assert_array_equal(merge_module._design(V, table, center), whole)
     assert whole.shape == (1001, len(table))
+    # every column is its monomial, as the engine's polynomial evaluation computes it
+    eye = torch.eye(len(table), dtype=torch.float64)[None]
+    reference = evaluate(eye, table, torch.from_numpy(center)[None], torch.from_numpy(V))[0].numpy()
+    np.testing.assert_allclose(whole, reference, rtol=1e-13, atol=1e-13)
 
 
 def test_a_large_table_never_builds_every_terms_column_on_every_row(monkeypatch):
@@ -432,3 +436,36 @@ def _law_at(table, centers):
     C = torch.from_numpy(np.tile(at_origin[None, :, None], (len(centers), 1, 1)))
     zero = torch.zeros(len(centers), table.shape[1], dtype=torch.float64)
     return shift_coefficients(C, table, zero, torch.from_numpy(centers)).numpy()
+
+
+@pytest.mark.parametrize("block_elements", [None, 70])
+def test_subset_fits_from_one_qr_equal_direct_least_squares(block_elements, monkeypatch):
+    # Every selection and snapping fit reuses one QR of the training design (factored in row
+    # blocks: 70 elements makes blocks of 28 rows); check each against a direct weighted
+    # least-squares solve on the chosen columns with the others fixed.
+    import discovery.merge as merge_module
+    from discovery.merge import _Fitter
+
+    if block_elements:
+        monkeypatch.setattr(merge_module, "_DESIGN_ELEMENTS", block_elements)
+
+    rng = np.random.default_rng(5)
+    n, T = 400, 6
+    D = np.column_stack([np.ones(n), rng.normal(size=(n, T - 1)) * [1, 10, 0.1, 3, 1e3]])
+    t = D @ rng.normal(size=T) + 0.01 * rng.normal(size=n)
+    w = rng.uniform(0.5, 2.0, n)
+    train, val = np.arange(300), np.arange(300, n)
+    fitter = _Fitter(D, t, t, train, val, "raw", 1.0, w)
+    for free, fixed in (([0, 1, 2, 3, 4, 5], {}), ([1, 3], {0: 0.25}), ([0, 2, 5], {1: -1.0, 4: 0.003})):
+        coef, rmse, se = fitter.fit(free, fixed)
+        sw = np.sqrt(w[train])
+        rest = t[train] - D[np.ix_(train, list(fixed))] @ np.array(list(fixed.values()))
+        A = D[np.ix_(train, free)] * sw[:, None]
+        sol, *_ = np.linalg.lstsq(A, rest * sw, rcond=None)
+        np.testing.assert_allclose(coef[free], sol, rtol=1e-10, atol=1e-12)
+        assert all(coef[j] == v for j, v in fixed.items())
+        r = rest * sw - A @ sol
+        expected_se = np.sqrt(np.diag(np.linalg.inv(A.T @ A)) * (r @ r) / (len(train) - len(free)))
+        np.testing.assert_allclose(se[free], expected_se, rtol=1e-8)
+        pred = D[val] @ coef
+        assert rmse == pytest.approx(np.sqrt(np.average((pred - t[val]) ** 2, weights=w[val])), rel=1e-12)
