@@ -349,7 +349,7 @@ def _warm_remerge(previous: dict | None, key: tuple, order, weights) -> tuple:
     from discovery.fit import fit_ensemble
     from discovery.pipeline import MAX_ORDER, _orders, _warnings, discover
     from discovery.spaces import choose
-    from discovery.stages import Candidate, merge_orders
+    from discovery.stages import Candidate, judged_rows, merge_orders
     from discovery.trust import split_rows
 
     if previous is None:
@@ -401,16 +401,19 @@ def _warm_remerge(previous: dict | None, key: tuple, order, weights) -> tuple:
         timings={f"merge {sp}": seconds, "total": seconds}, notes=[*notes, note],
         settings={**d.settings, "order": order}, warnings=[], **later,
     )
-    if _decomposition_due(new, rows):
+    judged = judged_rows(rows, seed)
+    judged = judged, new.predict_network(new.X[judged])
+    if _decomposition_due(new, judged):
         return None, ("trained from scratch (at this order the formula only approximates the networks, so "
                       "discover would decompose)")
-    new.warnings.extend(_warnings(new, rows, new.predict_network(new.X[rows.validation]), None, None))
+    new.warnings.extend(_warnings(new, rows, judged, None, None))
     return new, note
 
 
-def _decomposition_due(d, rows) -> bool:
+def _decomposition_due(d, judged) -> bool:
     """Whether ``discover`` would run its decomposition on this result's formula (``decompose``
-    "on", or "auto" where the formula only approximates the networks on the validation rows)."""
+    "on", or "auto" where the formula only approximates the networks on the validation rows of
+    ``judged``, given with the networks' prediction there)."""
     mode = d.settings.get("decompose", "off")
     if mode in ("off", False):
         return False
@@ -419,9 +422,8 @@ def _decomposition_due(d, rows) -> bool:
     from discovery.result import evaluate_formula
     from discovery.trust import only_approximates
 
-    val = rows.validation
-    return only_approximates(d.y[val], evaluate_formula(d.expansion_formula, d.X[val], d.names),
-                             d.predict_network(d.X[val]))
+    val, network_val = judged
+    return only_approximates(d.y[val], evaluate_formula(d.expansion_formula, d.X[val], d.names), network_val)
 
 
 # --------------------------------------------------------------------------------------------- the table

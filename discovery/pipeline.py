@@ -174,8 +174,9 @@ def discover(
         choice = stages.choose(candidates, list(fits), space_note, plan, s)
     best = choice.candidate.space
     # One ensemble prediction on the validation rows serves both judgments that need it.
-    network_val = stages.network_prediction(fits[best], s.X[s.rows.validation])
-    decomposed = stages.decompose_stage(s, choice, fits[best], plan, clock, network_val)
+    judged = stages.judged_rows(s.rows, plan.seed)
+    judged = judged, stages.network_prediction(fits[best], s.X[judged])
+    decomposed = stages.decompose_stage(s, choice, fits[best], plan, clock, judged)
     notes.extend(_decomposition_notes(decomposed))
     proposal = stages.propose(s, choice, decomposed)
 
@@ -186,7 +187,7 @@ def discover(
                                                                  clock, notes)
     clock.timings["total"] = clock.elapsed()
     d = _result(s, plan, choice, fits[best], expansions[best], decomposed, proposal, comparison, clock, notes)
-    d.warnings.extend(_warnings(d, s.rows, network_val, engine_missing, d.target_name if target is None else None))
+    d.warnings.extend(_warnings(d, s.rows, judged, engine_missing, d.target_name if target is None else None))
     for w in d.warnings:
         warnings.warn(DiscoveryWarning(f"{plan.call}: {w}"), stacklevel=2)
     return d
@@ -292,11 +293,11 @@ def _result(s, plan, choice, f, e, dec, proposal, comparison, clock, notes) -> D
     )
 
 
-def _warnings(d: Discovery, rows: RowSets, network_val: np.ndarray, engine_missing: str | None,
+def _warnings(d: Discovery, rows: RowSets, judged: tuple[np.ndarray, np.ndarray], engine_missing: str | None,
               defaulted: str | None) -> list[str]:
-    """The result's warnings, judged on the validation rows (and the test score, reported only);
-    ``network_val`` is the networks' prediction there."""
-    val = rows.validation
+    """The result's warnings, judged on the validation rows of ``judged`` (with the networks'
+    prediction there; :func:`stages.judged_rows`) and the test score, reported only."""
+    val, network_val = judged
     fit_y = d.y[rows.train]
     return assess(
         y_val=d.y[val],

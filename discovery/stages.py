@@ -41,6 +41,7 @@ __all__ = ["Plan", "Clock", "Split", "SpaceFit", "SpaceExpansion", "Candidate", 
            "propose", "crosscheck_stage", "network_prediction", "fit_budget_spent"]
 
 log = logging.getLogger("discovery")
+_JUDGE_ROWS = 20_000  # validation rows the formula-against-networks judgments read at most
 
 _MEMBER_FACTOR = 3.0  # a member is dropped when its validation RMSE is this many times the best
 _Z = 2.0  # a paired difference counts when it exceeds two standard errors (as in discovery.trust)
@@ -278,23 +279,36 @@ def network_prediction(f: SpaceFit, X: np.ndarray) -> np.ndarray:
 
 
 # -------------------------------------------------------------------------------------- decomposition
+def judged_rows(rows: RowSets, seed: int) -> np.ndarray:
+    """The validation rows the formula-against-networks judgments read: all of them, or a seeded
+    sample of ``_JUDGE_ROWS`` on a very large table (the paired test needs no more, and each
+    ensemble prediction costs about a second per 100,000 rows)."""
+    val = rows.validation
+    if len(val) <= _JUDGE_ROWS:
+        return val
+    return np.sort(np.random.default_rng(seed + 3).choice(val, _JUDGE_ROWS, replace=False))
+
+
 def decompose_stage(s: Split, choice: Choice, f: SpaceFit, plan: Plan, clock: Clock,
-                    network_val: np.ndarray | None = None) -> Decomposed:
+                    judged: tuple[np.ndarray, np.ndarray] | None = None) -> Decomposed:
     """Run :func:`discovery.decompose.decompose` on the raw-space training and validation rows
     (never the test rows) when asked, or, with ``"auto"``, when the expansion's formula only
     approximates: the networks fit the validation rows significantly better
     (:func:`discovery.trust.only_approximates`, the rule of the warning that says so).
-    ``network_val``: the networks' prediction on the validation rows, when already computed."""
+    ``judged``: the rows of :func:`judged_rows` and the networks' prediction there, when already
+    computed."""
     if plan.decompose == "off":
         return Decomposed(False, "decompose=False")
     if s.weights is not None:
         return Decomposed(False, "not run: the decomposition does not take sample_weight")
     val = s.rows.validation
     if plan.decompose == "auto":
-        formula_val = evaluate_formula(choice.candidate.merged.expression, s.X[val], s.names)
-        if network_val is None:
-            network_val = network_prediction(f, s.X[val])
-        if not only_approximates(s.y[val], formula_val, network_val):
+        if judged is None:
+            rows = judged_rows(s.rows, plan.seed)
+            judged = rows, network_prediction(f, s.X[rows])
+        rows, network_val = judged
+        formula_val = evaluate_formula(choice.candidate.merged.expression, s.X[rows], s.names)
+        if not only_approximates(s.y[rows], formula_val, network_val):
             return Decomposed(False, "the expansion's formula fits the validation rows as well as the networks")
         why = "the expansion's formula only approximates (the networks fit the validation rows better)"
     else:

@@ -116,3 +116,27 @@ def test_estimator_raises_the_discovery_warnings_again():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.predict(X[:3])  # predicting warns about nothing
+
+
+def test_a_large_validation_set_is_judged_on_a_seeded_sample(monkeypatch):
+    # The formula-against-networks judgments (decomposition trigger, warnings) read at most
+    # _JUDGE_ROWS validation rows: one ensemble prediction of them, shared by both.
+    from discovery.fit import FittedEnsemble
+    from discovery.pipeline import discover
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1, 2, (1500, 3))
+    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": X[:, 0] * np.exp(-X[:, 1] / X[:, 2])})
+    monkeypatch.setattr(stages, "_JUDGE_ROWS", 40)
+    sizes, predict = [], FittedEnsemble.predict_members
+    monkeypatch.setattr(FittedEnsemble, "predict_members", lambda self, X: sizes.append(len(X)) or predict(self, X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        d = discover(frame, target="y", order=2, space="raw", crosscheck="off", members=2, progress=False,
+                     decompose=False, fit_options={"max_epochs": 150, "lbfgs_steps": 50, "hidden": (16, 16)})
+    assert sizes.count(40) == 1  # one prediction on the sample, none on all validation rows
+    assert len(d.fit_index[d.fitted.val_index]) not in sizes
+    assert any(w.startswith("the expansion's formula only approximates") for w in d.warnings)
+    rows = split_rows(1500, 0.2, 0.2, d.settings["seed"])
+    judged = stages.judged_rows(rows, d.settings["seed"])
+    assert len(judged) == 40 and set(judged) <= set(rows.validation)
