@@ -389,15 +389,15 @@ def test_noise_level_from_neighbours_sees_through_smooth_error_and_flags_it():
 
 
 def test_the_design_matrix_in_row_blocks_equals_one_pass(monkeypatch):
-    import discovery.merge as merge_module
+    import discovery.refit as merge_module
 
     rng = np.random.default_rng(0)
     V = rng.uniform(-2, 2, (1001, 3))
     table = monomials(3, 3)
     center = np.array([0.3, -0.1, 0.7])
-    whole = merge_module._design(V, table, center)
+    whole = merge_module.design(V, table, center)
     monkeypatch.setattr(merge_module, "_DESIGN_ELEMENTS", 500)  # blocks of a few rows
-    np.testing.assert_array_equal(merge_module._design(V, table, center), whole)
+    np.testing.assert_array_equal(merge_module.design(V, table, center), whole)
     assert whole.shape == (1001, len(table))
     # every column is its monomial, as the engine's polynomial evaluation computes it
     eye = torch.eye(len(table), dtype=torch.float64)[None]
@@ -443,8 +443,8 @@ def test_subset_fits_from_one_qr_equal_direct_least_squares(block_elements, monk
     # Every selection and snapping fit reuses one QR of the training design (factored in row
     # blocks: 70 elements makes blocks of 28 rows); check each against a direct weighted
     # least-squares solve on the chosen columns with the others fixed.
-    import discovery.merge as merge_module
-    from discovery.merge import _Fitter
+    import discovery.refit as merge_module
+    from discovery.refit import Fitter
 
     if block_elements:
         monkeypatch.setattr(merge_module, "_DESIGN_ELEMENTS", block_elements)
@@ -455,7 +455,7 @@ def test_subset_fits_from_one_qr_equal_direct_least_squares(block_elements, monk
     t = D @ rng.normal(size=T) + 0.01 * rng.normal(size=n)
     w = rng.uniform(0.5, 2.0, n)
     train, val = np.arange(300), np.arange(300, n)
-    fitter = _Fitter(D, t, t, train, val, "raw", 1.0, w)
+    fitter = Fitter(D, t, t, train, val, "raw", 1.0, w)
     for free, fixed in (([0, 1, 2, 3, 4, 5], {}), ([1, 3], {0: 0.25}), ([0, 2, 5], {1: -1.0, 4: 0.003})):
         coef, rmse, se = fitter.fit(free, fixed)
         sw = np.sqrt(w[train])
