@@ -14,6 +14,8 @@ import contextlib
 import inspect
 import logging
 import math
+import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -392,12 +394,44 @@ def crosscheck_stage(s: Split, proposal: Proposal, structure: dict | None, plan:
         notes.append(f"cross-check budget cut from {plan.crosscheck_budget:g} s to {budget:.0f} s by the time budget "
                      f"of {plan.time_budget:g} s ({clock.elapsed():.0f} s elapsed)")
     try:  # the engine searches on the training rows, the validation rows recommend, the test rows only score
-        comparison = compare(proposal.formula, s.X, s.y, s.names, engine=plan.engine, time_budget=budget,
-                             seed=plan.seed, validation_index=s.rows.validation, test_index=s.rows.test, **options)
+        with _engine_progress(plan.engine, budget, plan.progress):
+            comparison = compare(proposal.formula, s.X, s.y, s.names, engine=plan.engine, time_budget=budget,
+                                 seed=plan.seed, validation_index=s.rows.validation, test_index=s.rows.test,
+                                 **options)
     except EngineFailure as exc:  # only the external engine's failure; the package's own errors propagate
         notes.append(f"cross-check with {plan.engine} did not run: {exc}")
         return None, f"{plan.engine} failed or is unavailable ({exc})"
     return comparison, plan.engine_missing
+
+
+@contextlib.contextmanager
+def _engine_progress(engine: str, budget: float, progress: bool):
+    """The cross-check's own progress: a bar over its time budget, moved by a thread while the
+    engine searches (its search releases the GIL), or, where no bar shows (stderr is not a
+    terminal), a line when it starts; the stage's own line follows when it ends."""
+    isatty = getattr(sys.stderr, "isatty", None)
+    if not (progress and callable(isatty) and isatty()):
+        log.info("crosscheck: %s searching, at most %.0f s", engine, budget)
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=max(1, round(budget)), desc=f"crosscheck: {engine}", unit="s", leave=False)
+    stop, start = threading.Event(), time.perf_counter()
+
+    def tick() -> None:
+        while not stop.wait(0.5):
+            bar.n = min(int(time.perf_counter() - start), bar.total)
+            bar.refresh()
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        bar.close()
 
 
 def fit_budget_spent(plan: Plan, clock: Clock) -> bool:

@@ -140,3 +140,39 @@ def test_a_large_validation_set_is_judged_on_a_seeded_sample(monkeypatch):
     rows = split_rows(1500, 0.2, 0.2, d.settings["seed"])
     judged = stages.judged_rows(rows, d.settings["seed"])
     assert len(judged) == 40 and set(judged) <= set(rows.validation)
+
+
+def _momentum() -> pd.DataFrame:
+    rng = np.random.default_rng(2)
+    X = rng.uniform(1, 2, (300, 2))
+    return pd.DataFrame({"m": X[:, 0], "v": X[:, 1], "p": X[:, 0] * X[:, 1] + np.sin(X[:, 1])})
+
+
+def test_the_crosscheck_says_when_it_starts_off_a_terminal(caplog):
+    from discovery.pipeline import discover
+
+    with caplog.at_level(logging.INFO, logger="discovery"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        discover(_momentum(), target="p", order=2, members=2, crosscheck="operon", crosscheck_budget=2,
+                 progress=False, decompose=False, fit_options={"max_epochs": 30, "lbfgs_steps": 5})
+    lines = [r.getMessage() for r in caplog.records if r.name == "discovery"]
+    start = lines.index("crosscheck: operon searching, at most 2 s")
+    assert any(line.startswith("crosscheck: ") and line.endswith("elapsed)") for line in lines[start + 1:])
+
+
+def test_the_crosscheck_moves_a_bar_over_its_budget_on_a_terminal(monkeypatch):
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr("sys.stderr", screen)
+    with stages._engine_progress("operon", 3, progress=True):
+        import time
+
+        time.sleep(1.6)  # an engine call that holds no lock
+    shown = screen.getvalue()
+    assert "crosscheck: operon" in shown and "/3" in shown
+    assert "1/3" in shown  # the thread moved it while the call ran
