@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from discovery.engine import activations as A
+from discovery.engine import native
 from discovery.engine.registry import (
     ALIASES,
     REGISTRY,
@@ -72,20 +73,28 @@ def linear_rule(x: Series, fn, bias=None) -> Series:
     return x.map_linear(fn, bias)
 
 
-def elementwise_rule(coefficient_fn):
+def elementwise_rule(coefficient_fn, univariate=None):
     """Rule for an elementwise function of its first argument (extra flags such as
-    ``inplace`` change nothing in the series)."""
+    ``inplace`` change nothing in the series). ``univariate(coeffs)``: optional fused
+    recurrence for one-variable series (see :meth:`Series.apply_elementwise`)."""
 
     def rule(ctx, x, *flags, **kwargs):
-        return x.apply_elementwise(coefficient_fn)
+        return x.apply_elementwise(coefficient_fn, univariate)
 
     return rule
 
 
+def _fused(kind: str, scale: float = 1.0):
+    """The compiled recurrence of ``kind`` (:mod:`discovery.engine.native`) as a ``univariate``."""
+    return lambda coeffs: native.univariate(kind, coeffs, scale)
+
+
 # -- activations --------------------------------------------------------------------------------
 
+for _name in ("tanh", "sigmoid", "sin", "cos", "exp"):
+    register_rule(_name)(elementwise_rule(getattr(A, _name), _fused(_name)))
+
 for _name, _fn in [
-    ("tanh", A.tanh), ("sigmoid", A.sigmoid), ("sin", A.sin), ("cos", A.cos), ("exp", A.exp),
     ("log", A.log), ("sqrt", A.sqrt), ("rsqrt", A.power(-0.5)), ("reciprocal", A.reciprocal),
     ("relu", A.relu), ("silu", A.silu), ("softsign", A.softsign), ("abs", A.abs_),
 ]:
@@ -94,7 +103,7 @@ for _name, _fn in [
 
 @register_rule("sine")
 def _sine(ctx, x, w0=1.0):
-    return x.apply_elementwise(A.sine(w0))
+    return x.apply_elementwise(A.sine(w0), _fused("sin", float(w0)))
 
 
 @register_rule("leaky_relu")

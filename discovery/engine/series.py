@@ -293,8 +293,17 @@ class Series:
                 out[0].add_(bias)
         return Series(out, self.algebra, self.degree)
 
-    def apply_elementwise(self, coefficient_fn) -> "Series":
-        """``f(self)`` for an elementwise ``f`` given by ``coefficient_fn(x0, order)``."""
+    def apply_elementwise(self, coefficient_fn, univariate=None) -> "Series":
+        """``f(self)`` for an elementwise ``f`` given by ``coefficient_fn(x0, order)``.
+
+        ``univariate(coeffs)``, when given, maps a whole one-variable series at once (a
+        coefficient recurrence, as ``jet`` does) and may return ``None`` where it does not
+        apply; it is cheaper than composing with ``f``'s coefficients when ``p = 1``.
+        """
         alg = self.algebra
+        if univariate is not None and alg.p == 1 and alg.order > 0:
+            out = univariate(self.coeffs)
+            if out is not None:
+                return self.new(out, None)
         c = coefficient_fn(alg.shared_constant(self.coeffs), alg.order)
         return self.new(alg.compose(self.coeffs, c, self.degree), None)

@@ -1,0 +1,223 @@
+"""Fused univariate Taylor recurrences of activations, compiled once on first use.
+
+For one input variable (``p = 1``: a univariate expansion, or every direction of an unmixed
+one) an activation maps a series ``a_0 .. a_n`` to ``y_0 .. y_n`` by the coefficient
+recurrence of the ODE it satisfies, as JAX's ``jet`` does: if ``y' = g a'`` then
+``k y_k = sum_{j=1..k} j a_j g_{k-j}`` (``tanh``: ``g = 1 - y^2``, the ``sin``/``cos``
+pair, ``sigmoid``: ``g = y (1 - y)``, ``exp``: ``g = y``). Written as separate tensor
+operations this recurrence is memory-bound (every one of its ``O(n^2)`` steps reads and
+writes whole arrays); here each block of 64 columns runs it in registers and L1 cache, the
+way XLA's fusion runs ``jet``.
+
+The C++ source below is compiled with the system compiler (``$CXX``, else ``g++``) into
+``$DISCOVERY_CACHE/native`` (default ``~/.cache/discovery/native``), once per source, flags
+and CPU. Without a compiler, or with ``DISCOVERY_NATIVE=0``, :func:`univariate` returns
+``None`` and the engine composes the series in PyTorch as before (same results to round-off).
+Only float64 CPU tensors that autograd does not follow take this path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+__all__ = ["available", "univariate", "KINDS"]
+
+KINDS = {"tanh": 0, "sin": 1, "cos": 2, "sigmoid": 3, "exp": 4}
+"""Activations with a fused recurrence, and their kernel codes."""
+
+_MAX_ORDER = 64
+# Below this many coefficient elements one thread is faster than starting others.
+_PARALLEL_ELEMENTS = 1 << 16
+
+_SOURCE = r"""
+#include <cmath>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+namespace {
+constexpr int BLK = 64;
+
+// y = f(s * a) for one block of w <= BLK columns starting at column c0 of (n + 1) x M arrays;
+// row 0 of y holds f(s a_0) and g0 the ODE factor g(s a_0) on entry.
+void block(int kind, const double* a, double* y, const double* g0, int64_t M, int n, double s,
+           int64_t c0, int w, double* buf) {
+  double* ja = buf;                   // (n + 1) x BLK: k s a_k
+  double* yy = ja + (n + 1) * BLK;    // (n + 1) x BLK: output coefficients
+  double* g = yy + (n + 1) * BLK;     // (n + 1) x BLK: coefficients of g (or of cos)
+  double acc[BLK];
+  for (int k = 1; k <= n; ++k)
+    for (int c = 0; c < w; ++c) ja[k * BLK + c] = k * s * a[k * M + c0 + c];
+  for (int c = 0; c < w; ++c) {  // y_0 and g_0 come precomputed (vectorised libm)
+    yy[c] = y[c0 + c];
+    g[c] = g0[c0 + c];
+  }
+  const double* gs = kind == 4 ? yy : g;  // exp: g = y
+  for (int k = 1; k <= n; ++k) {
+    double inv = 1.0 / k;
+    for (int c = 0; c < w; ++c) acc[c] = 0.0;
+    for (int j = 1; j <= k; ++j) {
+      const double* aj = ja + j * BLK; const double* gk = gs + (k - j) * BLK;
+      for (int c = 0; c < w; ++c) acc[c] += aj[c] * gk[c];
+    }
+    for (int c = 0; c < w; ++c) yy[k * BLK + c] = acc[c] * inv;
+    if (kind == 1 || kind == 2) {  // cos' = -sin a'
+      for (int c = 0; c < w; ++c) acc[c] = 0.0;
+      for (int j = 1; j <= k; ++j) {
+        const double* aj = ja + j * BLK; const double* sk = yy + (k - j) * BLK;
+        for (int c = 0; c < w; ++c) acc[c] += aj[c] * sk[c];
+      }
+      for (int c = 0; c < w; ++c) g[k * BLK + c] = -acc[c] * inv;
+    } else if (kind == 0 || kind == 3) {  // g_k = [kind 3: y_k] - sum_i y_i y_{k-i}
+      for (int c = 0; c < w; ++c) acc[c] = 0.0;
+      for (int i = 0; 2 * i < k; ++i) {
+        const double* yi = yy + i * BLK; const double* yk = yy + (k - i) * BLK;
+        for (int c = 0; c < w; ++c) acc[c] += yi[c] * yk[c];
+      }
+      for (int c = 0; c < w; ++c) acc[c] *= 2.0;
+      if (k % 2 == 0) {
+        const double* yh = yy + (k / 2) * BLK;
+        for (int c = 0; c < w; ++c) acc[c] += yh[c] * yh[c];
+      }
+      if (kind == 0) for (int c = 0; c < w; ++c) g[k * BLK + c] = -acc[c];
+      else for (int c = 0; c < w; ++c) g[k * BLK + c] = yy[k * BLK + c] - acc[c];
+    }
+  }
+  const double* out = kind == 2 ? g : yy;
+  for (int k = 0; k <= n; ++k)
+    for (int c = 0; c < w; ++c) y[k * M + c0 + c] = out[k * BLK + c];
+}
+
+void run(int kind, const double* a, double* y, const double* g0, int64_t M, int n, double s, int64_t lo,
+         int64_t hi) {
+  std::vector<double> buf(3 * (n + 1) * BLK);
+  for (int64_t c0 = lo; c0 < hi; c0 += BLK) {
+    int w = (int)((hi - c0) < BLK ? (hi - c0) : BLK);
+    block(kind, a, y, g0, M, n, s, c0, w, buf.data());
+  }
+}
+}  // namespace
+
+extern "C" int discovery_series(int kind, const double* a, double* y, const double* g0, int64_t M, int n,
+                                double s, int threads) {
+  if (threads <= 1 || M < 2 * BLK) { run(kind, a, y, g0, M, n, s, 0, M); return 0; }
+  int64_t blocks = (M + BLK - 1) / BLK;
+  int64_t per = (blocks + threads - 1) / threads;
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) {
+    int64_t lo = t * per * BLK, hi = lo + per * BLK < M ? lo + per * BLK : M;
+    if (lo < hi) pool.emplace_back(run, kind, a, y, g0, M, n, s, lo, hi);
+  }
+  run(kind, a, y, g0, M, n, s, 0, per * BLK < M ? per * BLK : M);
+  for (auto& th : pool) th.join();
+  return 0;
+}
+"""
+
+
+def _cache_folder() -> Path:
+    root = os.environ.get("DISCOVERY_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "discovery") / "native"
+
+
+def _cpu_signature() -> str:
+    """What ``-march=native`` depends on: the CPU's flags (a shared home folder may serve
+    several kinds of machine)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return line
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _compile(compiler: str, flags: list[str], target: Path) -> bool:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        src = Path(tmp) / "series.cpp"
+        src.write_text(_SOURCE)
+        built = Path(tmp) / target.name
+        cmd = [compiler, *flags, "-shared", "-fPIC", "-std=c++17", "-pthread", str(src), "-o", str(built)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        if proc.returncode != 0 or not built.exists():
+            return False
+        os.replace(built, target)  # atomic: a concurrent process sees the old file or the new one
+    return True
+
+
+@functools.lru_cache(maxsize=None)
+def _library():
+    if os.environ.get("DISCOVERY_NATIVE", "1") == "0":
+        return None
+    compiler = os.environ.get("CXX", "g++")
+    for flags in (["-O3", "-march=native"], ["-O3"]):
+        key = hashlib.sha256("\0".join([_SOURCE, compiler, *flags, platform.machine(), _cpu_signature()])
+                             .encode()).hexdigest()[:20]
+        target = _cache_folder() / f"series_{key}.so"
+        try:
+            if not target.exists() and not _compile(compiler, flags, target):
+                continue
+            lib = ctypes.CDLL(str(target))
+        except OSError:
+            continue
+        fn = lib.discovery_series
+        fn.restype = ctypes.c_int
+        fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+                       ctypes.c_int, ctypes.c_double, ctypes.c_int]
+        return fn
+    return None
+
+
+def available() -> bool:
+    """Whether the fused kernels are compiled and loaded (compiles them on first call)."""
+    return _library() is not None
+
+
+def univariate(kind: str, coeffs: torch.Tensor, scale: float = 1.0) -> torch.Tensor | None:
+    """``f(scale * a)`` for the univariate series ``coeffs`` (``(n + 1, ...)``), or ``None``
+    when the fused kernel does not apply (no compiler, not float64 on the CPU, autograd
+    following ``coeffs``, order above 64)."""
+    if (coeffs.dtype != torch.float64 or coeffs.device.type != "cpu" or coeffs.shape[0] - 1 > _MAX_ORDER
+            or (coeffs.requires_grad and torch.is_grad_enabled())):
+        return None
+    fn = _library()
+    if fn is None:
+        return None
+    a = coeffs.reshape(coeffs.shape[0], -1).contiguous()
+    y = torch.empty_like(a)
+    g0 = _start(kind, a[0] * scale if scale != 1.0 else a[0], y[0])
+    columns = a.shape[1]
+    threads = torch.get_num_threads() if a.numel() >= _PARALLEL_ELEMENTS else 1
+    fn(KINDS[kind], a.data_ptr(), y.data_ptr(), g0.data_ptr(), columns, a.shape[0] - 1, float(scale), threads)
+    return y.view(coeffs.shape)
+
+
+def _start(kind: str, x: torch.Tensor, y0: torch.Tensor) -> torch.Tensor:
+    """Write ``f(x)`` into ``y0`` and return the ODE factor ``g(x)`` (``y' = g a'``), both with
+    PyTorch's vectorised functions and in forms that do not cancel (``sech^2``, not
+    ``1 - tanh^2``), so coefficients stay accurate far into the tails."""
+    if kind == "tanh":
+        torch.tanh(x, out=y0)
+        return torch.cosh(x).pow_(-2)
+    if kind in ("sin", "cos"):
+        torch.sin(x, out=y0)
+        return torch.cos(x)
+    if kind == "sigmoid":
+        torch.sigmoid(x, out=y0)
+        return torch.sigmoid(-x).mul_(y0)
+    torch.exp(x, out=y0)
+    return y0  # exp: g = y, not read
