@@ -49,13 +49,13 @@ constexpr int BLK = 64;
 
 // y = f(s * a) for one block of w <= BLK columns starting at column c0 of (n + 1) x M arrays;
 // row 0 of y holds f(s a_0) and g0 the ODE factor g(s a_0) on entry.
-void block(int kind, const double* a, double* y, const double* g0, int64_t M, int n, double s,
+void block(int kind, const double* a, double* y, const double* g0, int64_t M, int n, int r, double s,
            int64_t c0, int w, double* buf) {
   double* ja = buf;                   // (n + 1) x BLK: k s a_k
   double* yy = ja + (n + 1) * BLK;    // (n + 1) x BLK: output coefficients
   double* g = yy + (n + 1) * BLK;     // (n + 1) x BLK: coefficients of g (or of cos)
   double acc[BLK];
-  for (int k = 1; k <= n; ++k)
+  for (int k = 1; k < r; ++k)  // rows of a from r on are zero (a known degree bound)
     for (int c = 0; c < w; ++c) ja[k * BLK + c] = k * s * a[k * M + c0 + c];
   for (int c = 0; c < w; ++c) {  // y_0 and g_0 come precomputed (vectorised libm)
     yy[c] = y[c0 + c];
@@ -65,14 +65,14 @@ void block(int kind, const double* a, double* y, const double* g0, int64_t M, in
   for (int k = 1; k <= n; ++k) {
     double inv = 1.0 / k;
     for (int c = 0; c < w; ++c) acc[c] = 0.0;
-    for (int j = 1; j <= k; ++j) {
+    for (int j = 1; j <= k && j < r; ++j) {
       const double* aj = ja + j * BLK; const double* gk = gs + (k - j) * BLK;
       for (int c = 0; c < w; ++c) acc[c] += aj[c] * gk[c];
     }
     for (int c = 0; c < w; ++c) yy[k * BLK + c] = acc[c] * inv;
     if (kind == 1 || kind == 2) {  // cos' = -sin a'
       for (int c = 0; c < w; ++c) acc[c] = 0.0;
-      for (int j = 1; j <= k; ++j) {
+      for (int j = 1; j <= k && j < r; ++j) {
         const double* aj = ja + j * BLK; const double* sk = yy + (k - j) * BLK;
         for (int c = 0; c < w; ++c) acc[c] += aj[c] * sk[c];
       }
@@ -97,27 +97,27 @@ void block(int kind, const double* a, double* y, const double* g0, int64_t M, in
     for (int c = 0; c < w; ++c) y[k * M + c0 + c] = out[k * BLK + c];
 }
 
-void run(int kind, const double* a, double* y, const double* g0, int64_t M, int n, double s, int64_t lo,
-         int64_t hi) {
+void run(int kind, const double* a, double* y, const double* g0, int64_t M, int n, int r, double s,
+         int64_t lo, int64_t hi) {
   std::vector<double> buf(3 * (n + 1) * BLK);
   for (int64_t c0 = lo; c0 < hi; c0 += BLK) {
     int w = (int)((hi - c0) < BLK ? (hi - c0) : BLK);
-    block(kind, a, y, g0, M, n, s, c0, w, buf.data());
+    block(kind, a, y, g0, M, n, r, s, c0, w, buf.data());
   }
 }
 }  // namespace
 
 extern "C" int discovery_series(int kind, const double* a, double* y, const double* g0, int64_t M, int n,
-                                double s, int threads) {
-  if (threads <= 1 || M < 2 * BLK) { run(kind, a, y, g0, M, n, s, 0, M); return 0; }
+                                int r, double s, int threads) {
+  if (threads <= 1 || M < 2 * BLK) { run(kind, a, y, g0, M, n, r, s, 0, M); return 0; }
   int64_t blocks = (M + BLK - 1) / BLK;
   int64_t per = (blocks + threads - 1) / threads;
   std::vector<std::thread> pool;
   for (int t = 1; t < threads; ++t) {
     int64_t lo = t * per * BLK, hi = lo + per * BLK < M ? lo + per * BLK : M;
-    if (lo < hi) pool.emplace_back(run, kind, a, y, g0, M, n, s, lo, hi);
+    if (lo < hi) pool.emplace_back(run, kind, a, y, g0, M, n, r, s, lo, hi);
   }
-  run(kind, a, y, g0, M, n, s, 0, per * BLK < M ? per * BLK : M);
+  run(kind, a, y, g0, M, n, r, s, 0, per * BLK < M ? per * BLK : M);
   for (auto& th : pool) th.join();
   return 0;
 }
@@ -177,7 +177,7 @@ def _library():
         fn = lib.discovery_series
         fn.restype = ctypes.c_int
         fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                       ctypes.c_int, ctypes.c_double, ctypes.c_int]
+                       ctypes.c_int, ctypes.c_int, ctypes.c_double, ctypes.c_int]
         return fn
     return None
 
@@ -187,23 +187,26 @@ def available() -> bool:
     return _library() is not None
 
 
-def univariate(kind: str, coeffs: torch.Tensor, scale: float = 1.0) -> torch.Tensor | None:
-    """``f(scale * a)`` for the univariate series ``coeffs`` (``(n + 1, ...)``), or ``None``
-    when the fused kernel does not apply (no compiler, not float64 on the CPU, autograd
-    following ``coeffs``, order above 64)."""
-    if (coeffs.dtype != torch.float64 or coeffs.device.type != "cpu" or coeffs.shape[0] - 1 > _MAX_ORDER
+def univariate(kind: str, coeffs: torch.Tensor, order: int, scale: float = 1.0) -> torch.Tensor | None:
+    """``f(scale * a)`` for the univariate series ``a`` whose first rows are ``coeffs``
+    (``(r, ...)`` with ``r <= order + 1``; the rows above are zero), as ``(order + 1, ...)``.
+
+    Returns ``None`` when the fused kernel does not apply (no compiler, not float64 on the
+    CPU, autograd following ``coeffs``, order above 64).
+    """
+    if (coeffs.dtype != torch.float64 or coeffs.device.type != "cpu" or order > _MAX_ORDER
             or (coeffs.requires_grad and torch.is_grad_enabled())):
         return None
     fn = _library()
     if fn is None:
         return None
     a = coeffs.reshape(coeffs.shape[0], -1).contiguous()
-    y = torch.empty_like(a)
-    g0 = _start(kind, a[0] * scale if scale != 1.0 else a[0], y[0])
     columns = a.shape[1]
-    threads = torch.get_num_threads() if a.numel() >= _PARALLEL_ELEMENTS else 1
-    fn(KINDS[kind], a.data_ptr(), y.data_ptr(), g0.data_ptr(), columns, a.shape[0] - 1, float(scale), threads)
-    return y.view(coeffs.shape)
+    y = a.new_empty((order + 1, columns))
+    g0 = _start(kind, a[0] * scale if scale != 1.0 else a[0], y[0])
+    threads = torch.get_num_threads() if y.numel() >= _PARALLEL_ELEMENTS else 1
+    fn(KINDS[kind], a.data_ptr(), y.data_ptr(), g0.data_ptr(), columns, order, a.shape[0], float(scale), threads)
+    return y.view(order + 1, *coeffs.shape[1:])
 
 
 def _start(kind: str, x: torch.Tensor, y0: torch.Tensor) -> torch.Tensor:

@@ -86,7 +86,7 @@ def elementwise_rule(coefficient_fn, univariate=None):
 
 def _fused(kind: str, scale: float = 1.0):
     """The compiled recurrence of ``kind`` (:mod:`discovery.engine.native`) as a ``univariate``."""
-    return lambda coeffs: native.univariate(kind, coeffs, scale)
+    return lambda coeffs, order: native.univariate(kind, coeffs, order, scale)
 
 
 # -- activations --------------------------------------------------------------------------------
@@ -148,7 +148,7 @@ def _sub(ctx, a, b, *, alpha=1):
 
 @register_rule("neg")
 def _neg(ctx, a):
-    return a.new(-a.coeffs) if isinstance(a, Series) else -a
+    return a.new(-a.stored) if isinstance(a, Series) else -a
 
 
 @register_rule("mul")
@@ -158,7 +158,7 @@ def _mul(ctx, a, b):
     if not isinstance(a, Series) and not isinstance(b, Series):
         return a * b
     s, c = (a, b) if isinstance(a, Series) else (b, a)
-    return s.new(s.coeffs * ctx.tensor(c))
+    return s.new(s.stored * ctx.tensor(c))
 
 
 @register_rule("div")
@@ -216,7 +216,10 @@ def _matmul(ctx, a, b):
 @register_rule("linear")
 def _linear(ctx, x, weight, bias=None):
     w = ctx.tensor(weight)
-    return linear_rule(x, lambda z: F.linear(z, w), ctx.tensor(bias) if bias is not None else None)
+    b = ctx.tensor(bias) if bias is not None else None
+    if x.unit_directions is not None and w.ndim == 2 and x.dim() == 2 and w.shape[1] == x.shape[-1]:
+        return x.map_unit_directions(w, b)
+    return linear_rule(x, lambda z: F.linear(z, w), b)
 
 
 @register_rule("conv")
@@ -270,12 +273,12 @@ def _identity(ctx, x, *args, **kwargs):
 
 @register_rule("flatten")
 def _flatten(ctx, x, start_dim=0, end_dim=-1):
-    return x.new(x.coeffs.flatten(_dim(start_dim), _dim(end_dim)))
+    return x.new(x.stored.flatten(_dim(start_dim), _dim(end_dim)))
 
 
 @register_rule("unflatten")
 def _unflatten(ctx, x, dim, sizes):
-    return x.new(x.coeffs.unflatten(_dim(dim), sizes))
+    return x.new(x.stored.unflatten(_dim(dim), sizes))
 
 
 def _shape_args(args):
@@ -284,39 +287,39 @@ def _shape_args(args):
 
 @register_rule("reshape")
 def _reshape(ctx, x, *shape):
-    return x.new(x.coeffs.reshape(x.coeffs.shape[0], *_shape_args(shape)))
+    return x.new(x.stored.reshape(x.stored.shape[0], *_shape_args(shape)))
 
 
 @register_rule("unsqueeze")
 def _unsqueeze(ctx, x, dim):
-    return x.new(x.coeffs.unsqueeze(_dim(dim) if dim >= 0 else dim))
+    return x.new(x.stored.unsqueeze(_dim(dim) if dim >= 0 else dim))
 
 
 @register_rule("squeeze")
 def _squeeze(ctx, x, dim=None):
     if dim is None:
-        keep = [x.coeffs.shape[0]] + [s for s in x.shape if s != 1]
-        return x.new(x.coeffs.reshape(keep))
-    return x.new(x.coeffs.squeeze(_dim(dim)))
+        keep = [x.stored.shape[0]] + [s for s in x.shape if s != 1]
+        return x.new(x.stored.reshape(keep))
+    return x.new(x.stored.squeeze(_dim(dim)))
 
 
 @register_rule("permute")
 def _permute(ctx, x, *dims):
     dims = _shape_args(dims)
     nd = x.dim()
-    return x.new(x.coeffs.permute(0, *[(d % nd) + 1 for d in dims]))
+    return x.new(x.stored.permute(0, *[(d % nd) + 1 for d in dims]))
 
 
 @register_rule("transpose")
 def _transpose(ctx, x, dim0, dim1):
-    return x.new(x.coeffs.transpose(_dim(dim0), _dim(dim1)))
+    return x.new(x.stored.transpose(_dim(dim0), _dim(dim1)))
 
 
 @register_rule("sum")
 def _sum(ctx, x, dim=None, keepdim=False):
-    dims = tuple(range(1, x.coeffs.ndim)) if dim is None else tuple(
+    dims = tuple(range(1, x.stored.ndim)) if dim is None else tuple(
         _dim(d) for d in (dim if isinstance(dim, (tuple, list)) else (dim,)))
-    return x.new(x.coeffs.sum(dim=dims, keepdim=keepdim))
+    return x.new(x.stored.sum(dim=dims, keepdim=keepdim))
 
 
 @register_rule("mean")
@@ -345,7 +348,7 @@ def _getitem(ctx, x, index):
     if not isinstance(x, Series):
         return x[index]
     index = index if isinstance(index, tuple) else (index,)
-    return x.new(x.coeffs[(slice(None), *index)])
+    return x.new(x.stored[(slice(None), *index)])
 
 
 @register_rule("getattr")

@@ -236,73 +236,120 @@ class Algebra:
         return a[0][: a.shape[1] // self.directions]
 
 
-@dataclass
 class Series:
-    """Coefficients ``(T, N, *shape)`` of a truncated Taylor series, and its algebra."""
+    """Coefficients ``(T, N, *shape)`` of a truncated Taylor series, and its algebra.
 
-    coeffs: torch.Tensor
-    algebra: Algebra
-    degree: int | None = None  # known bound on the polynomial degree; None means "order"
+    A series with a known degree bound may store only its first rows (``stored``, at least the
+    terms up to ``degree``); the zero rows above them are materialised only when ``coeffs`` is
+    read. Linear maps and univariate recurrences work on the stored rows alone, so the input
+    series of a wide first layer and that layer's output never allocate their zero rows.
+    ``unit_directions = (start, stop, points)`` marks an unmixed input series whose degree-1
+    rows are the unit vectors ``e_start .. e_stop-1`` (direction-major, each repeated for
+    ``points`` reference points) and whose degree-0 rows repeat those points: a ``Linear``
+    layer then reads its weight's columns instead of multiplying by the identity.
+    """
+
+    __slots__ = ("stored", "algebra", "degree", "unit_directions")
+
+    def __init__(self, coeffs: torch.Tensor, algebra: Algebra, degree: int | None = None,
+                 unit_directions: tuple | None = None):
+        self.stored = coeffs
+        self.algebra = algebra
+        self.degree = degree  # known bound on the polynomial degree; None means "order"
+        self.unit_directions = unit_directions
+
+    @property
+    def coeffs(self) -> torch.Tensor:
+        """All ``T`` rows of coefficients (zero rows above the stored ones filled in)."""
+        stored, T = self.stored, self.algebra.n_terms
+        if stored.shape[0] < T:
+            full = stored.new_zeros((T, *stored.shape[1:]))
+            full[: stored.shape[0]] = stored
+            self.stored = stored = full
+        return stored
 
     @property
     def value(self) -> torch.Tensor:
         """The forward value (degree-0 coefficients)."""
-        return self.coeffs[0]
+        return self.stored[0]
 
     @property
     def shape(self) -> torch.Size:
-        return self.coeffs.shape[1:]
+        return self.stored.shape[1:]
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.coeffs.dtype
+        return self.stored.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.coeffs.device
+        return self.stored.device
 
     def dim(self) -> int:
-        return self.coeffs.ndim - 1
+        return self.stored.ndim - 1
 
     def new(self, coeffs: torch.Tensor, degree: int | None = -1) -> "Series":
         """A series of the same algebra; ``degree=-1`` keeps this series' degree bound."""
         return Series(coeffs, self.algebra, self.degree if degree == -1 else degree)
 
+    def _live_rows(self) -> int:
+        """Rows that may be nonzero: all, or the terms up to the known degree."""
+        T = self.algebra.n_terms
+        return T if self.degree is None else min(T, self.algebra.terms_upto(min(self.degree, self.algebra.order)))
+
     def map_linear(self, fn, bias: torch.Tensor | None = None) -> "Series":
         """Apply a linear map ``fn`` (acting on ``(N, *shape)`` batches) to every coefficient.
 
         The bias belongs to the degree-0 coefficient only: an affine map's higher-order
-        coefficients see the weight alone.
+        coefficients see the weight alone. Rows above the known degree are zero and are
+        neither mapped nor stored (the first layer of a wide network sees an affine input, so
+        this skips most of its work).
         """
-        coeffs = self.coeffs
-        T, N = coeffs.shape[:2]
-        # Rows above the known degree are zero: map only the others (the first layer of a
-        # wide network sees an affine input, so this skips most of its work).
-        live = T if self.degree is None else self.algebra.terms_upto(min(self.degree, self.algebra.order))
-        mapped = fn((coeffs if live == T else coeffs[:live]).reshape(live * N, *coeffs.shape[2:]))
-        if live == T:
-            out = mapped.reshape(T, N, *mapped.shape[1:])
+        live = self._live_rows()
+        stored = self.stored
+        N = stored.shape[1]
+        rows = stored if stored.shape[0] == live else stored[:live]
+        mapped = fn(rows.reshape(live * N, *stored.shape[2:]))
+        out = mapped.reshape(live, N, *mapped.shape[1:])
+        return Series(self._add_bias(out, bias), self.algebra, self.degree)
+
+    @staticmethod
+    def _add_bias(out: torch.Tensor, bias) -> torch.Tensor:
+        if bias is None:
+            return out
+        if out.requires_grad:
+            out = out.clone()
+            out[0] = out[0] + bias
         else:
-            out = mapped.new_zeros((T, N, *mapped.shape[1:]))
-            out[:live] = mapped.reshape(live, N, *mapped.shape[1:])
-        if bias is not None:
-            if out.requires_grad:
-                out = out.clone()
-                out[0] = out[0] + bias
-            else:
-                out[0].add_(bias)
-        return Series(out, self.algebra, self.degree)
+            out[0].add_(bias)
+        return out
+
+    def map_unit_directions(self, weight: torch.Tensor, bias: torch.Tensor | None) -> "Series":
+        """``F.linear(self, weight, bias)`` for a series marked ``unit_directions``: the degree-0
+        rows are the points mapped once and repeated, the degree-1 rows the weight's columns."""
+        start, stop, points = self.unit_directions
+        directions = stop - start
+        x = self.stored[0][:points]
+        value = torch.nn.functional.linear(x, weight, bias)
+        out_features = weight.shape[0]
+        rows = self.stored.new_empty((min(2, self.algebra.n_terms), directions, points, out_features))
+        rows[0] = value.unsqueeze(0)
+        if rows.shape[0] > 1:
+            rows[1] = weight.t()[start:stop].unsqueeze(1)
+        return Series(rows.view(rows.shape[0], directions * points, out_features), self.algebra, self.degree)
 
     def apply_elementwise(self, coefficient_fn, univariate=None) -> "Series":
         """``f(self)`` for an elementwise ``f`` given by ``coefficient_fn(x0, order)``.
 
-        ``univariate(coeffs)``, when given, maps a whole one-variable series at once (a
-        coefficient recurrence, as ``jet`` does) and may return ``None`` where it does not
+        ``univariate(coeffs, order)``, when given, maps a whole one-variable series at once
+        (a coefficient recurrence, as ``jet`` does; ``coeffs`` may hold fewer than
+        ``order + 1`` rows, the rest being zero) and may return ``None`` where it does not
         apply; it is cheaper than composing with ``f``'s coefficients when ``p = 1``.
         """
         alg = self.algebra
         if univariate is not None and alg.p == 1 and alg.order > 0:
-            out = univariate(self.coeffs)
+            live = self._live_rows()
+            out = univariate(self.stored[:live], alg.order)
             if out is not None:
                 return self.new(out, None)
         c = coefficient_fn(alg.shared_constant(self.coeffs), alg.order)
