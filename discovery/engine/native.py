@@ -27,9 +27,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
-__all__ = ["available", "univariate", "KINDS"]
+__all__ = ["available", "series", "KINDS"]
 
 KINDS = {"tanh": 0, "sin": 1, "cos": 2, "sigmoid": 3, "exp": 4}
 """Activations with a fused recurrence, and their kernel codes."""
@@ -41,6 +42,7 @@ _PARALLEL_ELEMENTS = 1 << 16
 _SOURCE = r"""
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -105,6 +107,63 @@ void run(int kind, const double* a, double* y, const double* g0, int64_t M, int 
     block(kind, a, y, g0, M, n, r, s, c0, w, buf.data());
   }
 }
+
+constexpr int MBLK = 8;
+
+struct Plan {
+  int T, n, r;
+  const int64_t* yoff; const int32_t* yl; const int32_t* yr; const int32_t* yo; const double* yw;
+  const int64_t* zoff; const int32_t* zl; const int32_t* zr; const int32_t* zo; const double* zw;
+  const int64_t* doff;  // first term of each degree 0..n+1
+};
+
+// The homogeneous-degree form of the same recurrences: with a_d the degree-d part of a,
+// d y_d = sum_j j a_j g_{d-j}, each product a multivariate one over index pairs of the degree.
+void multi_block(int kind, const Plan& P, const double* a, double* y, const double* g0, int64_t M, double s,
+                 int64_t c0, int w, double* buf) {
+  const int T = P.T;
+  double* A = buf; double* Y = A + (int64_t)T * MBLK; double* G = Y + (int64_t)T * MBLK;
+  for (int t = 0; t < T; ++t)
+    for (int c = 0; c < MBLK; ++c) {
+      A[t * MBLK + c] = (t < P.r && c < w) ? s * a[t * M + c0 + c] : 0.0;
+      Y[t * MBLK + c] = 0.0; G[t * MBLK + c] = 0.0;
+    }
+  for (int c = 0; c < w; ++c) { Y[c] = y[c0 + c]; G[c] = g0[c0 + c]; }
+  const double* GS = kind == 4 ? Y : G;
+  for (int d = 1; d <= P.n; ++d) {
+    for (int64_t q = P.yoff[d - 1]; q < P.yoff[d]; ++q) {
+      const double* al = A + P.yl[q] * MBLK; const double wq = P.yw[q];
+      const double* gr = GS + P.yr[q] * MBLK; double* yo = Y + P.yo[q] * MBLK;
+      for (int c = 0; c < MBLK; ++c) yo[c] += wq * al[c] * gr[c];
+      if (kind == 1 || kind == 2) {
+        const double* sr = Y + P.yr[q] * MBLK; double* co = G + P.yo[q] * MBLK;
+        for (int c = 0; c < MBLK; ++c) co[c] -= wq * al[c] * sr[c];
+      }
+    }
+    if (kind == 0 || kind == 3) {
+      if (kind == 3)
+        for (int64_t t = P.doff[d]; t < P.doff[d + 1]; ++t)
+          for (int c = 0; c < MBLK; ++c) G[t * MBLK + c] = Y[t * MBLK + c];
+      for (int64_t q = P.zoff[d - 1]; q < P.zoff[d]; ++q) {
+        const double* yl = Y + P.zl[q] * MBLK; const double* yr = Y + P.zr[q] * MBLK;
+        double* go = G + P.zo[q] * MBLK; const double wq = P.zw[q];
+        for (int c = 0; c < MBLK; ++c) go[c] += wq * yl[c] * yr[c];
+      }
+    }
+  }
+  const double* out = kind == 2 ? G : Y;
+  for (int t = 0; t < T; ++t)
+    for (int c = 0; c < w; ++c) y[t * M + c0 + c] = out[t * MBLK + c];
+}
+
+void multi_run(int kind, const Plan& P, const double* a, double* y, const double* g0, int64_t M, double s,
+               int64_t lo, int64_t hi) {
+  std::vector<double> buf(3 * (size_t)P.T * MBLK);
+  for (int64_t c0 = lo; c0 < hi; c0 += MBLK) {
+    int w = (int)((hi - c0) < MBLK ? (hi - c0) : MBLK);
+    multi_block(kind, P, a, y, g0, M, s, c0, w, buf.data());
+  }
+}
 }  // namespace
 
 extern "C" int discovery_series(int kind, const double* a, double* y, const double* g0, int64_t M, int n,
@@ -118,6 +177,24 @@ extern "C" int discovery_series(int kind, const double* a, double* y, const doub
     if (lo < hi) pool.emplace_back(run, kind, a, y, g0, M, n, r, s, lo, hi);
   }
   run(kind, a, y, g0, M, n, r, s, 0, per * BLK < M ? per * BLK : M);
+  for (auto& th : pool) th.join();
+  return 0;
+}
+extern "C" int discovery_series_multi(int kind, const double* a, double* y, const double* g0, int64_t M, int T,
+                                      int n, int r, const int64_t* doff, const int64_t* yoff, const int32_t* yl,
+                                      const int32_t* yr, const int32_t* yo, const double* yw,
+                                      const int64_t* zoff, const int32_t* zl, const int32_t* zr,
+                                      const int32_t* zo, const double* zw, double s, int threads) {
+  Plan P{T, n, r, yoff, yl, yr, yo, yw, zoff, zl, zr, zo, zw, doff};
+  int64_t blocks = (M + MBLK - 1) / MBLK;
+  if (threads <= 1 || blocks < 2) { multi_run(kind, P, a, y, g0, M, s, 0, M); return 0; }
+  int64_t per = (blocks + threads - 1) / threads;
+  std::vector<std::thread> pool;
+  for (int t = 1; t < threads; ++t) {
+    int64_t lo = t * per * MBLK, hi = lo + per * MBLK < M ? lo + per * MBLK : M;
+    if (lo < hi) pool.emplace_back(multi_run, kind, std::cref(P), a, y, g0, M, s, lo, hi);
+  }
+  multi_run(kind, P, a, y, g0, M, s, 0, per * MBLK < M ? per * MBLK : M);
   for (auto& th : pool) th.join();
   return 0;
 }
@@ -174,11 +251,14 @@ def _library():
             lib = ctypes.CDLL(str(target))
         except OSError:
             continue
-        fn = lib.discovery_series
-        fn.restype = ctypes.c_int
-        fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
-                       ctypes.c_int, ctypes.c_int, ctypes.c_double, ctypes.c_int]
-        return fn
+        lib.discovery_series.restype = ctypes.c_int
+        lib.discovery_series.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                         ctypes.c_int64, ctypes.c_int, ctypes.c_int, ctypes.c_double, ctypes.c_int]
+        lib.discovery_series_multi.restype = ctypes.c_int
+        lib.discovery_series_multi.argtypes = ([ctypes.c_int] + [ctypes.c_void_p] * 3 + [ctypes.c_int64]
+                                               + [ctypes.c_int] * 3 + [ctypes.c_void_p] * 11
+                                               + [ctypes.c_double, ctypes.c_int])
+        return lib
     return None
 
 
@@ -187,9 +267,10 @@ def available() -> bool:
     return _library() is not None
 
 
-def univariate(kind: str, coeffs: torch.Tensor, order: int, scale: float = 1.0) -> torch.Tensor | None:
-    """``f(scale * a)`` for the univariate series ``a`` whose first rows are ``coeffs``
-    (``(r, ...)`` with ``r <= order + 1``; the rows above are zero), as ``(order + 1, ...)``.
+def series(kind: str, coeffs: torch.Tensor, p: int, order: int, scale: float = 1.0) -> torch.Tensor | None:
+    """``f(scale * a)`` for the series ``a`` in ``p`` variables whose first rows are ``coeffs``
+    (``(r, ...)``, graded monomial order; the rows above are zero), with all
+    ``n_terms(p, order)`` rows.
 
     Returns ``None`` when the fused kernel does not apply (no compiler, not float64 on the
     CPU, autograd following ``coeffs``, order above 64).
@@ -197,16 +278,58 @@ def univariate(kind: str, coeffs: torch.Tensor, order: int, scale: float = 1.0) 
     if (coeffs.dtype != torch.float64 or coeffs.device.type != "cpu" or order > _MAX_ORDER
             or (coeffs.requires_grad and torch.is_grad_enabled())):
         return None
-    fn = _library()
-    if fn is None:
+    lib = _library()
+    if lib is None:
         return None
     a = coeffs.reshape(coeffs.shape[0], -1).contiguous()
     columns = a.shape[1]
-    y = a.new_empty((order + 1, columns))
+    plan = _plan(p, order) if p > 1 else None
+    T = order + 1 if plan is None else plan.n_terms
+    y = a.new_empty((T, columns))
     g0 = _start(kind, a[0] * scale if scale != 1.0 else a[0], y[0])
     threads = torch.get_num_threads() if y.numel() >= _PARALLEL_ELEMENTS else 1
-    fn(KINDS[kind], a.data_ptr(), y.data_ptr(), g0.data_ptr(), columns, order, a.shape[0], float(scale), threads)
-    return y.view(order + 1, *coeffs.shape[1:])
+    rows = min(a.shape[0], T)
+    if plan is None:
+        lib.discovery_series(KINDS[kind], a.data_ptr(), y.data_ptr(), g0.data_ptr(), columns, order, rows,
+                             float(scale), threads)
+    else:
+        lib.discovery_series_multi(KINDS[kind], a.data_ptr(), y.data_ptr(), g0.data_ptr(), columns, T, order,
+                                   rows, *plan.pointers, float(scale), threads)
+    return y.view(T, *coeffs.shape[1:])
+
+
+class _Plan:
+    """Index pairs of the homogeneous recurrences in ``p`` variables, grouped by the degree of
+    their output term: ``y`` pairs ``(alpha, beta)`` with ``|alpha| >= 1`` and weight
+    ``|alpha| / |alpha + beta|`` (``k y_k = sum_j j a_j g_{k-j}``), and unordered ``z`` pairs of
+    ``-y^2`` (weight -2, or -1 on the diagonal)."""
+
+    def __init__(self, p: int, order: int):
+        from discovery.engine.polynomial import degree_slices, product_table
+
+        table = product_table(p, order)
+        out_degree, left_degree = table._out_degree, table._left_degree
+        left, right, out = table.left.numpy(), table.right.numpy(), table.out.numpy()
+        self.n_terms = table.n_terms
+        keep = left_degree >= 1
+        yw = left_degree[keep] / out_degree[keep]
+        keep_z = (left <= right) & (out_degree >= 1)
+        zw = np.where(left[keep_z] == right[keep_z], -1.0, -2.0)
+        bounds = np.arange(0, order + 1)  # offsets[d - 1]:offsets[d] are the pairs of degree d
+        yoff = np.searchsorted(out_degree[keep], bounds, side="right")
+        zoff = np.searchsorted(out_degree[keep_z], bounds, side="right")
+        doff = [sl.start for sl in degree_slices(p, order)] + [self.n_terms]
+        self._arrays = [np.asarray(doff, dtype=np.int64), np.asarray(yoff, dtype=np.int64),
+                        left[keep].astype(np.int32), right[keep].astype(np.int32), out[keep].astype(np.int32),
+                        np.ascontiguousarray(yw, dtype=np.float64), np.asarray(zoff, dtype=np.int64),
+                        left[keep_z].astype(np.int32), right[keep_z].astype(np.int32),
+                        out[keep_z].astype(np.int32), np.ascontiguousarray(zw, dtype=np.float64)]
+        self.pointers = [arr.ctypes.data for arr in self._arrays]
+
+
+@functools.lru_cache(maxsize=32)
+def _plan(p: int, order: int) -> _Plan:
+    return _Plan(p, order)
 
 
 def _start(kind: str, x: torch.Tensor, y0: torch.Tensor) -> torch.Tensor:

@@ -73,20 +73,20 @@ def linear_rule(x: Series, fn, bias=None) -> Series:
     return x.map_linear(fn, bias)
 
 
-def elementwise_rule(coefficient_fn, univariate=None):
+def elementwise_rule(coefficient_fn, fused=None):
     """Rule for an elementwise function of its first argument (extra flags such as
-    ``inplace`` change nothing in the series). ``univariate(coeffs)``: optional fused
-    recurrence for one-variable series (see :meth:`Series.apply_elementwise`)."""
+    ``inplace`` change nothing in the series). ``fused(coeffs, p, order)``: optional
+    whole-series recurrence (see :meth:`Series.apply_elementwise`)."""
 
     def rule(ctx, x, *flags, **kwargs):
-        return x.apply_elementwise(coefficient_fn, univariate)
+        return x.apply_elementwise(coefficient_fn, fused)
 
     return rule
 
 
 def _fused(kind: str, scale: float = 1.0):
-    """The compiled recurrence of ``kind`` (:mod:`discovery.engine.native`) as a ``univariate``."""
-    return lambda coeffs, order: native.univariate(kind, coeffs, order, scale)
+    """The compiled recurrence of ``kind`` (:mod:`discovery.engine.native`) as a ``fused``."""
+    return lambda coeffs, p, order: native.series(kind, coeffs, p, order, scale)
 
 
 # -- activations --------------------------------------------------------------------------------

@@ -338,18 +338,18 @@ class Series:
             rows[1] = weight.t()[start:stop].unsqueeze(1)
         return Series(rows.view(rows.shape[0], directions * points, out_features), self.algebra, self.degree)
 
-    def apply_elementwise(self, coefficient_fn, univariate=None) -> "Series":
+    def apply_elementwise(self, coefficient_fn, fused=None) -> "Series":
         """``f(self)`` for an elementwise ``f`` given by ``coefficient_fn(x0, order)``.
 
-        ``univariate(coeffs, order)``, when given, maps a whole one-variable series at once
-        (a coefficient recurrence, as ``jet`` does; ``coeffs`` may hold fewer than
-        ``order + 1`` rows, the rest being zero) and may return ``None`` where it does not
-        apply; it is cheaper than composing with ``f``'s coefficients when ``p = 1``.
+        ``fused(coeffs, p, order)``, when given, maps the whole series at once by ``f``'s
+        coefficient recurrence (as ``jet`` does; ``coeffs`` holds the rows up to the known
+        degree, the rest being zero) and may return ``None`` where it does not apply. It
+        costs about two truncated products where composing with ``f``'s coefficients costs
+        ``order / 2``.
         """
         alg = self.algebra
-        if univariate is not None and alg.p == 1 and alg.order > 0:
-            live = self._live_rows()
-            out = univariate(self.stored[:live], alg.order)
+        if fused is not None and alg.order > 0:
+            out = fused(self.stored[: self._live_rows()], alg.p, alg.order)
             if out is not None:
                 return self.new(out, None)
         c = coefficient_fn(alg.shared_constant(self.coeffs), alg.order)
