@@ -47,51 +47,53 @@ _SOURCE = r"""
 #include <vector>
 
 namespace {
-constexpr int BLK = 64;
+constexpr int BLK = 64;  // columns per block: three (n + 1) x BLK buffers stay in L1/L2
+constexpr int VW = 8;    // columns per register accumulator
+
+// out[c] = scale * sum_{j = lo..hi} u[j][c] v[k - j][c] for the BLK columns of a block.
+inline void convolve(const double* u, const double* v, int k, int lo, int hi, double scale, double* out) {
+  for (int c0 = 0; c0 < BLK; c0 += VW) {
+    double acc[VW] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    for (int j = lo; j <= hi; ++j) {
+      const double* uj = u + j * BLK + c0;
+      const double* vj = v + (k - j) * BLK + c0;
+      for (int c = 0; c < VW; ++c) acc[c] += uj[c] * vj[c];
+    }
+    for (int c = 0; c < VW; ++c) out[c0 + c] = scale * acc[c];
+  }
+}
 
 // y = f(s * a) for one block of w <= BLK columns starting at column c0 of (n + 1) x M arrays;
-// row 0 of y holds f(s a_0) and g0 the ODE factor g(s a_0) on entry.
+// row 0 of y holds f(s a_0) and g0 the ODE factor g(s a_0) on entry. Rows of a from r on are
+// zero (a known degree bound). Columns past w are zero-padded and not written back.
 void block(int kind, const double* a, double* y, const double* g0, int64_t M, int n, int r, double s,
            int64_t c0, int w, double* buf) {
   double* ja = buf;                   // (n + 1) x BLK: k s a_k
   double* yy = ja + (n + 1) * BLK;    // (n + 1) x BLK: output coefficients
   double* g = yy + (n + 1) * BLK;     // (n + 1) x BLK: coefficients of g (or of cos)
-  double acc[BLK];
-  for (int k = 1; k < r; ++k)  // rows of a from r on are zero (a known degree bound)
-    for (int c = 0; c < w; ++c) ja[k * BLK + c] = k * s * a[k * M + c0 + c];
-  for (int c = 0; c < w; ++c) {  // y_0 and g_0 come precomputed (vectorised libm)
-    yy[c] = y[c0 + c];
-    g[c] = g0[c0 + c];
+  double tmp[BLK];
+  const int rows = r < n + 1 ? r : n + 1;
+  for (int k = 1; k < rows; ++k)
+    for (int c = 0; c < BLK; ++c) ja[k * BLK + c] = c < w ? k * s * a[k * M + c0 + c] : 0.0;
+  for (int c = 0; c < BLK; ++c) {
+    yy[c] = c < w ? y[c0 + c] : 0.0;
+    g[c] = c < w ? g0[c0 + c] : 0.0;
   }
   const double* gs = kind == 4 ? yy : g;  // exp: g = y
   for (int k = 1; k <= n; ++k) {
-    double inv = 1.0 / k;
-    for (int c = 0; c < w; ++c) acc[c] = 0.0;
-    for (int j = 1; j <= k && j < r; ++j) {
-      const double* aj = ja + j * BLK; const double* gk = gs + (k - j) * BLK;
-      for (int c = 0; c < w; ++c) acc[c] += aj[c] * gk[c];
-    }
-    for (int c = 0; c < w; ++c) yy[k * BLK + c] = acc[c] * inv;
-    if (kind == 1 || kind == 2) {  // cos' = -sin a'
-      for (int c = 0; c < w; ++c) acc[c] = 0.0;
-      for (int j = 1; j <= k && j < r; ++j) {
-        const double* aj = ja + j * BLK; const double* sk = yy + (k - j) * BLK;
-        for (int c = 0; c < w; ++c) acc[c] += aj[c] * sk[c];
-      }
-      for (int c = 0; c < w; ++c) g[k * BLK + c] = -acc[c] * inv;
-    } else if (kind == 0 || kind == 3) {  // g_k = [kind 3: y_k] - sum_i y_i y_{k-i}
-      for (int c = 0; c < w; ++c) acc[c] = 0.0;
-      for (int i = 0; 2 * i < k; ++i) {
-        const double* yi = yy + i * BLK; const double* yk = yy + (k - i) * BLK;
-        for (int c = 0; c < w; ++c) acc[c] += yi[c] * yk[c];
-      }
-      for (int c = 0; c < w; ++c) acc[c] *= 2.0;
+    const int hi = k < rows - 1 ? k : rows - 1;
+    convolve(ja, gs, k, 1, hi, 1.0 / k, yy + k * BLK);  // k y_k = sum_j j a_j g_{k-j}
+    if (kind == 1 || kind == 2) {                         // cos' = -sin a'
+      convolve(ja, yy, k, 1, hi, -1.0 / k, g + k * BLK);
+    } else if (kind == 0 || kind == 3) {                  // g_k = [sigmoid: y_k] - (y^2)_k
+      convolve(yy, yy, k, 0, (k - 1) / 2, -2.0, tmp);
       if (k % 2 == 0) {
         const double* yh = yy + (k / 2) * BLK;
-        for (int c = 0; c < w; ++c) acc[c] += yh[c] * yh[c];
+        for (int c = 0; c < BLK; ++c) tmp[c] -= yh[c] * yh[c];
       }
-      if (kind == 0) for (int c = 0; c < w; ++c) g[k * BLK + c] = -acc[c];
-      else for (int c = 0; c < w; ++c) g[k * BLK + c] = yy[k * BLK + c] - acc[c];
+      double* gk = g + k * BLK;
+      if (kind == 0) for (int c = 0; c < BLK; ++c) gk[c] = tmp[c];
+      else for (int c = 0; c < BLK; ++c) gk[c] = yy[k * BLK + c] + tmp[c];
     }
   }
   const double* out = kind == 2 ? g : yy;
