@@ -132,24 +132,34 @@ void multi_block(int kind, const Plan& P, const double* a, double* y, const doub
     }
   for (int c = 0; c < w; ++c) { Y[c] = y[c0 + c]; G[c] = g0[c0 + c]; }
   const double* GS = kind == 4 ? Y : G;
+  const bool pair = kind == 1 || kind == 2;
   for (int d = 1; d <= P.n; ++d) {
-    for (int64_t q = P.yoff[d - 1]; q < P.yoff[d]; ++q) {
-      const double* al = A + P.yl[q] * MBLK; const double wq = P.yw[q];
-      const double* gr = GS + P.yr[q] * MBLK; double* yo = Y + P.yo[q] * MBLK;
-      for (int c = 0; c < MBLK; ++c) yo[c] += wq * al[c] * gr[c];
-      if (kind == 1 || kind == 2) {
-        const double* sr = Y + P.yr[q] * MBLK; double* co = G + P.yo[q] * MBLK;
-        for (int c = 0; c < MBLK; ++c) co[c] -= wq * al[c] * sr[c];
+    // The pairs of one output term are consecutive: accumulate them in registers.
+    for (int64_t q = P.yoff[d - 1], e = P.yoff[d]; q < e;) {
+      const int o = P.yo[q];
+      double acc[MBLK] = {0.0}, alt[MBLK] = {0.0};
+      for (; q < e && P.yo[q] == o; ++q) {
+        const double* al = A + P.yl[q] * MBLK; const double wq = P.yw[q];
+        const double* gr = GS + P.yr[q] * MBLK;
+        for (int c = 0; c < MBLK; ++c) acc[c] += wq * al[c] * gr[c];
+        if (pair) {
+          const double* sr = Y + P.yr[q] * MBLK;
+          for (int c = 0; c < MBLK; ++c) alt[c] -= wq * al[c] * sr[c];
+        }
       }
+      for (int c = 0; c < MBLK; ++c) Y[o * MBLK + c] = acc[c];
+      if (pair) for (int c = 0; c < MBLK; ++c) G[o * MBLK + c] = alt[c];
     }
     if (kind == 0 || kind == 3) {
-      if (kind == 3)
-        for (int64_t t = P.doff[d]; t < P.doff[d + 1]; ++t)
-          for (int c = 0; c < MBLK; ++c) G[t * MBLK + c] = Y[t * MBLK + c];
-      for (int64_t q = P.zoff[d - 1]; q < P.zoff[d]; ++q) {
-        const double* yl = Y + P.zl[q] * MBLK; const double* yr = Y + P.zr[q] * MBLK;
-        double* go = G + P.zo[q] * MBLK; const double wq = P.zw[q];
-        for (int c = 0; c < MBLK; ++c) go[c] += wq * yl[c] * yr[c];
+      for (int64_t q = P.zoff[d - 1], e = P.zoff[d]; q < e;) {
+        const int o = P.zo[q];
+        double acc[MBLK] = {0.0};
+        for (; q < e && P.zo[q] == o; ++q) {
+          const double* yl = Y + P.zl[q] * MBLK; const double* yr = Y + P.zr[q] * MBLK;
+          const double wq = P.zw[q];
+          for (int c = 0; c < MBLK; ++c) acc[c] += wq * yl[c] * yr[c];
+        }
+        for (int c = 0; c < MBLK; ++c) G[o * MBLK + c] = (kind == 3 ? Y[o * MBLK + c] : 0.0) + acc[c];
       }
     }
   }
@@ -310,8 +320,12 @@ class _Plan:
         from discovery.engine.polynomial import degree_slices, product_table
 
         table = product_table(p, order)
-        out_degree, left_degree = table._out_degree, table._left_degree
         left, right, out = table.left.numpy(), table.right.numpy(), table.out.numpy()
+        # Grouped by output term (the graded order sorts by degree too): the kernel sums each
+        # group in registers and writes it once.
+        by_out = np.lexsort((right, left, out))
+        left, right, out = left[by_out], right[by_out], out[by_out]
+        out_degree, left_degree = table._out_degree[by_out], table._left_degree[by_out]
         self.n_terms = table.n_terms
         keep = left_degree >= 1
         yw = left_degree[keep] / out_degree[keep]
