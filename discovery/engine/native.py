@@ -110,7 +110,7 @@ void run(int kind, const double* a, double* y, const double* g0, int64_t M, int 
   }
 }
 
-constexpr int MBLK = 8;
+constexpr int MBLK = 32;  // columns per block of a multivariate series (index loads amortised over them)
 
 struct Plan {
   int T, n, r;
