@@ -16,6 +16,7 @@ from torch import nn
 
 import discovery
 from discovery.engine import native
+from discovery.engine.series import serial_if_small
 from discovery.nn import Sine
 from oracle import Lambda, all_partials, assert_partials_match, mlp, pure_partials
 
@@ -153,3 +154,29 @@ def test_fused_declines_what_it_does_not_cover():
     tracked = a.clone().requires_grad_(True)
     with torch.enable_grad():
         assert native.series("tanh", tracked, 1, 2) is None  # autograd cannot follow the kernel
+
+
+def test_small_maps_run_serially_and_the_thread_count_is_restored(monkeypatch):
+    # A parallel region on a busy machine can wait a time slice for its second thread.
+    seen = []
+    linear = torch.nn.functional.linear
+
+    def probe(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return linear(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "linear", probe)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1)).double()
+        discovery.expand(net, [[0.1, 0.2]], 3)
+        assert seen == [1, 1], f"small linear maps ran with {seen} intra-op threads"
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError):
+            with serial_if_small(10):
+                assert torch.get_num_threads() == 1
+                raise RuntimeError("inside")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -30,14 +30,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from discovery.engine.series import serial_if_small
+
 __all__ = ["available", "series", "KINDS"]
 
 KINDS = {"tanh": 0, "sin": 1, "cos": 2, "sigmoid": 3, "exp": 4}
 """Activations with a fused recurrence, and their kernel codes."""
 
 _MAX_ORDER = 64
-# Below this many coefficient elements one thread is faster than starting others.
-_PARALLEL_ELEMENTS = 1 << 16
+# Below this many multiply-adds one thread is faster than starting others (and, on a busy
+# machine, than waiting a scheduler time slice for them).
+_PARALLEL_WORK = 1 << 24
 
 _SOURCE = r"""
 #include <cmath>
@@ -298,15 +301,18 @@ def series(kind: str, coeffs: torch.Tensor, p: int, order: int, scale: float = 1
     plan = _plan(p, order) if p > 1 else None
     T = order + 1 if plan is None else plan.n_terms
     y = a.new_empty((T, columns))
-    g0 = _start(kind, a[0] * scale if scale != 1.0 else a[0], y[0])
-    threads = torch.get_num_threads() if y.numel() >= _PARALLEL_ELEMENTS else 1
+    work = columns * (order + 1) ** 2 if plan is None else columns * plan.n_pairs
     rows = min(a.shape[0], T)
-    if plan is None:
-        lib.discovery_series(KINDS[kind], a.data_ptr(), y.data_ptr(), g0.data_ptr(), columns, order, rows,
-                             float(scale), threads)
-    else:
-        lib.discovery_series_multi(KINDS[kind], a.data_ptr(), y.data_ptr(), g0.data_ptr(), columns, T, order,
-                                   rows, *plan.pointers, float(scale), threads)
+    # PyTorch's tanh and sin go through MKL, which threads even 256 elements.
+    with serial_if_small(work, _PARALLEL_WORK):
+        g0 = _start(kind, a[0] * scale if scale != 1.0 else a[0], y[0])
+        threads = torch.get_num_threads()
+        if plan is None:
+            lib.discovery_series(KINDS[kind], a.data_ptr(), y.data_ptr(), g0.data_ptr(), columns, order, rows,
+                                 float(scale), threads)
+        else:
+            lib.discovery_series_multi(KINDS[kind], a.data_ptr(), y.data_ptr(), g0.data_ptr(), columns, T,
+                                       order, rows, *plan.pointers, float(scale), threads)
     return y.view(T, *coeffs.shape[1:])
 
 
@@ -341,6 +347,7 @@ class _Plan:
                         left[keep_z].astype(np.int32), right[keep_z].astype(np.int32),
                         out[keep_z].astype(np.int32), np.ascontiguousarray(zw, dtype=np.float64)]
         self.pointers = [arr.ctypes.data for arr in self._arrays]
+        self.n_pairs = int(keep.sum() + keep_z.sum())
 
 
 @functools.lru_cache(maxsize=32)

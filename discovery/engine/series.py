@@ -11,6 +11,7 @@ product indices and, for unmixed expansions, how many directions share one refer
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import torch
 
 from discovery.engine.polynomial import degree_slices, monomials, n_terms, product_table
 
-__all__ = ["Algebra", "Series"]
+__all__ = ["Algebra", "Series", "serial_if_small"]
 
 # Temporaries of one column block of a composition (elements): about 8 MB in float64.
 _CHUNK_ELEMENTS = 1 << 20
@@ -66,6 +67,26 @@ class _AffinePlan:
         self.factorial = torch.tensor(factorial, dtype=dtype, device=device).reshape(n + 1, 1)
         T = tables.n_terms
         self.per_column = T * (p + 2) + 3 * (n + 1) * (p + 1)
+
+
+# Multiply-adds (estimated as input elements x input features) below which a linear map runs on
+# one thread: a parallel region on a busy machine can wait a scheduler time slice (milliseconds)
+# for its second thread, far longer than a small map takes (XLA likewise keeps small ops serial).
+PARALLEL_MACS = 1 << 25
+
+
+@contextlib.contextmanager
+def serial_if_small(macs: int, threshold: int = PARALLEL_MACS):
+    """Run the block with one intra-op thread when ``macs`` is below ``threshold``."""
+    threads = torch.get_num_threads()
+    if threads == 1 or macs >= threshold:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @functools.lru_cache(maxsize=None)
@@ -309,7 +330,9 @@ class Series:
         stored = self.stored
         N = stored.shape[1]
         rows = stored if stored.shape[0] == live else stored[:live]
-        mapped = fn(rows.reshape(live * N, *stored.shape[2:]))
+        flat = rows.reshape(live * N, *stored.shape[2:])
+        with serial_if_small(flat.numel() * (flat.shape[-1] if flat.ndim > 1 else 1)):
+            mapped = fn(flat)
         out = mapped.reshape(live, N, *mapped.shape[1:])
         return Series(self._add_bias(out, bias), self.algebra, self.degree)
 
@@ -352,5 +375,6 @@ class Series:
             out = fused(self.stored[: self._live_rows()], alg.p, alg.order)
             if out is not None:
                 return self.new(out, None)
-        c = coefficient_fn(alg.shared_constant(self.coeffs), alg.order)
-        return self.new(alg.compose(self.coeffs, c, self.degree), None)
+        with serial_if_small(self.coeffs.numel() * (alg.order + 1)):
+            c = coefficient_fn(alg.shared_constant(self.coeffs), alg.order)
+            return self.new(alg.compose(self.coeffs, c, self.degree), None)
