@@ -16,7 +16,7 @@ from torch import nn
 
 import discovery
 from discovery.engine import native
-from discovery.engine.series import serial_if_small
+from discovery.engine.series import serial_run
 from discovery.nn import Sine
 from oracle import Lambda, all_partials, assert_partials_match, mlp, pure_partials
 
@@ -156,25 +156,27 @@ def test_fused_declines_what_it_does_not_cover():
         assert native.series("tanh", tracked, 1, 2) is None  # autograd cannot follow the kernel
 
 
-def test_small_maps_run_serially_and_the_thread_count_is_restored(monkeypatch):
-    # A parallel region on a busy machine can wait a time slice for its second thread.
+def test_only_large_maps_get_the_callers_threads(monkeypatch):
+    # A parallel region on a busy machine can wait a time slice for its second thread: an
+    # expansion runs serially and lends the caller's threads to large linear maps only.
     seen = []
     linear = torch.nn.functional.linear
 
-    def probe(*args, **kwargs):
-        seen.append(torch.get_num_threads())
-        return linear(*args, **kwargs)
+    def probe(z, w, *args, **kwargs):
+        seen.append((w.shape[1], torch.get_num_threads()))
+        return linear(z, w, *args, **kwargs)
 
     monkeypatch.setattr(torch.nn.functional, "linear", probe)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1)).double()
-        discovery.expand(net, [[0.1, 0.2]], 3)
-        assert seen == [1, 1], f"small linear maps ran with {seen} intra-op threads"
+        net = nn.Sequential(nn.Linear(1, 256), nn.Tanh(), nn.Linear(256, 256), nn.Tanh(), nn.Linear(256, 1)).double()
+        at = torch.linspace(-1, 1, 600, dtype=torch.float64).reshape(-1, 1)  # 1,200 rows x 256 x 256
+        discovery.expand(net, at, 1)
+        assert seen == [(1, 1), (256, 2), (256, 1)], f"(input features, threads) per linear map: {seen}"
         assert torch.get_num_threads() == 2
         with pytest.raises(RuntimeError):
-            with serial_if_small(10):
+            with serial_run():
                 assert torch.get_num_threads() == 1
                 raise RuntimeError("inside")
         assert torch.get_num_threads() == 2

@@ -10,7 +10,7 @@ from torch import nn
 
 from discovery.engine.polynomial import evaluate, n_terms, shift_coefficients
 from discovery.engine.rules import Context
-from discovery.engine.series import Algebra, Series
+from discovery.engine.series import Algebra, Series, serial_run
 from discovery.engine.trace import run_graph, trace
 from discovery.errors import ExpansionError, UnsupportedLayerError
 
@@ -71,9 +71,10 @@ def expand(
     device = _resolve_device(model, device, call)
     at_t = _as_points(at, dtype, device, call)
     gm = trace(model, call)
-    if mixed:
-        return _expand_mixed(gm, model, at_t, order, dtype, device, call)
-    return _expand_unmixed(gm, model, at_t, order, dtype, device, call, memory_budget)
+    with serial_run():  # the caller's threads go to large linear maps and fused kernels only
+        if mixed:
+            return _expand_mixed(gm, model, at_t, order, dtype, device, call)
+        return _expand_unmixed(gm, model, at_t, order, dtype, device, call, memory_budget)
 
 
 # -- argument checks ----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from discovery.engine.series import serial_if_small
+from discovery.engine.series import requested_threads
 
 __all__ = ["available", "series", "KINDS"]
 
@@ -303,16 +303,14 @@ def series(kind: str, coeffs: torch.Tensor, p: int, order: int, scale: float = 1
     y = a.new_empty((T, columns))
     work = columns * (order + 1) ** 2 if plan is None else columns * plan.n_pairs
     rows = min(a.shape[0], T)
-    # PyTorch's tanh and sin go through MKL, which threads even 256 elements.
-    with serial_if_small(work, _PARALLEL_WORK):
-        g0 = _start(kind, a[0] * scale if scale != 1.0 else a[0], y[0])
-        threads = torch.get_num_threads()
-        if plan is None:
-            lib.discovery_series(KINDS[kind], a.data_ptr(), y.data_ptr(), g0.data_ptr(), columns, order, rows,
-                                 float(scale), threads)
-        else:
-            lib.discovery_series_multi(KINDS[kind], a.data_ptr(), y.data_ptr(), g0.data_ptr(), columns, T,
-                                       order, rows, *plan.pointers, float(scale), threads)
+    g0 = _start(kind, a[0] * scale if scale != 1.0 else a[0], y[0])
+    threads = requested_threads() if work >= _PARALLEL_WORK else 1
+    if plan is None:
+        lib.discovery_series(KINDS[kind], a.data_ptr(), y.data_ptr(), g0.data_ptr(), columns, order, rows,
+                             float(scale), threads)
+    else:
+        lib.discovery_series_multi(KINDS[kind], a.data_ptr(), y.data_ptr(), g0.data_ptr(), columns, T, order,
+                                   rows, *plan.pointers, float(scale), threads)
     return y.view(T, *coeffs.shape[1:])
 
 

@@ -68,9 +68,10 @@ def _dim(d: int) -> int:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def linear_rule(x: Series, fn, bias=None) -> Series:
-    """Affine map: ``fn`` is linear; ``bias`` enters the degree-0 coefficient only."""
-    return x.map_linear(fn, bias)
+def linear_rule(x: Series, fn, bias=None, macs_per_row: int | None = None) -> Series:
+    """Affine map: ``fn`` is linear; ``bias`` enters the degree-0 coefficient only
+    (``macs_per_row``: see :meth:`Series.map_linear`)."""
+    return x.map_linear(fn, bias, macs_per_row)
 
 
 def elementwise_rule(coefficient_fn, fused=None):
@@ -219,7 +220,7 @@ def _linear(ctx, x, weight, bias=None):
     b = ctx.tensor(bias) if bias is not None else None
     if x.unit_directions is not None and w.ndim == 2 and x.dim() == 2 and w.shape[1] == x.shape[-1]:
         return x.map_unit_directions(w, b)
-    return linear_rule(x, lambda z: F.linear(z, w), b)
+    return linear_rule(x, lambda z: F.linear(z, w), b, w.numel() * max(1, x.value[0].numel() // max(1, w.shape[-1])))
 
 
 @register_rule("conv")

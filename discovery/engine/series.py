@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +22,7 @@ import torch
 
 from discovery.engine.polynomial import degree_slices, monomials, n_terms, product_table
 
-__all__ = ["Algebra", "Series", "serial_if_small"]
+__all__ = ["Algebra", "Series", "requested_threads", "serial_run", "threads_for"]
 
 # Temporaries of one column block of a composition (elements): about 8 MB in float64.
 _CHUNK_ELEMENTS = 1 << 20
@@ -69,24 +70,50 @@ class _AffinePlan:
         self.per_column = T * (p + 2) + 3 * (n + 1) * (p + 1)
 
 
-# Multiply-adds (estimated as input elements x input features) below which a linear map runs on
-# one thread: a parallel region on a busy machine can wait a scheduler time slice (milliseconds)
-# for its second thread, far longer than a small map takes (XLA likewise keeps small ops serial).
+# Intra-op threads pay off only for large linear maps and the fused kernels: on a busy machine a
+# parallel region can wait a scheduler time slice (milliseconds) for its second thread, far longer
+# than a small map or a memory-bound elementwise step takes (XLA likewise keeps small ops serial).
+# An expansion therefore runs on one thread and hands the caller's threads to large work only.
 PARALLEL_MACS = 1 << 25
+_THREADS = threading.local()
 
 
 @contextlib.contextmanager
-def serial_if_small(macs: int, threshold: int = PARALLEL_MACS):
-    """Run the block with one intra-op thread when ``macs`` is below ``threshold``."""
+def serial_run():
+    """Run the block on one intra-op thread; :func:`threads_for` lends the caller's thread count
+    to large work inside it. The caller's setting is restored on exit."""
     threads = torch.get_num_threads()
-    if threads == 1 or macs >= threshold:
-        yield
-        return
-    torch.set_num_threads(1)
+    previous = getattr(_THREADS, "count", None)
+    _THREADS.count = threads
+    if threads > 1:
+        torch.set_num_threads(1)
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        if threads > 1:
+            torch.set_num_threads(threads)
+        _THREADS.count = previous
+
+
+def requested_threads() -> int:
+    """The caller's intra-op thread count inside :func:`serial_run` (else the current one)."""
+    count = getattr(_THREADS, "count", None)
+    return torch.get_num_threads() if count is None else count
+
+
+@contextlib.contextmanager
+def threads_for(macs: int, threshold: int = PARALLEL_MACS):
+    """Inside :func:`serial_run`: the caller's threads for work of ``threshold`` multiply-adds
+    or more (outside it, the current setting stands)."""
+    count = getattr(_THREADS, "count", None)
+    if count is None or count == 1 or macs < threshold:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(1)
 
 
 @functools.lru_cache(maxsize=None)
@@ -318,20 +345,23 @@ class Series:
         T = self.algebra.n_terms
         return T if self.degree is None else min(T, self.algebra.terms_upto(min(self.degree, self.algebra.order)))
 
-    def map_linear(self, fn, bias: torch.Tensor | None = None) -> "Series":
+    def map_linear(self, fn, bias: torch.Tensor | None = None, macs_per_row: int | None = None) -> "Series":
         """Apply a linear map ``fn`` (acting on ``(N, *shape)`` batches) to every coefficient.
 
         The bias belongs to the degree-0 coefficient only: an affine map's higher-order
         coefficients see the weight alone. Rows above the known degree are zero and are
         neither mapped nor stored (the first layer of a wide network sees an affine input, so
-        this skips most of its work).
+        this skips most of its work). ``macs_per_row``: multiply-adds per mapped sample row
+        (a Linear layer's weight size), which decides whether the map gets the caller's threads;
+        by default estimated as the input row's size squared.
         """
         live = self._live_rows()
         stored = self.stored
         N = stored.shape[1]
         rows = stored if stored.shape[0] == live else stored[:live]
         flat = rows.reshape(live * N, *stored.shape[2:])
-        with serial_if_small(flat.numel() * (flat.shape[-1] if flat.ndim > 1 else 1)):
+        row = flat[0].numel() if flat.shape[0] else 0
+        with threads_for(flat.shape[0] * (row * row if macs_per_row is None else macs_per_row)):
             mapped = fn(flat)
         out = mapped.reshape(live, N, *mapped.shape[1:])
         return Series(self._add_bias(out, bias), self.algebra, self.degree)
@@ -375,6 +405,5 @@ class Series:
             out = fused(self.stored[: self._live_rows()], alg.p, alg.order)
             if out is not None:
                 return self.new(out, None)
-        with serial_if_small(self.coeffs.numel() * (alg.order + 1)):
-            c = coefficient_fn(alg.shared_constant(self.coeffs), alg.order)
-            return self.new(alg.compose(self.coeffs, c, self.degree), None)
+        c = coefficient_fn(alg.shared_constant(self.coeffs), alg.order)
+        return self.new(alg.compose(self.coeffs, c, self.degree), None)
