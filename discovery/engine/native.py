@@ -1,19 +1,21 @@
-"""Fused univariate Taylor recurrences of activations, compiled once on first use.
+"""Fused Taylor recurrences of activations, compiled once on first use.
 
-For one input variable (``p = 1``: a univariate expansion, or every direction of an unmixed
-one) an activation maps a series ``a_0 .. a_n`` to ``y_0 .. y_n`` by the coefficient
+An activation maps the series ``a`` of its input to ``y = f(a)`` by the coefficient
 recurrence of the ODE it satisfies, as JAX's ``jet`` does: if ``y' = g a'`` then
 ``k y_k = sum_{j=1..k} j a_j g_{k-j}`` (``tanh``: ``g = 1 - y^2``, the ``sin``/``cos``
-pair, ``sigmoid``: ``g = y (1 - y)``, ``exp``: ``g = y``). Written as separate tensor
-operations this recurrence is memory-bound (every one of its ``O(n^2)`` steps reads and
-writes whole arrays); here each block of 64 columns runs it in registers and L1 cache, the
-way XLA's fusion runs ``jet``.
+pair, ``sigmoid``: ``g = y (1 - y)``, ``exp``: ``g = y``). For ``p = 1`` (a univariate
+expansion, or every direction of an unmixed one) ``a_k`` are numbers per element; for ``p > 1``
+they are the homogeneous degree-``k`` parts and each product runs over the index pairs of that
+degree (about two truncated products in all, where composing with ``f``'s Taylor coefficients
+by Horner's scheme takes ``order / 2``). Written as separate tensor operations the recurrence
+is memory-bound; here each block of columns runs it in registers and cache, the way XLA's
+fusion runs ``jet``.
 
 The C++ source below is compiled with the system compiler (``$CXX``, else ``g++``) into
 ``$DISCOVERY_CACHE/native`` (default ``~/.cache/discovery/native``), once per source, flags
-and CPU. Without a compiler, or with ``DISCOVERY_NATIVE=0``, :func:`univariate` returns
-``None`` and the engine composes the series in PyTorch as before (same results to round-off).
-Only float64 CPU tensors that autograd does not follow take this path.
+and CPU. Without a compiler, or with ``DISCOVERY_NATIVE=0``, :func:`series` returns ``None``
+and the engine composes the series in PyTorch as before (same results to round-off). Only
+float64 CPU tensors that autograd does not follow take this path.
 """
 
 from __future__ import annotations
