@@ -25,6 +25,10 @@ moved along its own pixel.
 
 Usage: ``python experiments/engine_speed.py [--width 1024] [--device cuda] [--limit 60]``
 Writes experiments/out/engine_speed.md and .csv.
+
+``--peer jet`` measures the engine against JAX's Taylor mode instead (cases, timing and FLOP
+counting in ``experiments/_jet_peer.py``), on the CPU with one thread and with all threads, and
+on CUDA when a GPU is visible; writes experiments/out/engine_speed_jet.md and .csv.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import csv
 import io
 import json
 import math
+import os
 import resource
 import subprocess
 import sys
@@ -232,11 +237,20 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-autograd", action="store_true")
     ap.add_argument("--goals", action="store_true", help="only the cells the goals are judged on")
+    ap.add_argument("--peer", choices=("autograd", "jet"), default="autograd")
+    ap.add_argument("--cases", default="a,b,c,d,e", help="--peer jet: cases (d runs all of d2-4 .. d5-10)")
+    ap.add_argument("--jet-threads", default=f"1,{os.cpu_count() or 1}", help="--peer jet: CPU thread counts")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--jet-worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
+    if args.jet_worker:
+        print(json.dumps(jet_worker(json.loads(args.jet_worker))))
+        return 0
+    if args.peer == "jet":
+        return jet_main(args)
 
     lo, _, hi = args.orders.partition("-")
     orders = list(range(int(lo), int(hi or lo) + 1))
@@ -376,6 +390,83 @@ def _write(rows, goals, args):
     print()
     print("\n".join(f"{_verdict(ok)}  {g}: {m}" for g, m, ok in goals))
     print(f"\nwrote {OUT / 'engine_speed.md'} and {OUT / 'engine_speed.csv'}")
+
+
+# -- peer: JAX's Taylor mode (jet) --------------------------------------------------------------
+
+
+def jet_worker(spec: dict) -> dict:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import _jet_peer
+
+    _jet_peer.configure_threads(spec["threads"], spec["device"])  # before torch and jax load
+    if spec["case"] == "peak":
+        return {"peak_gflops": _jet_peer.gemm_peak(spec["threads"], spec["device"])}
+    return _jet_peer.run_case(spec["case"], spec["threads"], spec["device"])
+
+
+def _jet_measure(spec: dict) -> dict:
+    cmd = [sys.executable, __file__, "--jet-worker", json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1800)
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip() and not ln.startswith((" ", "-"))]
+        return {"error": " / ".join(lines[-2:]) or "?"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def jet_main(args) -> int:
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import _jet_peer
+    import pandas as pd
+    import torch
+
+    from _output import markdown, write_text
+
+    names = []
+    for c in args.cases.split(","):
+        names += [k for k in _jet_peer.CASES if k == c or (c == "d" and k.startswith("d"))]
+    settings = [("cpu", int(t)) for t in args.jet_threads.split(",") if t]
+    notes = []
+    if torch.cuda.is_available():
+        settings.append(("cuda", 1))
+    else:
+        notes.append("CUDA: no GPU visible in this run, the CUDA rows were skipped.")
+    rows = []
+    for device, threads in settings:
+        peak = _jet_measure({"case": "peak", "threads": threads, "device": device})
+        if "error" in peak:
+            notes.append(f"{device} {threads} threads: GEMM peak failed ({peak['error']}); rows skipped")
+            continue
+        peak = peak["peak_gflops"]
+        for name in names:
+            case = _jet_peer.CASES[name]
+            r = _jet_measure({"case": name, "threads": threads, "device": device})
+            if "error" in r:
+                notes.append(f"{name} on {device} ({threads} threads) failed: {r['error']}")
+                continue
+            eg, jg = r["engine_flops"] / r["engine_s"] / 1e9, r["jet_flops"] / r["jet_s"] / 1e9
+            rows.append({"case": name, "network": case["net"], "mode": case["mode"], "p": case["p"],
+                         "order": case["order"], "points": case["points"], "device": device, "threads": threads,
+                         "engine_s": r["engine_s"], "jet_s": r["jet_s"], "jet/engine": r["jet_s"] / r["engine_s"],
+                         "engine_GFLOP/s": eg, "engine_%peak": 100 * eg / peak, "jet_GFLOP/s": jg,
+                         "jet_%peak": 100 * jg / peak, "peak_GFLOP/s": peak, "jet_compile_s": r["jet_compile_s"],
+                         "runs": r["repeats"], "max_rel_diff": r["agreement"]})
+            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()),
+                  flush=True)
+    frame = pd.DataFrame(rows)
+    write_text(OUT / "engine_speed_jet.csv", frame.to_csv(index=False))
+    doc = _jet_peer.__doc__.split("\n\n", 1)[1]
+    md = ["# Taylor engine vs JAX jet (float64)", "", doc.strip(), "",
+          "jet/engine > 1: the engine is faster. max_rel_diff: max |engine - jet| over max |engine| "
+          "(Taylor coefficients). GFLOP/s counts linear maps only; %peak is against peak_GFLOP/s, "
+          "the float64 2048^3 torch matmul measured in the same run and setting. jet_compile_s "
+          "(first jitted call) is not in jet_s.", "", markdown(frame) if rows else "(no rows)", ""]
+    md += [f"- {n}" for n in notes]
+    write_text(OUT / "engine_speed_jet.md", "\n".join(md) + "\n")
+    print(f"wrote {OUT / 'engine_speed_jet.md'} and {OUT / 'engine_speed_jet.csv'}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from torch import nn
 
 from discovery.engine.polynomial import evaluate, n_terms, shift_coefficients
 from discovery.engine.rules import Context
-from discovery.engine.series import Algebra, Series
+from discovery.engine.series import Algebra, Series, serial_run
 from discovery.engine.trace import run_graph, trace
 from discovery.errors import ExpansionError, UnsupportedLayerError
 
@@ -71,9 +71,10 @@ def expand(
     device = _resolve_device(model, device, call)
     at_t = _as_points(at, dtype, device, call)
     gm = trace(model, call)
-    if mixed:
-        return _expand_mixed(gm, model, at_t, order, dtype, device, call)
-    return _expand_unmixed(gm, model, at_t, order, dtype, device, call, memory_budget)
+    with serial_run():  # the caller's threads go to large linear maps and fused kernels only
+        if mixed:
+            return _expand_mixed(gm, model, at_t, order, dtype, device, call)
+        return _expand_unmixed(gm, model, at_t, order, dtype, device, call, memory_budget)
 
 
 # -- argument checks ----------------------------------------------------------------------------
@@ -318,14 +319,17 @@ def _expand_unmixed(gm, model, at, order, dtype, device, call, memory_budget) ->
             stop = min(D, start + chunk)
             Dc = stop - start
             algebra = Algebra(1, order, directions=Dc)
-            coeffs = at.new_zeros((order + 1, Dc, B, D))
+            # Only the value and direction rows are stored: the series is affine.
+            coeffs = at.new_zeros((min(order, 1) + 1, Dc, B, D))
             coeffs[0] = at.reshape(1, B, D)
             if order >= 1:
                 eye_flat = torch.zeros((Dc, D), dtype=dtype, device=device)
                 eye_flat[torch.arange(Dc), torch.arange(start, stop)] = 1.0
                 coeffs[1] = eye_flat.unsqueeze(1)
-            coeffs = coeffs.reshape(order + 1, Dc * B, *input_shape)
-            out = _run(gm, model, Series(coeffs, algebra, degree=1), dtype, device, call, at.shape)
+            coeffs = coeffs.reshape(coeffs.shape[0], Dc * B, *input_shape)
+            units = (start, stop, B) if len(input_shape) == 1 else None
+            x = Series(coeffs, algebra, degree=1, unit_directions=units)
+            out = _run(gm, model, x, dtype, device, call, at.shape)
             output_shape = tuple(out.shape[2:])
             out = out.reshape(order + 1, Dc, B, -1)  # (k, direction, point, output)
             if result is None:

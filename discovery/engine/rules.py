@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from discovery.engine import activations as A
+from discovery.engine import native
 from discovery.engine.registry import (
     ALIASES,
     REGISTRY,
@@ -67,25 +68,34 @@ def _dim(d: int) -> int:
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def linear_rule(x: Series, fn, bias=None) -> Series:
-    """Affine map: ``fn`` is linear; ``bias`` enters the degree-0 coefficient only."""
-    return x.map_linear(fn, bias)
+def linear_rule(x: Series, fn, bias=None, macs_per_row: int | None = None) -> Series:
+    """Affine map: ``fn`` is linear; ``bias`` enters the degree-0 coefficient only
+    (``macs_per_row``: see :meth:`Series.map_linear`)."""
+    return x.map_linear(fn, bias, macs_per_row)
 
 
-def elementwise_rule(coefficient_fn):
+def elementwise_rule(coefficient_fn, fused=None):
     """Rule for an elementwise function of its first argument (extra flags such as
-    ``inplace`` change nothing in the series)."""
+    ``inplace`` change nothing in the series). ``fused(coeffs, p, order)``: optional
+    whole-series recurrence (see :meth:`Series.apply_elementwise`)."""
 
     def rule(ctx, x, *flags, **kwargs):
-        return x.apply_elementwise(coefficient_fn)
+        return x.apply_elementwise(coefficient_fn, fused)
 
     return rule
 
 
+def _fused(kind: str, scale: float = 1.0):
+    """The compiled recurrence of ``kind`` (:mod:`discovery.engine.native`) as a ``fused``."""
+    return lambda coeffs, p, order: native.series(kind, coeffs, p, order, scale)
+
+
 # -- activations --------------------------------------------------------------------------------
 
+for _name in ("tanh", "sigmoid", "sin", "cos", "exp"):
+    register_rule(_name)(elementwise_rule(getattr(A, _name), _fused(_name)))
+
 for _name, _fn in [
-    ("tanh", A.tanh), ("sigmoid", A.sigmoid), ("sin", A.sin), ("cos", A.cos), ("exp", A.exp),
     ("log", A.log), ("sqrt", A.sqrt), ("rsqrt", A.power(-0.5)), ("reciprocal", A.reciprocal),
     ("relu", A.relu), ("silu", A.silu), ("softsign", A.softsign), ("abs", A.abs_),
 ]:
@@ -94,7 +104,7 @@ for _name, _fn in [
 
 @register_rule("sine")
 def _sine(ctx, x, w0=1.0):
-    return x.apply_elementwise(A.sine(w0))
+    return x.apply_elementwise(A.sine(w0), _fused("sin", float(w0)))
 
 
 @register_rule("leaky_relu")
@@ -139,7 +149,7 @@ def _sub(ctx, a, b, *, alpha=1):
 
 @register_rule("neg")
 def _neg(ctx, a):
-    return a.new(-a.coeffs) if isinstance(a, Series) else -a
+    return a.new(-a.stored) if isinstance(a, Series) else -a
 
 
 @register_rule("mul")
@@ -149,7 +159,7 @@ def _mul(ctx, a, b):
     if not isinstance(a, Series) and not isinstance(b, Series):
         return a * b
     s, c = (a, b) if isinstance(a, Series) else (b, a)
-    return s.new(s.coeffs * ctx.tensor(c))
+    return s.new(s.stored * ctx.tensor(c))
 
 
 @register_rule("div")
@@ -207,7 +217,10 @@ def _matmul(ctx, a, b):
 @register_rule("linear")
 def _linear(ctx, x, weight, bias=None):
     w = ctx.tensor(weight)
-    return linear_rule(x, lambda z: F.linear(z, w), ctx.tensor(bias) if bias is not None else None)
+    b = ctx.tensor(bias) if bias is not None else None
+    if x.unit_directions is not None and w.ndim == 2 and x.dim() == 2 and w.shape[1] == x.shape[-1]:
+        return x.map_unit_directions(w, b)
+    return linear_rule(x, lambda z: F.linear(z, w), b, w.numel() * max(1, x.value[0].numel() // max(1, w.shape[-1])))
 
 
 @register_rule("conv")
@@ -261,12 +274,12 @@ def _identity(ctx, x, *args, **kwargs):
 
 @register_rule("flatten")
 def _flatten(ctx, x, start_dim=0, end_dim=-1):
-    return x.new(x.coeffs.flatten(_dim(start_dim), _dim(end_dim)))
+    return x.new(x.stored.flatten(_dim(start_dim), _dim(end_dim)))
 
 
 @register_rule("unflatten")
 def _unflatten(ctx, x, dim, sizes):
-    return x.new(x.coeffs.unflatten(_dim(dim), sizes))
+    return x.new(x.stored.unflatten(_dim(dim), sizes))
 
 
 def _shape_args(args):
@@ -275,39 +288,39 @@ def _shape_args(args):
 
 @register_rule("reshape")
 def _reshape(ctx, x, *shape):
-    return x.new(x.coeffs.reshape(x.coeffs.shape[0], *_shape_args(shape)))
+    return x.new(x.stored.reshape(x.stored.shape[0], *_shape_args(shape)))
 
 
 @register_rule("unsqueeze")
 def _unsqueeze(ctx, x, dim):
-    return x.new(x.coeffs.unsqueeze(_dim(dim) if dim >= 0 else dim))
+    return x.new(x.stored.unsqueeze(_dim(dim) if dim >= 0 else dim))
 
 
 @register_rule("squeeze")
 def _squeeze(ctx, x, dim=None):
     if dim is None:
-        keep = [x.coeffs.shape[0]] + [s for s in x.shape if s != 1]
-        return x.new(x.coeffs.reshape(keep))
-    return x.new(x.coeffs.squeeze(_dim(dim)))
+        keep = [x.stored.shape[0]] + [s for s in x.shape if s != 1]
+        return x.new(x.stored.reshape(keep))
+    return x.new(x.stored.squeeze(_dim(dim)))
 
 
 @register_rule("permute")
 def _permute(ctx, x, *dims):
     dims = _shape_args(dims)
     nd = x.dim()
-    return x.new(x.coeffs.permute(0, *[(d % nd) + 1 for d in dims]))
+    return x.new(x.stored.permute(0, *[(d % nd) + 1 for d in dims]))
 
 
 @register_rule("transpose")
 def _transpose(ctx, x, dim0, dim1):
-    return x.new(x.coeffs.transpose(_dim(dim0), _dim(dim1)))
+    return x.new(x.stored.transpose(_dim(dim0), _dim(dim1)))
 
 
 @register_rule("sum")
 def _sum(ctx, x, dim=None, keepdim=False):
-    dims = tuple(range(1, x.coeffs.ndim)) if dim is None else tuple(
+    dims = tuple(range(1, x.stored.ndim)) if dim is None else tuple(
         _dim(d) for d in (dim if isinstance(dim, (tuple, list)) else (dim,)))
-    return x.new(x.coeffs.sum(dim=dims, keepdim=keepdim))
+    return x.new(x.stored.sum(dim=dims, keepdim=keepdim))
 
 
 @register_rule("mean")
@@ -336,7 +349,7 @@ def _getitem(ctx, x, index):
     if not isinstance(x, Series):
         return x[index]
     index = index if isinstance(index, tuple) else (index,)
-    return x.new(x.coeffs[(slice(None), *index)])
+    return x.new(x.stored[(slice(None), *index)])
 
 
 @register_rule("getattr")

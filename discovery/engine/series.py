@@ -11,8 +11,10 @@ product indices and, for unmixed expansions, how many directions share one refer
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +22,7 @@ import torch
 
 from discovery.engine.polynomial import degree_slices, monomials, n_terms, product_table
 
-__all__ = ["Algebra", "Series"]
+__all__ = ["Algebra", "Series", "requested_threads", "serial_run", "threads_for"]
 
 # Temporaries of one column block of a composition (elements): about 8 MB in float64.
 _CHUNK_ELEMENTS = 1 << 20
@@ -66,6 +68,52 @@ class _AffinePlan:
         self.factorial = torch.tensor(factorial, dtype=dtype, device=device).reshape(n + 1, 1)
         T = tables.n_terms
         self.per_column = T * (p + 2) + 3 * (n + 1) * (p + 1)
+
+
+# Intra-op threads pay off only for large linear maps and the fused kernels: on a busy machine a
+# parallel region can wait a scheduler time slice (milliseconds) for its second thread, far longer
+# than a small map or a memory-bound elementwise step takes (XLA likewise keeps small ops serial).
+# An expansion therefore runs on one thread and hands the caller's threads to large work only.
+PARALLEL_MACS = 1 << 25
+_THREADS = threading.local()
+
+
+@contextlib.contextmanager
+def serial_run():
+    """Run the block on one intra-op thread; :func:`threads_for` lends the caller's thread count
+    to large work inside it. The caller's setting is restored on exit."""
+    threads = torch.get_num_threads()
+    previous = getattr(_THREADS, "count", None)
+    _THREADS.count = threads
+    if threads > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threads > 1:
+            torch.set_num_threads(threads)
+        _THREADS.count = previous
+
+
+def requested_threads() -> int:
+    """The caller's intra-op thread count inside :func:`serial_run` (else the current one)."""
+    count = getattr(_THREADS, "count", None)
+    return torch.get_num_threads() if count is None else count
+
+
+@contextlib.contextmanager
+def threads_for(macs: int, threshold: int = PARALLEL_MACS):
+    """Inside :func:`serial_run`: the caller's threads for work of ``threshold`` multiply-adds
+    or more (outside it, the current setting stands)."""
+    count = getattr(_THREADS, "count", None)
+    if count is None or count == 1 or macs < threshold:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(1)
 
 
 @functools.lru_cache(maxsize=None)
@@ -236,65 +284,126 @@ class Algebra:
         return a[0][: a.shape[1] // self.directions]
 
 
-@dataclass
 class Series:
-    """Coefficients ``(T, N, *shape)`` of a truncated Taylor series, and its algebra."""
+    """Coefficients ``(T, N, *shape)`` of a truncated Taylor series, and its algebra.
 
-    coeffs: torch.Tensor
-    algebra: Algebra
-    degree: int | None = None  # known bound on the polynomial degree; None means "order"
+    A series with a known degree bound may store only its first rows (``stored``, at least the
+    terms up to ``degree``); the zero rows above them are materialised only when ``coeffs`` is
+    read. Linear maps and univariate recurrences work on the stored rows alone, so the input
+    series of a wide first layer and that layer's output never allocate their zero rows.
+    ``unit_directions = (start, stop, points)`` marks an unmixed input series whose degree-1
+    rows are the unit vectors ``e_start .. e_stop-1`` (direction-major, each repeated for
+    ``points`` reference points) and whose degree-0 rows repeat those points: a ``Linear``
+    layer then reads its weight's columns instead of multiplying by the identity.
+    """
+
+    __slots__ = ("stored", "algebra", "degree", "unit_directions")
+
+    def __init__(self, coeffs: torch.Tensor, algebra: Algebra, degree: int | None = None,
+                 unit_directions: tuple | None = None):
+        self.stored = coeffs
+        self.algebra = algebra
+        self.degree = degree  # known bound on the polynomial degree; None means "order"
+        self.unit_directions = unit_directions
+
+    @property
+    def coeffs(self) -> torch.Tensor:
+        """All ``T`` rows of coefficients (zero rows above the stored ones filled in)."""
+        stored, T = self.stored, self.algebra.n_terms
+        if stored.shape[0] < T:
+            full = stored.new_zeros((T, *stored.shape[1:]))
+            full[: stored.shape[0]] = stored
+            self.stored = stored = full
+        return stored
 
     @property
     def value(self) -> torch.Tensor:
         """The forward value (degree-0 coefficients)."""
-        return self.coeffs[0]
+        return self.stored[0]
 
     @property
     def shape(self) -> torch.Size:
-        return self.coeffs.shape[1:]
+        return self.stored.shape[1:]
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.coeffs.dtype
+        return self.stored.dtype
 
     @property
     def device(self) -> torch.device:
-        return self.coeffs.device
+        return self.stored.device
 
     def dim(self) -> int:
-        return self.coeffs.ndim - 1
+        return self.stored.ndim - 1
 
     def new(self, coeffs: torch.Tensor, degree: int | None = -1) -> "Series":
         """A series of the same algebra; ``degree=-1`` keeps this series' degree bound."""
         return Series(coeffs, self.algebra, self.degree if degree == -1 else degree)
 
-    def map_linear(self, fn, bias: torch.Tensor | None = None) -> "Series":
+    def _live_rows(self) -> int:
+        """Rows that may be nonzero: all, or the terms up to the known degree."""
+        T = self.algebra.n_terms
+        return T if self.degree is None else min(T, self.algebra.terms_upto(min(self.degree, self.algebra.order)))
+
+    def map_linear(self, fn, bias: torch.Tensor | None = None, macs_per_row: int | None = None) -> "Series":
         """Apply a linear map ``fn`` (acting on ``(N, *shape)`` batches) to every coefficient.
 
         The bias belongs to the degree-0 coefficient only: an affine map's higher-order
-        coefficients see the weight alone.
+        coefficients see the weight alone. Rows above the known degree are zero and are
+        neither mapped nor stored (the first layer of a wide network sees an affine input, so
+        this skips most of its work). ``macs_per_row``: multiply-adds per mapped sample row
+        (a Linear layer's weight size), which decides whether the map gets the caller's threads;
+        by default estimated as the input row's size squared.
         """
-        coeffs = self.coeffs
-        T, N = coeffs.shape[:2]
-        # Rows above the known degree are zero: map only the others (the first layer of a
-        # wide network sees an affine input, so this skips most of its work).
-        live = T if self.degree is None else self.algebra.terms_upto(min(self.degree, self.algebra.order))
-        mapped = fn((coeffs if live == T else coeffs[:live]).reshape(live * N, *coeffs.shape[2:]))
-        if live == T:
-            out = mapped.reshape(T, N, *mapped.shape[1:])
-        else:
-            out = mapped.new_zeros((T, N, *mapped.shape[1:]))
-            out[:live] = mapped.reshape(live, N, *mapped.shape[1:])
-        if bias is not None:
-            if out.requires_grad:
-                out = out.clone()
-                out[0] = out[0] + bias
-            else:
-                out[0].add_(bias)
-        return Series(out, self.algebra, self.degree)
+        live = self._live_rows()
+        stored = self.stored
+        N = stored.shape[1]
+        rows = stored if stored.shape[0] == live else stored[:live]
+        flat = rows.reshape(live * N, *stored.shape[2:])
+        row = flat[0].numel() if flat.shape[0] else 0
+        with threads_for(flat.shape[0] * (row * row if macs_per_row is None else macs_per_row)):
+            mapped = fn(flat)
+        out = mapped.reshape(live, N, *mapped.shape[1:])
+        return Series(self._add_bias(out, bias), self.algebra, self.degree)
 
-    def apply_elementwise(self, coefficient_fn) -> "Series":
-        """``f(self)`` for an elementwise ``f`` given by ``coefficient_fn(x0, order)``."""
+    @staticmethod
+    def _add_bias(out: torch.Tensor, bias) -> torch.Tensor:
+        if bias is None:
+            return out
+        if out.requires_grad:
+            out = out.clone()
+            out[0] = out[0] + bias
+        else:
+            out[0].add_(bias)
+        return out
+
+    def map_unit_directions(self, weight: torch.Tensor, bias: torch.Tensor | None) -> "Series":
+        """``F.linear(self, weight, bias)`` for a series marked ``unit_directions``: the degree-0
+        rows are the points mapped once and repeated, the degree-1 rows the weight's columns."""
+        start, stop, points = self.unit_directions
+        directions = stop - start
+        x = self.stored[0][:points]
+        value = torch.nn.functional.linear(x, weight, bias)
+        out_features = weight.shape[0]
+        rows = self.stored.new_empty((min(2, self.algebra.n_terms), directions, points, out_features))
+        rows[0] = value.unsqueeze(0)
+        if rows.shape[0] > 1:
+            rows[1] = weight.t()[start:stop].unsqueeze(1)
+        return Series(rows.view(rows.shape[0], directions * points, out_features), self.algebra, self.degree)
+
+    def apply_elementwise(self, coefficient_fn, fused=None) -> "Series":
+        """``f(self)`` for an elementwise ``f`` given by ``coefficient_fn(x0, order)``.
+
+        ``fused(coeffs, p, order)``, when given, maps the whole series at once by ``f``'s
+        coefficient recurrence (as ``jet`` does; ``coeffs`` holds the rows up to the known
+        degree, the rest being zero) and may return ``None`` where it does not apply. It
+        costs about two truncated products where composing with ``f``'s coefficients costs
+        ``order / 2``.
+        """
         alg = self.algebra
+        if fused is not None and alg.order > 0:
+            out = fused(self.stored[: self._live_rows()], alg.p, alg.order)
+            if out is not None:
+                return self.new(out, None)
         c = coefficient_fn(alg.shared_constant(self.coeffs), alg.order)
         return self.new(alg.compose(self.coeffs, c, self.degree), None)
