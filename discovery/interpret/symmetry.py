@@ -196,19 +196,22 @@ TARGET_TRANSFORMS: dict[str, tuple] = {
     "square": (lambda v0, n: U.power(U.variable(v0, n), 2.0), lambda v: torch.ones_like(v, dtype=torch.bool)),
     "sqrt": (lambda v0, n: U.power(U.variable(v0, n), 0.5), lambda v: v > 0),
     "reciprocal": (lambda v0, n: U.reciprocal(U.variable(v0, n)), lambda v: v != 0),
+    "reciprocal_square": (lambda v0, n: U.power(U.variable(v0, n), -2.0), lambda v: v != 0),
     "log": (lambda v0, n: U.log(U.variable(v0, n)), lambda v: v > 0),
     "exp": (lambda v0, n: U.exp_at(v0, n), lambda v: v.abs() < 50),
     "arcsin": (_arcsin, lambda v: v.abs() < 1),
+    "sin": (lambda v0, n: U.sin_cos_at(v0, n)[0], lambda v: v.abs() < math.pi / 2),  # where asin inverts it
 }
 #: Input transforms ``u = T(x)`` as the Taylor coefficients of the inverse ``x(u0 + t)``.
 INPUT_TRANSFORMS: dict[str, tuple] = {
     "reciprocal": (lambda x0: 1.0 / x0, lambda u0, n: U.reciprocal(U.variable(u0, n)), lambda x: x != 0),
     "log": (torch.log, lambda u0, n: U.exp_at(u0, n), lambda x: x > 0),
     "sqrt": (torch.sqrt, lambda u0, n: U.power(U.variable(u0, n), 2.0), lambda x: x > 0),
+    "sin": (torch.sin, _arcsin, lambda x: x.abs() < math.pi / 2),
 }
-_TARGET_TEXT = {"identity": "y", "square": "y**2", "sqrt": "sqrt(y)", "reciprocal": "1/y", "log": "log(y)",
-                "exp": "exp(y)", "arcsin": "asin(y)"}
-_INPUT_TEXT = {"reciprocal": "1/{}", "log": "log({})", "sqrt": "sqrt({})"}
+_TARGET_TEXT = {"identity": "y", "square": "y**2", "sqrt": "sqrt(y)", "reciprocal": "1/y",
+                "reciprocal_square": "1/y**2", "log": "log(y)", "exp": "exp(y)", "arcsin": "asin(y)", "sin": "sin(y)"}
+_INPUT_TEXT = {"reciprocal": "1/{}", "log": "log({})", "sqrt": "sqrt({})", "sin": "sin({})"}
 
 
 def _embed(univariate: torch.Tensor, algebra: Algebra, variable: int) -> torch.Tensor:
@@ -337,7 +340,7 @@ def polynomial_transforms(expansion, *, units=None, threshold: float | None = No
         v = value if sign is None or name == "identity" else value * sign
         if name in ("sqrt", "log") and sign is None:
             continue
-        if not bool(domain(v).all()) or (name == "reciprocal" and not bool(_relative_floor(v).all())):
+        if not bool(domain(v).all()) or (name.startswith("reciprocal") and not bool(_relative_floor(v).all())):
             continue
         with np.errstate(all="ignore"):
             fc = coefficients_of(v, order)  # (order + 1, B, M)
