@@ -187,7 +187,9 @@ def symmetries(expansion, *, units=None, threshold: float | None = None, variabl
 
 def _arcsin(v0: torch.Tensor, n: int) -> torch.Tensor:
     a = U.variable(v0, n)
-    return U.integrate_derivative(a, U.power(1.0 - U.mul(a, a), -0.5), torch.asin(v0))
+    one_minus_square = -U.mul(a, a)
+    one_minus_square[0] += 1.0  # a constant enters the value only, not every coefficient of the jet
+    return U.integrate_derivative(a, U.power(one_minus_square, -0.5), torch.asin(v0))
 
 
 #: Univariate Taylor coefficients ``T(v0 + t)`` of the target transforms and their domains.
