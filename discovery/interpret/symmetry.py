@@ -33,7 +33,7 @@ from discovery.errors import ExpansionError
 from discovery.interpret.structure import StructureReport, _default_threshold, _signal_to_spread, original_units
 
 __all__ = ["PAIR_KINDS", "TARGET_TRANSFORMS", "INPUT_TRANSFORMS", "depends_through", "pair_symmetry",
-           "symmetries", "polynomial_transforms"]
+           "symmetries", "homogeneity", "polynomial_transforms"]
 
 #: Gradient of ``h(x_i, x_j)`` for the pair symmetries (columns ``i``, ``j``).
 PAIR_KINDS: dict[str, Callable[[torch.Tensor, torch.Tensor], tuple]] = {
@@ -181,6 +181,71 @@ def symmetries(expansion, *, units=None, threshold: float | None = None, variabl
                 except ExpansionError:
                     continue
     return sorted(out, key=lambda r: (not r.holds, float(r.statistic) / r.threshold))
+
+
+def homogeneity(expansion, variables: Sequence[int] | None = None, *, units=None, threshold: float | None = None,
+                names: Sequence[str] | None = None, max_degree: float = 4.0) -> StructureReport:
+    """Is ``f`` homogeneous in the inputs ``S``: ``f(lambda x_S, x_rest) = lambda^k f(x)`` for a
+    clean degree ``k`` (a multiple of 1/2 up to ``max_degree`` in size)?
+
+    Euler's identity ``sum_{i in S} x_i f_i = k f`` is tested at every reference point. ``k`` is
+    the least-squares degree of the members' mean, rounded to a multiple of 1/2 (laws built from
+    measured quantities have integer or half-integer degrees in quantities of one kind); the
+    residual ``(sum x_i f_i - k f) / (|grad_S f . x_S| + |k f|)`` is judged against the members'
+    disagreement like the pair symmetries. Where it holds, ``f = x_j^k g(x_i / x_j, x_rest)``
+    for any ``j`` in ``S``: one input fewer.
+
+    Parameters
+    ----------
+    expansion : Expansion or list of Expansion
+        Order >= 1 at many reference points; outputs (or list entries) are ensemble members.
+    variables : sequence of int, optional
+        ``S`` (default every input); at least two.
+    units : FittedEnsemble or similar, optional
+        Standardisation to undo: the scaling acts on the table's units.
+
+    Returns
+    -------
+    StructureReport
+        ``kind="homogeneity"``; ``holds``; ``detail`` has ``degree`` (the rounded ``k``, a float),
+        ``fitted_degree`` and the median relative residual.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from discovery.engine import expand
+    >>> class F(torch.nn.Module):
+    ...     def forward(self, x):
+    ...         return (x[:, :1] + x[:, 1:2]) / (1 + x[:, :1] * x[:, 1:2] / x[:, 2:3] ** 2)
+    >>> e = expand(F(), torch.rand(20, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) + 0.5, 1)
+    >>> r = homogeneity(e)
+    >>> r.holds, r.detail["degree"]
+    (True, 1.0)
+    """
+    call = "homogeneity(expansion)"
+    center, coeffs, monomials = original_units(expansion, units, call=call, min_order=1)
+    p = monomials.shape[1]
+    S = list(range(p)) if variables is None else [int(v) for v in variables]
+    if len(S) < 2 or len(set(S)) != len(S) or not all(0 <= v < p for v in S):
+        raise ExpansionError(f"{call}: pass at least two distinct inputs among 0..{p - 1}")
+    rows = [int(np.flatnonzero((monomials == np.eye(p, dtype=monomials.dtype)[v]).all(axis=1))[0]) for v in S]
+    value = coeffs[:, 0, :]  # (B, M)
+    euler = (coeffs[:, rows, :] * center[:, S].unsqueeze(-1)).sum(dim=1)  # sum_i x_i f_i, (B, M)
+    keep = _relative_floor(value.mean(dim=-1))  # near a zero of f the relative residual is unstable
+    if int(keep.sum()) < 2:
+        raise ExpansionError(f"{call}: f is zero at almost every reference point")
+    f, g = value[keep].mean(dim=-1), euler[keep].mean(dim=-1)
+    fitted = float((f * g).sum() / f.pow(2).sum().clamp(min=1e-300))
+    degree = float(np.clip(round(2.0 * fitted) / 2.0, -max_degree, max_degree))
+    size = (euler[keep].abs() + abs(degree) * value[keep].abs()).mean(dim=-1, keepdim=True).clamp(min=1e-300)
+    residual = ((euler[keep] - degree * value[keep]) / size).unsqueeze(1)  # (B, 1, M)
+    stat, thr = _verdict(residual, residual.shape[-1], threshold)
+    relative = float(residual.mean(dim=-1).abs().median())
+    label = ", ".join(names[v] for v in S) if names is not None else ", ".join(f"x{v}" for v in S)
+    return StructureReport("homogeneity", np.array(stat), thr, [], residual.shape[-1], int(keep.sum()),
+                           holds=bool(stat < thr), variables=S,
+                           detail={"degree": degree, "fitted_degree": fitted, "relative_residual": relative,
+                                   "h": f"homogeneous of degree {degree:g} in {label}"})
 
 
 # -- transforms that make f polynomial ---------------------------------------------------------
