@@ -25,8 +25,9 @@ INPUT_TRANSFORMS: dict[str, tuple[Callable, Callable, Callable]] = {
     "sqrt x": (np.sqrt, sympy.sqrt, lambda x: np.all(x >= 0)),
     "x^2": (np.square, lambda s: s**2, lambda x: True),
     "exp x": (np.exp, sympy.exp, lambda x: np.max(np.abs(x)) < 50),
-    # angles: laws such as Snell's sin(y) = n sin(x) are polynomial in sin x, not in x
-    "sin x": (np.sin, sympy.sin, lambda x: True),
+    # angles in radians (within one turn; beyond, sin x of a measured column is mostly aliasing):
+    # laws such as Snell's sin(y) = n sin(x) are polynomial in sin x, not in x
+    "sin x": (np.sin, sympy.sin, lambda x: np.max(np.abs(x)) <= 2 * math.pi),
 }
 
 
