@@ -11,7 +11,10 @@ members' disagreement, how the node splits:
   each block its own data from the ensemble, evaluated with the other block fixed at the
   median row: ``f = g + h - f(x*)`` or ``f = g h / f(x*)``. The pieces (and the columns left
   after dropping unused ones) keep reading exact derivatives from the parent's members on
-  that slice rather than from a new ensemble fitted to the parent's mean.
+  that slice rather than from a new ensemble fitted to the parent's mean;
+* where none of these fires, ``f`` homogeneous of a clean degree ``k`` in every input (Euler's
+  identity ``sum_i x_i f_i = k f``) becomes ``x_j^k g(x_i / x_j)``: the target divided by
+  ``x_j^k`` and the ratios are computed from the rows, one input fewer.
 
 The clearest test (smallest statistic relative to its threshold) is applied first. Pieces with
 at most ``max_leaf_variables`` columns, or where nothing fires, go to the leaf solver; the
@@ -38,7 +41,7 @@ from discovery.engine import expand
 from discovery.errors import DataError, ExpansionError
 from discovery.fit import fit_ensemble
 from discovery.interpret.structure import additive_separability, multiplicative_separability, unused_variables
-from discovery.interpret.symmetry import symmetries
+from discovery.interpret.symmetry import homogeneity, symmetries
 from discovery.leaf import (ACCURACY_TOL, FLOOR, Piece, evaluate, polynomial_leaf, prune_constants, refit_constants,
                             rms_error)
 
@@ -55,7 +58,7 @@ _PAIR_EXPR = {"difference": lambda a, b: a - b, "sum": lambda a, b: a + b,
 class Node:
     """One step of the decomposition tree.
 
-    ``test`` is ``"leaf"``, ``"unused"``, ``"symmetry"``, ``"additive"`` or
+    ``test`` is ``"leaf"``, ``"unused"``, ``"symmetry"``, ``"homogeneity"``, ``"additive"`` or
     ``"multiplicative"``; ``evidence`` says what the statistic was; ``variables`` are the
     node's columns (as formulas in the user's names).
     """
@@ -280,8 +283,37 @@ def _candidates(y, cols, ctx: _Context, depth: int, inherited=None):
                               f"depends on {r.detail['h']}: identity residual |t| {float(r.statistic):.2f} < "
                               f"{r.threshold:g} (median relative residual {r.detail['relative_residual']:.2g})",
                               (r.variables, r.detail["pair"])))
+        if not steps:
+            steps += _homogeneity_steps(e, fit, Xn, cols, ctx)
     ctx.tick("tests", t0)
     return fit, Xn, sorted(steps, key=lambda s: s[0])
+
+
+def _homogeneity_steps(e, fit, Xn, cols, ctx: _Context) -> list:
+    """Where no other test fires: ``f`` homogeneous of degree ``k`` in every input gives
+    ``f = x_j^k g(x_i / x_j)``, one input fewer. Each ``x_j`` without zeros or sign change can
+    be the scale; the steadiest first (smallest coefficient of variation on the training rows),
+    since its ratios stay best conditioned."""
+    if len(cols) < 2:
+        return []
+    try:
+        r = homogeneity(e, units=fit, names=_label(cols))
+    except ExpansionError:
+        return []
+    if not r.holds:
+        return []
+    train = Xn[ctx.train]
+    out = []
+    for j in range(len(cols)):
+        x = train[:, j]
+        if np.all(x > 0) or np.all(x < 0):
+            spread = float(np.std(x) / abs(np.mean(x)))
+            out.append((float(r.statistic) / r.threshold + spread * 1e-6, "homogeneity",
+                        f"{r.detail['h']} (Euler identity residual |t| {float(r.statistic):.2f} < {r.threshold:g}, "
+                        f"fitted degree {r.detail['fitted_degree']:.3f}): scale {cols[j]} (coefficient of variation "
+                        f"{spread:.2f})", (j, r.detail["degree"]), spread))
+    out.sort(key=lambda step: step[4])
+    return [step[:4] for step in out]
 
 
 def _split_step(kind, report):
@@ -302,6 +334,12 @@ def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
     if kind == "unused":
         expr, child, _ = _solve(y, [cols[i] for i in arg], ctx, depth + 1, _Restricted(fit, arg, anchor))
         return expr, [child]
+    if kind == "homogeneity":
+        j, degree = arg
+        k = sympy.Rational(str(degree))
+        ratios = [c / cols[j] for i, c in enumerate(cols) if i != j]
+        expr, child, _ = _solve(y / Xn[:, j] ** float(degree), ratios, ctx, depth + 1)
+        return cols[j] ** k * expr, [child]
     if kind == "symmetry":
         (i, j), pair = arg
         new = _PAIR_EXPR[pair](cols[i], cols[j])

@@ -420,10 +420,10 @@ def _decomposition_due(d, judged) -> bool:
     if mode != "auto":
         return True
     from discovery.result import evaluate_formula
-    from discovery.trust import only_approximates
+    from discovery.stages import approximates
 
     val, network_val = judged
-    return only_approximates(d.y[val], evaluate_formula(d.expansion_formula, d.X[val], d.names), network_val)
+    return approximates(d.y[val], evaluate_formula(d.expansion_formula, d.X[val], d.names), network_val) is not None
 
 
 # --------------------------------------------------------------------------------------------- the table

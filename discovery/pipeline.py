@@ -114,7 +114,9 @@ def discover(
         Run the recursive, structure-driven decomposition (:func:`discovery.decompose.decompose`)
         on the raw-space training and validation rows: ``True`` always, ``False`` never,
         ``"auto"`` when the expansion's chosen formula only approximates (the networks fit the
-        validation rows significantly better, the rule of the warning that says so). Its formula
+        validation rows significantly better: the paired mean of squared errors, the rule of the
+        warning that says so, or a signed-rank test on the same differences,
+        :func:`discovery.stages.approximates`). Its formula
         is then a candidate: the significantly more accurate one on the validation rows wins,
         else the simpler; the cross-check then compares that formula with the engine's.
         ``Discovery.decomposition`` keeps the tree, evidence, notes and timings. A law the

@@ -3,8 +3,8 @@
 :func:`solve_piece` searches several families, fits every constant on training rows only, and
 makes every choice on validation rows:
 
-- sparse polynomials in transformed inputs (``x, 1/x, log x, sqrt x, x^2, exp x``) for a
-  transformed target (``y, y^2, sqrt|y|, 1/y, log|y|, exp y, arcsin y``), inverted;
+- sparse polynomials in transformed inputs (``x, 1/x, log x, sqrt x, x^2, exp x, sin x``) for a
+  transformed target (``y, y^2, sqrt|y|, 1/y, 1/y^2, log|y|, exp y, arcsin y, sin y``), inverted;
 - rational functions ``P/Q`` (linearised, then nonlinear least squares);
 - for one input, ``a*g(b*x + c) + d`` and ``(a*x + e)*g(b*x + c) + d`` for elementary ``g``;
 - for any number, ``a*g(b*m + c) + d`` and ``a*g(b*m + e*m2 + c) + d`` for monomials ``m``;

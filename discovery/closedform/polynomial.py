@@ -25,12 +25,16 @@ INPUT_TRANSFORMS: dict[str, tuple[Callable, Callable, Callable]] = {
     "sqrt x": (np.sqrt, sympy.sqrt, lambda x: np.all(x >= 0)),
     "x^2": (np.square, lambda s: s**2, lambda x: True),
     "exp x": (np.exp, sympy.exp, lambda x: np.max(np.abs(x)) < 50),
+    # angles in radians (within one turn; beyond, sin x of a measured column is mostly aliasing):
+    # laws such as Snell's sin(y) = n sin(x) are polynomial in sin x, not in x
+    "sin x": (np.sin, sympy.sin, lambda x: np.max(np.abs(x)) <= 2 * math.pi),
 }
 
 
 def target_transforms(y: np.ndarray) -> dict[str, tuple[Callable, Callable, Callable]]:
     """Target transforms defined on ``y``: name -> (forward, inverse on a SymPy polynomial,
-    inverse on NumPy values). Sign-dependent ones need a target of one sign."""
+    inverse on NumPy values). Sign-dependent ones need a target of one sign; ``sin y`` needs
+    ``|y| < pi/2`` (where ``asin`` inverts it)."""
     out: dict[str, tuple[Callable, Callable, Callable]] = {"y": (lambda v: v, lambda p: p, lambda p: p)}
     s = 1.0 if np.all(y > 0) else -1.0 if np.all(y < 0) else 0.0
     if s:
@@ -38,11 +42,15 @@ def target_transforms(y: np.ndarray) -> dict[str, tuple[Callable, Callable, Call
         out["y^2"] = (np.square, lambda p: si * sympy.sqrt(p), lambda p: s * np.sqrt(p))
         out["sqrt|y|"] = (lambda v: np.sqrt(s * v), lambda p: si * p**2, lambda p: s * p**2)
         out["1/y"] = (lambda v: 1 / v, lambda p: 1 / p, lambda p: 1 / p)
+        # y = P^(-1/2): Lorentz factors and other inverse square roots, 1/y^2 = 1 - v^2/c^2
+        out["1/y^2"] = (lambda v: 1 / v**2, lambda p: si / sympy.sqrt(p), lambda p: s / np.sqrt(p))
         out["log|y|"] = (lambda v: np.log(s * v), lambda p: si * sympy.exp(p), lambda p: s * np.exp(p))
     if np.max(np.abs(y)) < 30:
         out["exp y"] = (np.exp, sympy.log, np.log)
     if np.max(np.abs(y)) <= 1:
         out["arcsin y"] = (np.arcsin, sympy.sin, np.sin)
+    if np.max(np.abs(y)) < math.pi / 2:  # y = asin(P): an angle whose sine is polynomial
+        out["sin y"] = (np.sin, sympy.asin, np.arcsin)
     return out
 
 

@@ -25,6 +25,7 @@ from discovery.interpret.structure import (
 )
 from discovery.interpret.symmetry import (
     depends_through,
+    homogeneity,
     pair_symmetry,
     polynomial_transforms,
     symmetries,
@@ -43,6 +44,7 @@ __all__ = [
     "unused_variables",
     "original_units",
     "depends_through",
+    "homogeneity",
     "pair_symmetry",
     "polynomial_transforms",
     "symmetries",

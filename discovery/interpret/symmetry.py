@@ -33,7 +33,7 @@ from discovery.errors import ExpansionError
 from discovery.interpret.structure import StructureReport, _default_threshold, _signal_to_spread, original_units
 
 __all__ = ["PAIR_KINDS", "TARGET_TRANSFORMS", "INPUT_TRANSFORMS", "depends_through", "pair_symmetry",
-           "symmetries", "polynomial_transforms"]
+           "symmetries", "homogeneity", "polynomial_transforms"]
 
 #: Gradient of ``h(x_i, x_j)`` for the pair symmetries (columns ``i``, ``j``).
 PAIR_KINDS: dict[str, Callable[[torch.Tensor, torch.Tensor], tuple]] = {
@@ -183,11 +183,78 @@ def symmetries(expansion, *, units=None, threshold: float | None = None, variabl
     return sorted(out, key=lambda r: (not r.holds, float(r.statistic) / r.threshold))
 
 
+def homogeneity(expansion, variables: Sequence[int] | None = None, *, units=None, threshold: float | None = None,
+                names: Sequence[str] | None = None, max_degree: float = 4.0) -> StructureReport:
+    """Is ``f`` homogeneous in the inputs ``S``: ``f(lambda x_S, x_rest) = lambda^k f(x)`` for a
+    clean degree ``k`` (a multiple of 1/2 up to ``max_degree`` in size)?
+
+    Euler's identity ``sum_{i in S} x_i f_i = k f`` is tested at every reference point. ``k`` is
+    the least-squares degree of the members' mean, rounded to a multiple of 1/2 (laws built from
+    measured quantities have integer or half-integer degrees in quantities of one kind); the
+    residual ``(sum x_i f_i - k f) / (|grad_S f . x_S| + |k f|)`` is judged against the members'
+    disagreement like the pair symmetries. Where it holds, ``f = x_j^k g(x_i / x_j, x_rest)``
+    for any ``j`` in ``S``: one input fewer.
+
+    Parameters
+    ----------
+    expansion : Expansion or list of Expansion
+        Order >= 1 at many reference points; outputs (or list entries) are ensemble members.
+    variables : sequence of int, optional
+        ``S`` (default every input); at least two.
+    units : FittedEnsemble or similar, optional
+        Standardisation to undo: the scaling acts on the table's units.
+
+    Returns
+    -------
+    StructureReport
+        ``kind="homogeneity"``; ``holds``; ``detail`` has ``degree`` (the rounded ``k``, a float),
+        ``fitted_degree`` and the median relative residual.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from discovery.engine import expand
+    >>> class F(torch.nn.Module):
+    ...     def forward(self, x):
+    ...         return (x[:, :1] + x[:, 1:2]) / (1 + x[:, :1] * x[:, 1:2] / x[:, 2:3] ** 2)
+    >>> e = expand(F(), torch.rand(20, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) + 0.5, 1)
+    >>> r = homogeneity(e)
+    >>> r.holds, r.detail["degree"]
+    (True, 1.0)
+    """
+    call = "homogeneity(expansion)"
+    center, coeffs, monomials = original_units(expansion, units, call=call, min_order=1)
+    p = monomials.shape[1]
+    S = list(range(p)) if variables is None else [int(v) for v in variables]
+    if len(S) < 2 or len(set(S)) != len(S) or not all(0 <= v < p for v in S):
+        raise ExpansionError(f"{call}: pass at least two distinct inputs among 0..{p - 1}")
+    rows = [int(np.flatnonzero((monomials == np.eye(p, dtype=monomials.dtype)[v]).all(axis=1))[0]) for v in S]
+    value = coeffs[:, 0, :]  # (B, M)
+    euler = (coeffs[:, rows, :] * center[:, S].unsqueeze(-1)).sum(dim=1)  # sum_i x_i f_i, (B, M)
+    keep = _relative_floor(value.mean(dim=-1))  # near a zero of f the relative residual is unstable
+    if int(keep.sum()) < 2:
+        raise ExpansionError(f"{call}: f is zero at almost every reference point")
+    f, g = value[keep].mean(dim=-1), euler[keep].mean(dim=-1)
+    fitted = float((f * g).sum() / f.pow(2).sum().clamp(min=1e-300))
+    degree = float(np.clip(round(2.0 * fitted) / 2.0, -max_degree, max_degree))
+    size = (euler[keep].abs() + abs(degree) * value[keep].abs()).mean(dim=-1, keepdim=True).clamp(min=1e-300)
+    residual = ((euler[keep] - degree * value[keep]) / size).unsqueeze(1)  # (B, 1, M)
+    stat, thr = _verdict(residual, residual.shape[-1], threshold)
+    relative = float(residual.mean(dim=-1).abs().median())
+    label = ", ".join(names[v] for v in S) if names is not None else ", ".join(f"x{v}" for v in S)
+    return StructureReport("homogeneity", np.array(stat), thr, [], residual.shape[-1], int(keep.sum()),
+                           holds=bool(stat < thr), variables=S,
+                           detail={"degree": degree, "fitted_degree": fitted, "relative_residual": relative,
+                                   "h": f"homogeneous of degree {degree:g} in {label}"})
+
+
 # -- transforms that make f polynomial ---------------------------------------------------------
 
 def _arcsin(v0: torch.Tensor, n: int) -> torch.Tensor:
     a = U.variable(v0, n)
-    return U.integrate_derivative(a, U.power(1.0 - U.mul(a, a), -0.5), torch.asin(v0))
+    one_minus_square = -U.mul(a, a)
+    one_minus_square[0] += 1.0  # a constant enters the value only, not every coefficient of the jet
+    return U.integrate_derivative(a, U.power(one_minus_square, -0.5), torch.asin(v0))
 
 
 #: Univariate Taylor coefficients ``T(v0 + t)`` of the target transforms and their domains.
@@ -196,19 +263,22 @@ TARGET_TRANSFORMS: dict[str, tuple] = {
     "square": (lambda v0, n: U.power(U.variable(v0, n), 2.0), lambda v: torch.ones_like(v, dtype=torch.bool)),
     "sqrt": (lambda v0, n: U.power(U.variable(v0, n), 0.5), lambda v: v > 0),
     "reciprocal": (lambda v0, n: U.reciprocal(U.variable(v0, n)), lambda v: v != 0),
+    "reciprocal_square": (lambda v0, n: U.power(U.variable(v0, n), -2.0), lambda v: v != 0),
     "log": (lambda v0, n: U.log(U.variable(v0, n)), lambda v: v > 0),
     "exp": (lambda v0, n: U.exp_at(v0, n), lambda v: v.abs() < 50),
     "arcsin": (_arcsin, lambda v: v.abs() < 1),
+    "sin": (lambda v0, n: U.sin_cos_at(v0, n)[0], lambda v: v.abs() < math.pi / 2),  # where asin inverts it
 }
 #: Input transforms ``u = T(x)`` as the Taylor coefficients of the inverse ``x(u0 + t)``.
 INPUT_TRANSFORMS: dict[str, tuple] = {
     "reciprocal": (lambda x0: 1.0 / x0, lambda u0, n: U.reciprocal(U.variable(u0, n)), lambda x: x != 0),
     "log": (torch.log, lambda u0, n: U.exp_at(u0, n), lambda x: x > 0),
     "sqrt": (torch.sqrt, lambda u0, n: U.power(U.variable(u0, n), 2.0), lambda x: x > 0),
+    "sin": (torch.sin, _arcsin, lambda x: x.abs() < math.pi / 2),
 }
-_TARGET_TEXT = {"identity": "y", "square": "y**2", "sqrt": "sqrt(y)", "reciprocal": "1/y", "log": "log(y)",
-                "exp": "exp(y)", "arcsin": "asin(y)"}
-_INPUT_TEXT = {"reciprocal": "1/{}", "log": "log({})", "sqrt": "sqrt({})"}
+_TARGET_TEXT = {"identity": "y", "square": "y**2", "sqrt": "sqrt(y)", "reciprocal": "1/y",
+                "reciprocal_square": "1/y**2", "log": "log(y)", "exp": "exp(y)", "arcsin": "asin(y)", "sin": "sin(y)"}
+_INPUT_TEXT = {"reciprocal": "1/{}", "log": "log({})", "sqrt": "sqrt({})", "sin": "sin({})"}
 
 
 def _embed(univariate: torch.Tensor, algebra: Algebra, variable: int) -> torch.Tensor:
@@ -337,7 +407,7 @@ def polynomial_transforms(expansion, *, units=None, threshold: float | None = No
         v = value if sign is None or name == "identity" else value * sign
         if name in ("sqrt", "log") and sign is None:
             continue
-        if not bool(domain(v).all()) or (name == "reciprocal" and not bool(_relative_floor(v).all())):
+        if not bool(domain(v).all()) or (name.startswith("reciprocal") and not bool(_relative_floor(v).all())):
             continue
         with np.errstate(all="ignore"):
             fc = coefficients_of(v, order)  # (order + 1, B, M)
