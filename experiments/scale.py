@@ -24,7 +24,7 @@ much of the wall time the case itself used.
   thread ``discover`` trains on).
 
 "Exact" means the same terms with every coefficient within 2 % of the true law (as in
-``recovery.py``); R^2 is on 10,000 fresh noise-free rows. The goals of the scale issue are judged
+``recovery.py``); R^2 is on 10,000 fresh noise-free rows. The scale goals are judged
 at the end (PASS / FAIL / not run) on wall-clock seconds:
 
 1. 1e6 rows x 10 features: ``discover`` under 90 s and under 1.5 GB with the exact formula;
@@ -167,7 +167,7 @@ def measure(method: str, csv: Path, features: int, threads: int, timeout: float)
 
 
 def goals(frame: pd.DataFrame) -> list[str]:
-    """PASS / FAIL / not run per goal of the scale issue."""
+    """PASS / FAIL / not run per scale goal."""
     ok = frame[frame["status"] == "ok"]
     d = ok[ok["method"] == "discover"]
     lines = []
