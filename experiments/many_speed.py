@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import discovery  # noqa: E402
+import discovery.pipeline  # noqa: E402,F401  (imports are not part of either timing)
 from discovery.many import discover_many  # noqa: E402
 from _output import write_text  # noqa: E402
 
@@ -71,7 +72,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     laws = args.laws.split(",") if args.laws else discovery.list_bundled()
     noises = [float(v) for v in args.noise.split(",")]
-    import discovery.pipeline  # noqa: F401  (imports are not part of either timing)
 
     with tempfile.TemporaryDirectory(prefix="many_speed-") as tmp:
         seq_jobs, labels = jobs_for(laws, noises, Path(tmp) / "sequential")
