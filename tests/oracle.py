@@ -558,3 +558,16 @@ def _in(key, registry) -> bool:
         return False
 
 
+class OriginalUnits(torch.nn.Module):
+    """A fitted ensemble as a module on inputs and outputs in the table's units, one output per
+    member (what the decomposition hands a piece)."""
+
+    def __init__(self, fitted):
+        super().__init__()
+        self.net = fitted.model
+        self.register_buffer("x_mean", torch.as_tensor(fitted.x_mean))
+        self.register_buffer("x_scale", torch.as_tensor(fitted.x_scale))
+        self.y_mean, self.y_scale = float(fitted.y_mean), float(fitted.y_scale)
+
+    def forward(self, x):
+        return self.y_mean + self.y_scale * self.net((x - self.x_mean) / self.x_scale)

@@ -9,6 +9,7 @@ import torch
 
 from discovery.closedform import Piece, solve_piece
 from discovery.errors import DataError
+from oracle import OriginalUnits
 
 N = 240
 VAL = np.arange(0, N, 3)
@@ -181,20 +182,6 @@ def test_bad_arguments_raise_data_error(kwargs, message):
         solve_piece(X, y, names, **kwargs)
 
 
-class _OriginalUnits(torch.nn.Module):
-    """A fitted ensemble as a module on inputs and outputs in original units."""
-
-    def __init__(self, fitted):
-        super().__init__()
-        self.net = fitted.model
-        self.register_buffer("x_mean", torch.as_tensor(fitted.x_mean))
-        self.register_buffer("x_scale", torch.as_tensor(fitted.x_scale))
-        self.y_mean, self.y_scale = float(fitted.y_mean), float(fitted.y_scale)
-
-    def forward(self, x):
-        return self.y_mean + self.y_scale * self.net((x - self.x_mean) / self.x_scale)
-
-
 @pytest.mark.slow
 def test_piece_read_from_a_trained_ensemble(one_thread):
     # the decomposition hands over the ensemble's own predictions: the members' disagreement,
@@ -205,7 +192,7 @@ def test_piece_read_from_a_trained_ensemble(one_thread):
     X = rng.uniform(0.1, 3.0, (400, 1))
     y = np.sin(2 * X[:, 0]) + 1 + 0.01 * rng.standard_normal(400)
     fitted = fit_ensemble(X, y, members=4, hidden=(16, 16), max_epochs=300, progress=False, seed=0)
-    model = _OriginalUnits(fitted)
+    model = OriginalUnits(fitted)
     with torch.no_grad():
         target = model(torch.as_tensor(X)).mean(dim=1).numpy()
     piece = solve_piece(X, target, ["x"], val_index=np.arange(0, 400, 4), model=model, engine="off", time_budget=BUDGET)

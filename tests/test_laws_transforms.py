@@ -18,6 +18,7 @@ from discovery.closedform import solve_piece
 from discovery.engine import expand
 from discovery.fit import fit_ensemble
 from discovery.interpret import polynomial_transforms
+from oracle import OriginalUnits
 
 BUDGET = 60.0  # far above what a call needs, so that results do not depend on machine load
 
@@ -39,24 +40,10 @@ def _transforms(law, low, high, n=1200) -> dict:
     return {r.detail["transform"]: r.detail["degree"] for r in polynomial_transforms(e, units=fit)}
 
 
-class _Members(torch.nn.Module):
-    """The ensemble in the table's units, one output per member (what the decomposition hands over)."""
-
-    def __init__(self, fitted):
-        super().__init__()
-        self.net = fitted.model
-        self.register_buffer("x_mean", torch.as_tensor(fitted.x_mean))
-        self.register_buffer("x_scale", torch.as_tensor(fitted.x_scale))
-        self.y_mean, self.y_scale = float(fitted.y_mean), float(fitted.y_scale)
-
-    def forward(self, x):
-        return self.y_mean + self.y_scale * self.net((x - self.x_mean) / self.x_scale)
-
-
 def _piece(law, low, high, names, n=600):
     """solve_piece on the ensemble's mean prediction, with the ensemble as the model."""
     X, fit = _fit(law, low, high, n)
-    model = _Members(fit)
+    model = OriginalUnits(fit)
     with torch.no_grad():
         y = model(torch.as_tensor(X)).mean(dim=1).numpy()
     return solve_piece(X, y, names, val_index=np.arange(0, n, 4), model=model, engine="off", time_budget=BUDGET)
