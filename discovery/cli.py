@@ -184,17 +184,18 @@ def _reference_points(value: str):
 
 
 # ------------------------------------------------------------------------------------- run / demo
-def _precheck(args, data, target=None, features=None) -> Path:
-    """Table, output folder and device, before any training (torch is imported only for the device)."""
+def _precheck(args, data, target=None, features=None):
+    """Table, output folder and device, before any training (torch is imported only for the
+    device); returns the output folder and the table, which ``discover`` then uses as read."""
     _readable(Path(data))
     from discovery.data import load_table
     from discovery.errors import DataError
     from discovery.folders import check_output_folder
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # discover() reads the table again and shows its warnings once
+        warnings.simplefilter("ignore")  # discover() shows the table's warnings, once
         try:
-            load_table(data, target, features, min_rows=args.min_rows)
+            table = load_table(data, target, features, min_rows=args.min_rows)
         except DataError as exc:
             raise _CommandError(f"{data}: {_cli_syntax(str(exc))}") from exc
     out = Path(args.out) if args.out else Path("results") / "demo"
@@ -204,7 +205,7 @@ def _precheck(args, data, target=None, features=None) -> Path:
     from discovery.fit import _resolve_device
 
     _resolve_device(args.device, "--device", "pass --device cpu, or --device auto to use a GPU only when present")
-    return out
+    return out, table
 
 
 def _readable(path: Path) -> None:
@@ -313,20 +314,18 @@ def _written(out: Path) -> str:
 
 def _run(args) -> int:
     features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
-    out = _precheck(args, args.data, args.target, features)
-    return _finish(args, _discover(args, args.data, args.target, features), out)
+    out, table = _precheck(args, args.data, args.target, features)
+    return _finish(args, _discover(args, table, args.target, features), out)
 
 
 def _demo(args) -> int:
     from discovery.data import bundled
 
     path = bundled(args.dataset)
-    out = _precheck(args, path)
+    out, table = _precheck(args, path)  # a bundled table's target is its last column
     if not args.quiet:
         print(f"demo: discovering the law behind {path} (true law in datasets/README.md)", flush=True)
-    with open(path, encoding="utf-8") as header:  # a bundled table's target is its last column
-        target = header.readline().strip().split(",")[-1]
-    return _finish(args, _discover(args, path, target=target), out)
+    return _finish(args, _discover(args, table, table.target_name), out)
 
 
 # ------------------------------------------------------------------------------------- expand

@@ -63,8 +63,9 @@ def discover(
 
     Parameters
     ----------
-    data : str, Path or pandas.DataFrame
-        A CSV file or a DataFrame; never modified.
+    data : str, Path, pandas.DataFrame or discovery.data.Table
+        A CSV file or a DataFrame; never modified. A ``Table`` already read by
+        :func:`~discovery.data.load_table` with these ``target`` and ``features`` is used as it is.
     target : str, optional
         Column to explain (default: the last column).
     order : int or "auto", default 2

@@ -27,7 +27,7 @@ import sympy
 import torch
 
 from discovery.crosscheck.base import EngineFailure, complexity, paired_gain
-from discovery.data import Table, load_table
+from discovery.data import DataWarning, Table, load_table
 from discovery.engine import Expansion, expand
 from discovery.errors import DataError
 from discovery.fit import fit_ensemble
@@ -185,12 +185,19 @@ class Proposal:
 
 # -------------------------------------------------------------------------------------- split
 def split(data, target, features, plan: Plan) -> Split:
-    """Read the table (its warnings shown once) and split the rows."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        table = load_table(data, target, features, min_rows=plan.min_rows)
-    for w in caught:  # re-emit: the table records them too, the user sees them once
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    """Read the table (its warnings shown once) and split the rows. ``data`` may be a
+    :class:`~discovery.data.Table` already read with these ``target`` and ``features`` (the
+    command line reads it before any training, to check it): it is used as it is."""
+    if isinstance(data, Table):
+        table = data
+        for note in table.warnings:
+            warnings.warn(note, DataWarning, stacklevel=3)
+    else:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            table = load_table(data, target, features, min_rows=plan.min_rows)
+        for w in caught:  # re-emit: the table records them too, the user sees them once
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     X, y, names = table.X, table.y, list(table.feature_names)
     _check_magnitudes(X, y, names, table.target_name, plan.call)
     return Split(table, X, y, names, split_rows(len(y), plan.test_fraction, plan.val_fraction, plan.seed))

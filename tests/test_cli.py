@@ -193,3 +193,21 @@ def test_warnings_in_the_summary_give_advice_in_flags(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "warning: no target given: the last column 'b' was explained; pass --target to explain" in out
     assert "target=" not in out
+
+
+def test_run_reads_the_table_once(momentum_csv, tmp_path, monkeypatch, capsys):
+    # the command checks the table before training and hands that table to discover
+    import discovery.data
+
+    calls = []
+    read = discovery.data.load_table
+    monkeypatch.setattr(discovery.data, "load_table", lambda *a, **k: calls.append(a) or read(*a, **k))
+    import discovery.stages
+
+    monkeypatch.setattr(discovery.stages, "load_table", discovery.data.load_table)
+    code = main(["run", str(momentum_csv), "--target", "p", "--order", "2", "--crosscheck", "off", "--members", "2",
+                 "--out", str(tmp_path / "res"), "--quiet"])
+    assert code == 0 and len(calls) == 1
+    assert capsys.readouterr().out.splitlines()[0] == "m*v"
+    saved = json.loads((tmp_path / "res" / "result.json").read_text())
+    assert saved["source"] == str(momentum_csv) and not any("no target given" in w for w in saved["warnings"])
