@@ -14,7 +14,7 @@ __all__ = ["spaces", "screen", "to_space", "reference_points", "choose", "MAX_OR
 
 MAX_ORDER = 4
 _SCREEN_FACTOR = 10.0  # a space is not trained when its polynomial screen is this much worse
-_KMEANS_ROWS = 10_000  # rows the reference points are clustered from and the spaces screened on (seeded sample)
+_SAMPLE_ROWS = 10_000  # rows the reference points are clustered from and the spaces screened on (seeded sample)
 ACCURACY_TOL = 0.05  # candidates within 5 % of the best validation RMSE count as equally accurate
 
 
@@ -40,12 +40,12 @@ def screen(spaces: list[str], X: np.ndarray, y: np.ndarray, rows: RowSets, degre
     training rows, scored on the validation rows) is more than ``_SCREEN_FACTOR`` times worse
     than the other space's: the networks there could not do better than the polynomial the
     merge refits anyway. A large table is screened on a seeded sample of
-    ``_KMEANS_ROWS`` training and a quarter as many validation rows."""
+    ``_SAMPLE_ROWS`` training and a quarter as many validation rows."""
     from sklearn.preprocessing import PolynomialFeatures
 
     rng = np.random.default_rng(seed)
     train, val = (part if len(part) <= limit else np.sort(rng.choice(part, limit, replace=False))
-                  for part, limit in ((rows.train, _KMEANS_ROWS), (rows.validation, _KMEANS_ROWS // 4)))
+                  for part, limit in ((rows.train, _SAMPLE_ROWS), (rows.validation, _SAMPLE_ROWS // 4)))
     used = np.concatenate([train, val])
     X, y = X[used], y[used]
     train, val = np.arange(len(train)), np.arange(len(train), len(used))
@@ -91,8 +91,8 @@ def reference_points(reference_points, V, fitted, space, seed, call) -> np.ndarr
             if k < 1:
                 raise DataError(f"{call}: reference_points={k}; pass a positive integer")
         k = min(k, len(Z))
-        if len(Z) > _KMEANS_ROWS:  # centres of a large table settle long before every row is read
-            Z = Z[np.sort(np.random.default_rng(seed).choice(len(Z), _KMEANS_ROWS, replace=False))]
+        if len(Z) > _SAMPLE_ROWS:  # centres of a large table settle long before every row is read
+            Z = Z[np.sort(np.random.default_rng(seed).choice(len(Z), _SAMPLE_ROWS, replace=False))]
         from sklearn.cluster import KMeans
 
         with warnings.catch_warnings():
