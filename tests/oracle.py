@@ -571,3 +571,14 @@ class OriginalUnits(torch.nn.Module):
 
     def forward(self, x):
         return self.y_mean + self.y_scale * self.net((x - self.x_mean) / self.x_scale)
+
+
+class TwoInputLaw(torch.nn.Module):
+    """``fn(x0, x1)`` as a one-output module, for expanding a known law of two inputs."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x[:, 0], x[:, 1]).unsqueeze(1)

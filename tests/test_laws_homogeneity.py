@@ -17,6 +17,7 @@ from discovery.decompose import decompose
 from discovery.engine import expand
 from discovery.fit import fit_ensemble
 from discovery.interpret import homogeneity
+from oracle import TwoInputLaw
 
 
 def _rows(law, low, high, n, seed=0):
@@ -58,18 +59,10 @@ def test_quiet_where_the_inputs_do_not_scale_together(one_thread):
 
 
 def test_homogeneity_of_exact_functions():
-    class Law(torch.nn.Module):
-        def __init__(self, fn):
-            super().__init__()
-            self.fn = fn
-
-        def forward(self, x):
-            return self.fn(x[:, 0], x[:, 1]).unsqueeze(1)
-
     points = torch.rand(25, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.5
-    r = homogeneity(expand(Law(lambda a, b: a**2 * b ** 1.5 / (a + b)), points, 1))
+    r = homogeneity(expand(TwoInputLaw(lambda a, b: a**2 * b ** 1.5 / (a + b)), points, 1))
     assert r.holds and r.detail["degree"] == 2.5, r.detail
-    r = homogeneity(expand(Law(lambda a, b: torch.exp(a / b) + a), points, 1))
+    r = homogeneity(expand(TwoInputLaw(lambda a, b: torch.exp(a / b) + a), points, 1))
     assert not r.holds, r.detail
 
 

@@ -18,7 +18,7 @@ from discovery.closedform import solve_piece
 from discovery.engine import expand
 from discovery.fit import fit_ensemble
 from discovery.interpret import polynomial_transforms
-from oracle import OriginalUnits
+from oracle import OriginalUnits, TwoInputLaw
 
 BUDGET = 60.0  # far above what a call needs, so that results do not depend on machine load
 
@@ -127,15 +127,6 @@ def test_an_arctangent_is_not_read_through_its_sine(one_thread):
 
 # -- exact functions (single model) ---------------------------------------------------------------
 
-class _Law(torch.nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x[:, 0], x[:, 1]).unsqueeze(1)
-
-
 @pytest.mark.parametrize("fn, expected", [
     (lambda a, b: torch.sin(0.5 * a + 0.3 * b), ("asin(y)", 1)),  # the arcsine's series, every coefficient
     (lambda a, b: 2.0 * a * torch.sin(b), ("sin(x1)", 2)),
@@ -143,5 +134,5 @@ class _Law(torch.nn.Module):
 ])
 def test_transforms_of_exact_functions(fn, expected):
     points = torch.rand(25, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 0.2
-    best = polynomial_transforms(expand(_Law(fn), points, 3))[0]
+    best = polynomial_transforms(expand(TwoInputLaw(fn), points, 3))[0]
     assert (best.detail["transform"], best.detail["degree"]) == expected, best.detail
