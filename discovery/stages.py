@@ -40,7 +40,7 @@ from discovery.guides import guide_for, structure_report
 
 __all__ = ["Plan", "Clock", "Split", "SpaceFit", "SpaceExpansion", "Candidate", "Choice", "Decomposed",
            "Proposal", "split", "fit_space", "expand_space", "merge_space", "choose", "decompose_stage",
-           "propose", "crosscheck_stage", "network_prediction", "fit_budget_spent", "approximates"]
+           "propose", "crosscheck_stage", "network_prediction", "fit_budget_spent", "approximates", "judged_rows"]
 
 log = logging.getLogger("discovery")
 _JUDGE_ROWS = 20_000  # validation rows the formula-against-networks judgments read at most
