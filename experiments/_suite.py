@@ -7,7 +7,9 @@ scoring, and its true formula.
 
 Judging (:func:`judge`), as in symbolic-regression benchmarks: both formulas have every constant
 evaluated and rounded to 3 significant digits (then read as an exact rational); the law counts as
-solved when their difference, or their ratio, is a constant (a finite ratio other than 0). The
+solved when their difference, or their ratio, is a constant (a finite ratio other than 0). Where
+the formulas as written disagree, both are expanded into sums and rounded again, because a
+constant rounds differently as a factor than spread over the terms of a sum. The
 two rounded formulas are first evaluated at random points on the law's ranges: when neither the
 difference nor the ratio is constant there (a spread above ``1e-9`` of the scale, the precision of
 float64 arithmetic on these expressions, not a tolerance for approximate answers), the law is not
@@ -172,13 +174,18 @@ def judge(found, law: SuiteLaw, seed: int = 0, seconds: float = SYMPY_SECONDS) -
     """Solved when, constants rounded to 3 significant digits, the true law minus the found
     formula, or their ratio, is a constant (see the module docstring)."""
     try:
-        truth = round_constants(law.law.expression)
-        guess = round_constants(_in_law_symbols(found, law))
+        exact_truth, exact_guess = sympy.sympify(law.law.expression), _in_law_symbols(found, law)
+        truth, guess = round_constants(exact_truth), round_constants(exact_guess)
     except (sympy.SympifyError, TypeError, ValueError):
         return Verdict(False, "not parsable")
     if guess.free_symbols - set(law.law.symbols):
         return Verdict(False, "unknown symbols")
     numeric = _numeric_constant(truth, guess, law, seed)
+    if numeric is False:
+        # A constant rounds differently as one factor or spread over a sum: 2*pi*(1 + t**2/16)
+        # reads 6.28 + 0.393*t**2 once expanded, not 6.28 + 0.3925*t**2. Both written as sums.
+        truth, guess = (round_constants(sympy.expand(e.evalf())) for e in (exact_truth, exact_guess))
+        numeric = _numeric_constant(truth, guess, law, seed)
     if numeric is None:
         return Verdict(False, "not finite")
     if not numeric:

@@ -128,3 +128,11 @@ def test_fresh_rows_are_not_the_training_rows():
     train, fresh = law.table(), law.fresh()
     assert not np.isin(fresh["q1"].to_numpy(), train["q1"].to_numpy()).any()
     assert _suite.r2_fresh(law.law.expression, law, fresh) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_judge_rounds_a_law_written_as_a_product_and_a_formula_written_as_a_sum_alike():
+    pendulum = _law("pendulum_large_amplitude")
+    L, g, theta0 = pendulum.law.symbols
+    # 2*pi/16 = 0.39270: the law's own term, rounded in the sum
+    assert _suite.judge(0.3927 * theta0**2 * sympy.sqrt(L / g) + 2 * sympy.pi * sympy.sqrt(L / g), pendulum)
+    assert not _suite.judge(0.38 * theta0**2 * sympy.sqrt(L / g) + 2 * sympy.pi * sympy.sqrt(L / g), pendulum)
