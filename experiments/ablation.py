@@ -12,12 +12,12 @@ is on 2,000 fresh noise-free rows. The variants:
 
 - ``full``: ``discover`` with the package defaults (the Operon cross-check included,
   ``crosscheck_budget=--budget``);
-- ``zero local coefficients``: the same, but every local Taylor coefficient is replaced by 0
-  before the merge. This is done inside this script only, by wrapping
-  ``discovery.stages.to_original_units`` (the step that hands the local polynomials to the
-  merge) while the call runs; the merge then starts from no supported term and can only add
-  terms back by forward selection on the data. The structure tests (which guide the cross-check)
-  still see the real expansion;
+- ``zero local coefficients``: the same trained networks, but every Taylor coefficient the
+  engine hands to the pipeline is replaced by 0: the merge's local polynomials, the structure
+  tests, the decomposition's tests at every node and the closed-form series alike. This is done
+  inside this script only, by wrapping ``discovery.engine.expand`` where the pipeline reads it
+  while the call runs. The networks' predictions (which give the decomposition its sub-problem
+  data) are untouched, so the variant measures what the exact derivatives decide;
 - ``untrained networks``: ``fit_options={"max_epochs": 0, "lbfgs_steps": 0}``: the networks keep
   their random initial weights and are expanded as they are;
 - ``data-only stepwise``: no networks at all: :func:`discovery.merge.merge` on every monomial up
@@ -52,12 +52,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import discovery  # noqa: E402
-import discovery.stages as stages  # noqa: E402
 from discovery.spaces import MAX_ORDER  # noqa: E402
 from discovery.crosscheck.base import complexity  # noqa: E402
 from discovery.engine import monomials  # noqa: E402
@@ -72,24 +72,42 @@ VARIANTS = ("full", "zero local coefficients", "untrained networks", "data-only 
 _ACCURACY_TOL = 0.05  # the same tolerance discover uses to call candidates equally accurate
 
 
+#: Every module of the pipeline that expands a network, by the name it reads ``expand`` under.
+_EXPANDING = ("discovery.engine", "discovery.stages", "discovery.decompose")
+
+
 @contextmanager
 def zero_local_coefficients():
-    """While active, ``discover`` merges local polynomials whose coefficients are all 0."""
-    original = stages.to_original_units
+    """While active, every expansion the pipeline computes has all its coefficients 0."""
+    import importlib
+
+    from discovery.engine import Expansion
+
+    modules = [importlib.import_module(name) for name in _EXPANDING]
+    original = modules[0].expand
     calls = []
 
     def zeroed(*args, **kwargs):
-        coefficients, centers = original(*args, **kwargs)
+        e = original(*args, **kwargs)
         calls.append(1)
-        return np.zeros_like(coefficients), centers
+        if not isinstance(e, Expansion):  # an unmixed expansion: not what the pipeline's tests read
+            raise RuntimeError(f"ablation.py: expand returned {type(e).__name__}; zero_local_coefficients() "
+                               "only knows Expansion")
+        return Expansion(e.center, torch.zeros_like(e.coefficients), e.order, e.output_shape)
 
-    stages.to_original_units = zeroed
+    saved = [(m, m.expand) for m in modules]
+    for m in modules:
+        if m.expand is not original:
+            raise RuntimeError(f"ablation.py: {m.__name__}.expand is not discovery.engine.expand; "
+                               "update zero_local_coefficients() to the pipeline's new structure")
+        m.expand = zeroed
     try:
         yield
     finally:
-        stages.to_original_units = original
-    if not calls:  # the pipeline no longer goes through this step: the variant would measure nothing
-        raise RuntimeError("ablation.py: discover never called discovery.stages.to_original_units; "
+        for m, f in saved:
+            m.expand = f
+    if not calls:  # the pipeline no longer expands through these names: the variant would measure nothing
+        raise RuntimeError("ablation.py: discover never called discovery.engine.expand; "
                            "update zero_local_coefficients() to the pipeline's new structure")
 
 
