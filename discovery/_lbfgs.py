@@ -6,11 +6,18 @@ import torch
 from tqdm.auto import tqdm
 
 _CHECK_EVERY = 25  # steps between validation checks (each check syncs with the device)
+#: The polish stops once no member's best validation loss fell by this fraction over the last
+#: ``_PLATEAU_STEPS`` steps: the fit has converged, or it only chases rows it cannot generalise.
+_PLATEAU_DROP = 0.05
+_PLATEAU_STEPS = 100
 
 
 def polish(params, losses, val_losses, keep_improved, steps: int, progress: bool,
             history_size: int = 20) -> None:
     """Batched L-BFGS: every member runs its own L-BFGS (own curvature pairs, own step length).
+
+    ``steps`` is a cap: the polish ends earlier when no member's best validation loss fell by
+    ``_PLATEAU_DROP`` over the last ``_PLATEAU_STEPS`` steps.
 
     ``losses()`` returns the ``(members,)`` training losses of the current parameters, whose
     leading dimension is the member. Each member takes the unit quasi-Newton step or halves it
@@ -45,6 +52,7 @@ def polish(params, losses, val_losses, keep_improved, steps: int, progress: bool
     f, g = evaluate(x)
     pairs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     first = True
+    best, checks = None, []  # each member's best validation loss so far, at every check
     # A member whose line search fails (its loss is at the precision floor) stops moving.
     active = torch.ones_like(f, dtype=torch.bool)
     bar = tqdm(total=steps, desc="fit: L-BFGS", disable=not progress, leave=False)
@@ -97,8 +105,14 @@ def polish(params, losses, val_losses, keep_improved, steps: int, progress: bool
         x, f, g = x_new, f_new, g_new
         if (step + 1) % _CHECK_EVERY == 0 or step + 1 == steps:
             assign(x)
-            keep_improved(val_losses())
+            val = val_losses()
+            keep_improved(val)
             bar.update(_CHECK_EVERY if (step + 1) % _CHECK_EVERY == 0 else steps % _CHECK_EVERY)
+            best = val.detach() if best is None else torch.minimum(best, val.detach())
+            checks.append(best.clone())
+            back = _PLATEAU_STEPS // _CHECK_EVERY
+            if len(checks) > back and not bool((checks[-1] < (1 - _PLATEAU_DROP) * checks[-1 - back]).any()):
+                break
         if not bool(active.any()):
             assign(x)
             keep_improved(val_losses())

@@ -28,7 +28,7 @@ from discovery.trust import RowSets, assess
 
 __all__ = ["discover", "structure_guide", "FIT_DEFAULTS", "TIME_BUDGET"]
 
-FIT_DEFAULTS = {"hidden": (32, 32), "activation": "tanh", "max_epochs": 200, "patience": 50, "lbfgs_steps": 100}
+FIT_DEFAULTS = {"hidden": (32, 32), "activation": "tanh", "max_epochs": 200, "patience": 50, "lbfgs_steps": 1000}
 """Training settings ``discover`` passes to :func:`discovery.fit.fit_ensemble` unless overridden."""
 
 TIME_BUDGET = 120.0

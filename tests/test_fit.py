@@ -312,3 +312,31 @@ def test_batched_lbfgs_line_search_reaches_the_optimum_where_unit_steps_fail():
 
         opt.step(closure)
         torch.testing.assert_close(x.detach()[m], strong.detach(), rtol=0, atol=1e-8)
+
+
+def test_polish_stops_once_no_member_improves_its_validation_loss():
+    # A validation loss that stops falling (here: it falls for 200 steps, then stays) ends the
+    # polish about _PLATEAU_STEPS later; one that keeps falling runs to the cap.
+    from discovery import _lbfgs
+
+    gen = torch.Generator().manual_seed(3)
+    z = torch.rand(64, 2, generator=gen, dtype=torch.float64) * 2 - 1
+    t = (z[:, 0] ** 2 + z[:, 1]) / 2
+
+    def run(val_of_step, steps=1000):
+        net = _BatchedMLP((2, 8, 1), 2, "tanh", torch.Generator().manual_seed(4), torch.float64)
+        checked = []
+
+        def losses():
+            return ((net(z) - t) ** 2).mean(dim=1)
+
+        def val_losses():
+            checked.append(1)
+            return torch.full((2,), val_of_step(len(checked) * _lbfgs._CHECK_EVERY), dtype=torch.float64)
+
+        _polish(list(net.parameters()), losses, val_losses, lambda val: None, steps, False)
+        return len(checked) * _lbfgs._CHECK_EVERY
+
+    flat_after_200 = run(lambda step: 0.5 ** min(step, 200))
+    assert 200 + _lbfgs._PLATEAU_STEPS <= flat_after_200 <= 200 + _lbfgs._PLATEAU_STEPS + 2 * _lbfgs._CHECK_EVERY
+    assert run(lambda step: 0.5 ** step) == 1000
