@@ -28,7 +28,10 @@ digits), and R^2 is computed on 2,000 fresh noise-free rows drawn from the same 
 another seed. Methods (``--methods``):
 
 - ``discover``: ``discover(table)`` with the package defaults (the Operon cross-check included),
-  ``crosscheck_budget=--budget``; the row also judges the expansion's own formula;
+  ``crosscheck_budget=--budget``; the row also judges the expansion's own formula and the
+  formula the call proposed before the cross-check (the summary's ``discover, proposed``: what
+  ``crosscheck="off"`` returns, up to the cross-check's share of the time budget, which the
+  decomposition may then also use; its seconds leave out the cross-check's);
 - ``expansion``: the same with ``crosscheck="off"``;
 - ``operon``: Operon alone through ``discovery.crosscheck.operon.fit_operon`` with the time
   ``discover`` took on the same law and noise in this run (``--budget`` when ``discover`` did
@@ -278,6 +281,11 @@ def run_textbook(law: _suite.SuiteLaw, noise: float, methods: list[str], budget:
                 row["time budget s"] = budget
                 row["expansion formula"] = _suite.text(d.expansion_formula)
                 row.update(_suite.score(d.expansion_formula, law, fresh, prefix="expansion "))
+                # What the same call proposed before the cross-check: crosscheck="off"'s answer,
+                # except that there the decomposition may also use the cross-check's time share.
+                row["proposed formula"] = _suite.text(d.chosen_formula)
+                row["proposed seconds"] = d.timings["total"] - d.timings.get("crosscheck", 0.0)
+                row.update(_suite.score(d.chosen_formula, law, fresh, prefix="proposed "))
                 row["note"] = "; ".join(d.notes)[:300]
         elif method == "operon":
             seconds = discover_seconds if discover_seconds is not None else budget
@@ -306,6 +314,18 @@ def _where(args) -> str:
     return "laws run one after another in one process"
 
 
+def _proposals(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ``discover`` rows as they stood before the cross-check, as method ``discover, proposed``
+    (its formula, scores and seconds), for the summary."""
+    if "proposed formula" not in frame:
+        return frame.iloc[:0]
+    rows = frame[frame["method"] == "discover"].copy()
+    for column in ("formula", "seconds", "solved", "judged_by", "r2_fresh", "r2_ok"):
+        rows[column] = rows[f"proposed {column}"]
+    rows["method"] = "discover, proposed"
+    return rows
+
+
 def main_textbook(args, threads: int) -> pd.DataFrame:
     methods = [m for m in args.methods.split(",") if m]
     unknown = [m for m in methods if m not in METHODS]
@@ -331,7 +351,7 @@ def main_textbook(args, threads: int) -> pd.DataFrame:
     results = run_cells(run_textbook, cells, workers=args.workers, scheduler=args.scheduler, done=done)
     rows = [row for law_rows in results for row in law_rows]
     frame = pd.DataFrame(rows)
-    summary = _suite.summarize(frame, ["method", "noise"])
+    summary = _suite.summarize(pd.concat([frame, _proposals(frame)], ignore_index=True), ["method", "noise"])
     table = frame[["law", "noise", "method", "polynomial", "solved", "judged_by", "r2_fresh", "seconds", "formula"]]
     text = (f"# Recovery of the {args.suite} law suite\n\n" + _suite.markdown(table) + "\n\n## Summary\n\n"
             + _suite.markdown(summary) + f"\n\n- machine: {os.cpu_count()} CPUs visible, operon threads {threads}; "
