@@ -42,8 +42,8 @@ from discovery.errors import DataError, ExpansionError
 from discovery.fit import fit_ensemble
 from discovery.interpret.structure import additive_separability, multiplicative_separability, unused_variables
 from discovery.interpret.symmetry import homogeneity, symmetries
-from discovery.leaf import (ACCURACY_TOL, FLOOR, Piece, evaluate, polynomial_leaf, prune_constants, refit_constants,
-                            rms_error)
+from discovery.leaf import (ACCURACY_TOL, FLOOR, Piece, evaluate, polynomial_leaf, prune_constants, prune_terms,
+                            refit_constants, rms_error)
 
 __all__ = ["Decomposition", "Node", "Piece", "decompose", "polynomial_leaf", "prune_constants", "refit_constants"]
 
@@ -460,6 +460,11 @@ def decompose(X, y, names: Sequence[str], *, val_index, seed: int = 0, time_budg
     t0 = time.perf_counter()  # constants the validation rows cannot tell from zero go, the rest refit
     pruned = prune_constants(expr, symbols, X[val], y[val])
     if pruned != expr:
+        expr, rmse = _refit(pruned, y, ctx)
+    pruned, dropped = prune_terms(expr, symbols, X, y, ctx.train, val)  # terms a piece's inexact data suggested
+    if dropped:
+        ctx.notes.append("dropped, the validation rows do not need them (the rest refitted): "
+                         + ", ".join(str(t) for t in dropped))
         expr, rmse = _refit(pruned, y, ctx)
     ctx.tick("prune", t0)
     sst = float(np.sum((y[val] - y[val].mean()) ** 2))

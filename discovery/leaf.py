@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import sympy
 
-__all__ = ["Piece", "polynomial_leaf", "prune_constants", "refit_constants"]
+__all__ = ["Piece", "polynomial_leaf", "prune_constants", "prune_terms", "refit_constants"]
 
 ACCURACY_TOL = 0.05  # RMSEs within 5 % count as equally accurate (the simpler model wins)
 FLOOR = 1e-9  # RMSE differences below this fraction of y's spread are rounding
@@ -115,6 +115,74 @@ def prune_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.nda
         if rms_error(evaluate(trial, symbols, X), y) <= limit:
             expr = trial
     return expr
+
+
+def prune_terms(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray, y: np.ndarray,
+                train: np.ndarray, val: np.ndarray, *, tolerance: float = ACCURACY_TOL,
+                max_trials: int = 12) -> tuple[sympy.Expr, list[sympy.Expr]]:
+    """``expr`` without the terms of its sums that the validation rows do not need, and those terms.
+
+    Each term of every sum (those with an input in them; smallest on the validation rows first)
+    is dropped in turn, every constant is refitted on the training rows (rational coefficients
+    too, so the remaining terms can take up the slack), and the drop is kept when the validation
+    RMSE stays within ``tolerance`` of the whole formula's, refitted the same way. A snapped
+    coefficient such as ``3/100`` is a constant here, not structure, which
+    :func:`prune_constants` (``Float`` atoms only) cannot remove.
+
+    Examples
+    --------
+    >>> import numpy as np, sympy
+    >>> a, b = sympy.symbols("a b")
+    >>> X = np.random.default_rng(0).uniform(1, 2, (200, 2))
+    >>> y = 2 * X[:, 0] + X[:, 1] ** 2
+    >>> e = 2 * a + sympy.Rational(3, 100) * a * b + sympy.Float(0.97) * b**2
+    >>> pruned, dropped = prune_terms(e, [a, b], X, y, np.arange(150), np.arange(150, 200))
+    >>> dropped, pruned.has(a * b)
+    ([3*a*b/100], False)
+    """
+    floor = FLOOR * float(np.std(y[val]))
+
+    def refitted(e):
+        e = refit_constants(_loosened(e), symbols, X[train], y[train])
+        return e, rms_error(evaluate(e, symbols, X[val]), y[val])
+
+    best, best_rmse, dropped = expr, rms_error(evaluate(expr, symbols, X[val]), y[val]), []
+    whole, whole_rmse = refitted(expr)
+    limit = min(best_rmse, whole_rmse) * (1 + tolerance) + floor
+    tried: set = set()  # terms by their shape (constants as one symbol): a refit changes the numbers only
+    for _ in range(max_trials):
+        terms = [(node, term) for node in sympy.preorder_traversal(best) if isinstance(node, sympy.Add)
+                 for term in node.args if term.free_symbols and _shape(term) not in tried]
+        if not terms:
+            break
+        size = {t: rms_error(evaluate(t, symbols, X[val]), 0.0 * y[val]) for _, t in terms}
+        node, term = min(terms, key=lambda nt: size[nt[1]])
+        tried.add(_shape(term))
+        trial = best.xreplace({node: sympy.Add(*[t for t in node.args if t is not term])})
+        if not trial.free_symbols or trial.has(sympy.nan, sympy.zoo, sympy.oo):
+            continue
+        trial, rmse = refitted(trial)
+        if rmse <= limit:
+            best, best_rmse = trial, rmse
+            dropped.append(term)
+    return best, dropped
+
+
+def _shape(term: sympy.Expr) -> sympy.Expr:
+    return term.xreplace({c: sympy.Symbol("_const") for c in term.atoms(sympy.Number) if not c.is_integer})
+
+
+def _loosened(expr: sympy.Expr) -> sympy.Expr:
+    """``expr`` with the rational coefficients of its products and sums as ``Float`` (refittable);
+    exponents and integers stay."""
+    def loosen(e):
+        if e.is_Atom:
+            return e
+        args = [loosen(a) for a in e.args]
+        if isinstance(e, (sympy.Mul, sympy.Add)):
+            args = [sympy.Float(a, 15) if isinstance(a, sympy.Rational) and not a.is_integer else a for a in args]
+        return e.func(*args)
+    return loosen(expr)
 
 
 # -- the built-in leaf solver ------------------------------------------------------------------
