@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 from tqdm.auto import tqdm
 
@@ -9,14 +11,15 @@ _CHECK_EVERY = 25  # steps between validation checks (each check syncs with the 
 
 
 def polish(params, losses, val_losses, keep_improved, steps: int, progress: bool,
-            history_size: int = 20) -> None:
+            history_size: int = 20, deadline: float | None = None) -> int:
     """Batched L-BFGS: every member runs its own L-BFGS (own curvature pairs, own step length).
 
     ``losses()`` returns the ``(members,)`` training losses of the current parameters, whose
     leading dimension is the member. Each member takes the unit quasi-Newton step or halves it
     until its own Armijo condition holds, so one badly conditioned member does not slow the
     others down the way one shared line search would. Each member's best validation weights
-    are kept by ``keep_improved``.
+    are kept by ``keep_improved``. Stops after the first step that ends at or after
+    ``deadline`` (a :func:`time.perf_counter` time); returns the steps taken.
     """
     members = params[0].shape[0]
     shapes = [q.shape for q in params]
@@ -99,9 +102,10 @@ def polish(params, losses, val_losses, keep_improved, steps: int, progress: bool
             assign(x)
             keep_improved(val_losses())
             bar.update(_CHECK_EVERY if (step + 1) % _CHECK_EVERY == 0 else steps % _CHECK_EVERY)
-        if not bool(active.any()):
+        if not bool(active.any()) or (deadline is not None and time.perf_counter() >= deadline):
             assign(x)
             keep_improved(val_losses())
             break
     assign(x)
     bar.close()
+    return step + 1 if steps > 0 else 0
