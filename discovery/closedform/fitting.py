@@ -180,9 +180,10 @@ class Template:
         return np.where(np.isfinite(J), J, 0.0)
 
     def fit(self, theta: np.ndarray, free: np.ndarray, cols: list[np.ndarray], y: np.ndarray,
-            effort: int = 50, deadline: float | None = None) -> np.ndarray:
+            effort: int = 50, deadline: float | None = None, max_evaluations: int | None = None) -> np.ndarray:
         """Least squares over the ``free`` parameters from ``theta``; the start if that is better.
-        At ``deadline`` (a :func:`time.perf_counter` time) the best point evaluated so far."""
+        ``effort`` evaluations per free parameter and one, at most ``max_evaluations``; at
+        ``deadline`` (a :func:`time.perf_counter` time) the best point evaluated so far."""
         theta = theta.astype(np.float64).copy()
         if not free.any():
             return theta
@@ -203,7 +204,8 @@ class Template:
                 x, r, _ = least_squares_until(residual, theta[free], deadline,
                                               jac=lambda t: self.jac(full(t), cols, free), method="lm",
                                               xtol=1e-15, ftol=1e-15, gtol=1e-15,
-                                              max_nfev=effort * (int(free.sum()) + 1))
+                                              max_nfev=min(effort * (int(free.sum()) + 1),
+                                                           max_evaluations or math.inf))
         except (ValueError, FloatingPointError, ZeroDivisionError, OverflowError):
             return theta
         return full(x) if float(np.sum(r**2)) <= start else theta
@@ -213,6 +215,9 @@ class Template:
         return self.template.xreplace(values)
 
 
+SNAP_EVALUATIONS = 100
+"""Residual evaluations of one snap trial's refit at most (20 per free constant and one below
+that: unchanged for formulas of up to four constants)."""
 _LOGS = [(math.log(2), sympy.log(2)), (math.log(10), sympy.log(10)), (math.e, sympy.E)]
 WINDOW = 0.25
 """Clean numbers farther than this (relative) from a fitted constant are not tried: the
@@ -289,7 +294,10 @@ def polish(expr: sympy.Expr, xs: list[sympy.Symbol], cols: list[np.ndarray], y: 
             trial[j] = value
             f = free.copy()
             f[j] = False
-            trial = tpl.fit(trial, f, tr, y[train], effort=20, deadline=deadline)  # a right snap converges quickly
+            # a right snap converges in a few iterations whatever the number of constants, so
+            # a trial's evaluations are capped: each one costs a Jacobian of every free constant,
+            # and uncapped the snapping of an n-constant formula grew as n^3
+            trial = tpl.fit(trial, f, tr, y[train], effort=20, deadline=deadline, max_evaluations=SNAP_EVALUATIONS)
             tpred = tpl(trial, cols)
             if not_worse(tpred[val] - y[val], ref, floor):
                 snapped.append(f"{float(theta[j]):.6g} -> {number}")
