@@ -431,8 +431,8 @@ def crosscheck_stage(s: Split, proposal: Proposal, structure: dict | None, plan:
         options["guide"], why = guide_for(structure, proposal.formula, proposal.source)
         if options["guide"] is None:
             notes.append(f"cross-check not guided by the structure tests: {why}")
-    # its share is kept even when an earlier stage overran (training and the decomposition's
-    # refits are not interrupted), so a requested cross-check runs whenever its share allows
+    # its share is kept even when an earlier stage ran over (the expansion, the merge and a
+    # custom leaf solver have no deadline of their own), so a requested cross-check runs
     share = math.inf if plan.time_budget is None else _CROSSCHECK_SHARE * plan.time_budget
     budget = min(plan.crosscheck_budget, max(clock.left(), share))
     if budget < _MIN_STAGE:
