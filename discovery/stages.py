@@ -229,8 +229,8 @@ def fit_space(s: Split, space: str, plan: Plan, notes: list[str], clock: Clock |
     fitted = fit_ensemble(V, t, members=plan.members, seed=plan.seed, device=plan.device, progress=plan.progress,
                           split=split, sample_weight=s.fit_weights(), **settings)
     if fitted.cut:
-        notes.append(f"{space} space: time budget spent: training cut short at its share of the time budget of "
-                     f"{plan.time_budget:g} s ({fitted.cut})")
+        notes.append(f"{space} space: time budget spent: training cut short at its share of the time budget "
+                     f"({fitted.cut})")
     check_fit_rows(s.rows, fitted, plan.call)
     kept = np.flatnonzero(fitted.val_rmse <= _MEMBER_FACTOR * fitted.val_rmse.min() + 1e-300)
     if len(kept) < fitted.members:
