@@ -131,10 +131,12 @@ def discover(
         The cross-check gets what is left but at least its share (at most ``crosscheck_budget``).
         The result is always a formula: the best found when the time ran out. What runs past a
         deadline is at most one training epoch or optimiser step, one evaluation of a candidate
-        formula, and the stages without a deadline of their own (reading the table, the Taylor
-        expansion, the merge, and the cross-check engine's own bookkeeping around its search);
-        every stage's seconds are in ``timings``, and whatever was cut short or skipped is said in
-        ``notes`` ("time budget spent: ..."). ``None``: no limit.
+        formula or one Operon run inside a piece (capped at whole seconds), and the parts without a
+        deadline of their own: reading the table, the Taylor expansion, the merge, and the
+        cross-check engine, which gets its seconds as a cap but polishes its candidates after the
+        search (on a loaded machine a 5 s share has taken 13 s). Every stage's seconds are in
+        ``timings``, and whatever was cut short or skipped is said in ``notes`` ("time budget
+        spent: ..."). ``None``: no limit.
     sample_weight : (n,) array, optional
         Non-negative weights of the table's rows (finite, not all zero), sliced by the row sets:
         each row's squared error counts ``w`` times in training and validation of the networks
