@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 from tqdm.auto import tqdm
 
@@ -13,7 +15,7 @@ _PLATEAU_STEPS = 100
 
 
 def polish(params, losses, val_losses, keep_improved, steps: int, progress: bool,
-            history_size: int = 20) -> None:
+            history_size: int = 20, deadline: float | None = None) -> int:
     """Batched L-BFGS: every member runs its own L-BFGS (own curvature pairs, own step length).
 
     ``steps`` is a cap: the polish ends earlier when no member's best validation loss fell by
@@ -23,7 +25,8 @@ def polish(params, losses, val_losses, keep_improved, steps: int, progress: bool
     leading dimension is the member. Each member takes the unit quasi-Newton step or halves it
     until its own Armijo condition holds, so one badly conditioned member does not slow the
     others down the way one shared line search would. Each member's best validation weights
-    are kept by ``keep_improved``.
+    are kept by ``keep_improved``. Stops after the first step that ends at or after
+    ``deadline`` (a :func:`time.perf_counter` time); returns the steps taken.
     """
     members = params[0].shape[0]
     shapes = [q.shape for q in params]
@@ -113,9 +116,10 @@ def polish(params, losses, val_losses, keep_improved, steps: int, progress: bool
             back = _PLATEAU_STEPS // _CHECK_EVERY
             if len(checks) > back and not bool((checks[-1] < (1 - _PLATEAU_DROP) * checks[-1 - back]).any()):
                 break
-        if not bool(active.any()):
+        if not bool(active.any()) or (deadline is not None and time.perf_counter() >= deadline):
             assign(x)
             keep_improved(val_losses())
             break
     assign(x)
     bar.close()
+    return step + 1 if steps > 0 else 0

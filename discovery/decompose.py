@@ -42,14 +42,16 @@ from discovery.errors import DataError, ExpansionError
 from discovery.fit import fit_ensemble
 from discovery.interpret.structure import additive_separability, multiplicative_separability, unused_variables
 from discovery.interpret.symmetry import homogeneity, symmetries
-from discovery.leaf import (ACCURACY_TOL, FLOOR, Piece, evaluate, polynomial_leaf, prune_constants, prune_terms,
-                            refit_constants, rms_error)
+from discovery.leaf import (ACCURACY_TOL, FLOOR, Piece, evaluate, expired, polynomial_leaf, prune_constants,
+                            prune_terms, refit_constants, rms_error)
 
 __all__ = ["Decomposition", "Node", "Piece", "decompose", "polynomial_leaf", "prune_constants", "refit_constants"]
 
 #: Training settings of every node's ensemble unless ``fit_options`` overrides them.
 NODE_FIT = {"members": 4, "hidden": (32, 32), "max_epochs": 300, "patience": 50, "lbfgs_steps": 100}
 _TRIES = 2  # steps tried per node before it is solved as one piece
+_FINISH_SHARE = 0.1  # of the time budget: the last refits and pruning, after the search stops
+_MIN_LEAF = 1.0  # seconds: with less left a piece gets the sparse polynomial leaf, not the full solver
 _PAIR_EXPR = {"difference": lambda a, b: a - b, "sum": lambda a, b: a + b,
               "product": lambda a, b: a * b, "ratio": lambda a, b: a / b}
 
@@ -130,7 +132,8 @@ class _Context:
     symbols: list
     train: np.ndarray
     val: np.ndarray
-    deadline: float
+    deadline: float  # perf_counter time: no step, leaf search or network training after it
+    finish: float  # perf_counter time: the refits and the pruning stop here (the end of the budget)
     seed: int
     fit_options: dict
     solve_leaf: Callable
@@ -173,12 +176,20 @@ def _leaf(y, cols, ctx: _Context, depth: int, solver: Callable | None = None, so
         local.append(f"u{ctx.fresh[0]}")
         ctx.fresh[0] += 1
     solve = solver or ctx.solve_leaf
+    if solve is not polynomial_leaf and ctx.left() < _MIN_LEAF:
+        # out of time a piece still needs a formula: the sparse polynomial fit is quick and bounded
+        ctx.notes.append(f"time budget spent: {_label(cols)} fitted by the sparse polynomial leaf, the closed-form "
+                         "search not run")
+        solve = polynomial_leaf
     options = {}
     if source is not None and "model" in inspect.signature(solve).parameters:
         # the piece's values come from the ensemble: its members' disagreement is the noise floor
         options["model"] = source.members_module()
     piece = solve(ctx.columns(cols), y, local, val_index=ctx.val, seed=ctx.seed,
-                  time_budget=max(ctx.left(), 1.0), **options)
+                  time_budget=max(ctx.left(), _MIN_LEAF), **options)
+    if "time budget" in (piece.evidence or ""):
+        cut = [line for line in piece.evidence.splitlines() if "time budget" in line]
+        ctx.notes.append(f"time budget spent: leaf search on {_label(cols)} cut short ({'; '.join(cut)})")
     expr = sympy.sympify(piece.expression).xreplace({sympy.Symbol(n): c for n, c in zip(local, cols)})
     ctx.tick("leaf", t0)
     expr, rmse = _refit(expr, y, ctx)
@@ -189,9 +200,12 @@ def _leaf(y, cols, ctx: _Context, depth: int, solver: Callable | None = None, so
 
 def _refit(expr, y, ctx: _Context):
     t0 = time.perf_counter()
-    # out of time, a short refit still fixes the constants the pieces carried over from the ensemble
+    # out of time, a short refit (within the finishing share) still fixes the constants the
+    # pieces carried over from the ensemble
+    if expired(ctx.finish):
+        ctx.notes.append(f"time budget spent: constants of {sympy.sstr(expr)[:60]} not refitted")
     expr = refit_constants(expr, ctx.symbols, ctx.X[ctx.train], y[ctx.train],
-                           evaluations_per_constant=100 if ctx.left() > 0 else 10)
+                           evaluations_per_constant=100 if ctx.left() > 0 else 10, deadline=ctx.finish)
     rmse = rms_error(evaluate(expr, ctx.symbols, ctx.X[ctx.val]), y[ctx.val])
     ctx.tick("refit", t0)
     return expr, rmse
@@ -251,7 +265,10 @@ def _candidates(y, cols, ctx: _Context, depth: int, inherited=None):
     Xn = ctx.columns(cols)
     if inherited is None:
         options = {**NODE_FIT, **ctx.fit_options}
-        fit = fit_ensemble(Xn[ctx.train], y[ctx.train], seed=ctx.seed, progress=False, **options)
+        fit = fit_ensemble(Xn[ctx.train], y[ctx.train], seed=ctx.seed, progress=False, deadline=ctx.deadline,
+                           **options)
+        if fit.cut:
+            ctx.notes.append(f"time budget spent: the ensemble on {_label(cols)} trained less ({fit.cut})")
     else:
         fit = inherited
     ctx.tick("fit", t0)
@@ -411,7 +428,12 @@ def decompose(X, y, names: Sequence[str], *, val_index, seed: int = 0, time_budg
     seed : int
         Seeds every ensemble and k-means.
     time_budget : float
-        Seconds; once spent, pieces are solved as they are and ``notes`` says so.
+        Seconds. The search (structure steps, networks, leaf searches) stops at 90 % of them:
+        networks keep their best weights so far, a leaf search returns its best candidate, a
+        step not yet tried is not tried, and a piece reached later is fitted by
+        :func:`polynomial_leaf`. The last 10 % are for refitting the recombined constants and
+        pruning; each refit stops at the end and keeps the best constants it evaluated.
+        ``notes`` says what was cut ("time budget spent: ...").
     fit_options : dict, optional
         Overrides of :data:`NODE_FIT` for every node's ensemble.
     solve_leaf : callable, optional
@@ -453,15 +475,21 @@ def decompose(X, y, names: Sequence[str], *, val_index, seed: int = 0, time_budg
         raise DataError(f"{call}: max_leaf_variables={max_leaf_variables!r}; pass a positive integer")
     symbols = [sympy.Symbol(str(n)) for n in names]
     ctx = _Context(X=X, symbols=symbols, train=np.setdiff1d(np.arange(len(y)), val), val=val,
-                   deadline=start + float(time_budget), seed=int(seed), fit_options=dict(fit_options or {}),
+                   deadline=start + (1 - _FINISH_SHARE) * float(time_budget), finish=start + float(time_budget),
+                   seed=int(seed), fit_options=dict(fit_options or {}),
                    solve_leaf=solve_leaf or _default_leaf(), max_leaf=int(max_leaf_variables),
                    progress=bool(progress), notes=[], timings={})
     expr, tree, rmse = _solve(y, list(symbols), ctx, 0)
     t0 = time.perf_counter()  # constants the validation rows cannot tell from zero go, the rest refit
-    pruned = prune_constants(expr, symbols, X[val], y[val])
+    if expired(ctx.finish):
+        ctx.notes.append("time budget spent: constants not pruned")
+        pruned = expr
+    else:
+        pruned = prune_constants(expr, symbols, X[val], y[val], deadline=ctx.finish)
     if pruned != expr:
         expr, rmse = _refit(pruned, y, ctx)
-    pruned, dropped = prune_terms(expr, symbols, X, y, ctx.train, val)  # terms a piece's inexact data suggested
+    # terms a piece's inexact data suggested
+    pruned, dropped = prune_terms(expr, symbols, X, y, ctx.train, val, deadline=ctx.finish)
     if dropped:
         ctx.notes.append("dropped, the validation rows do not need them (the rest refitted): "
                          + ", ".join(str(t) for t in dropped))

@@ -81,6 +81,8 @@ class FittedEnsemble:
     history : list of dict
         Per member: ``train`` and ``val`` loss curves (standardised MSE per Adam epoch),
         ``best_epoch``, ``val_before_polish``, ``val_after_polish`` and ``polish_kept``.
+    cut : str
+        What the ``deadline`` of :func:`fit_ensemble` cut short ("" when nothing was).
     """
 
     model: nn.Module
@@ -97,6 +99,7 @@ class FittedEnsemble:
     hidden: tuple = (32, 32)
     seconds: float = 0.0
     rows_total: int = 0
+    cut: str = ""
 
     @property
     def n_features(self) -> int:
@@ -376,6 +379,7 @@ def fit_ensemble(
     max_rows: int | None = MAX_ROWS,
     split: tuple | None = None,
     sample_weight=None,
+    deadline: float | None = None,
 ) -> FittedEnsemble:
     """Train an ensemble of small smooth MLPs on ``y = f(X)``.
 
@@ -435,6 +439,10 @@ def fit_ensemble(
         each member's bootstrap counts), in the validation loss and in ``val_rmse``; the
         standardisation uses weighted means and spreads. So an integer weight is a row repeated
         that many times and a zero weight a row left out. ``None`` weights every row equally.
+    deadline : float, optional
+        A :func:`time.perf_counter` time: training stops at the first epoch (at least one) or
+        L-BFGS step that ends after it, keeps each member's best weights so far, and says so in
+        ``cut`` (and in a log line). ``None``: no limit.
 
     Returns
     -------
@@ -458,14 +466,17 @@ def fit_ensemble(
         return _fit(X, y, members=members, hidden=tuple(hidden), activation=activation, seed=seed,
                     dev=dev, val_fraction=val_fraction, max_epochs=max_epochs, patience=patience,
                     lbfgs_steps=lbfgs_steps, lr=lr, bootstrap=bootstrap, dtype=dtype,
-                    progress=progress, max_rows=max_rows, split=split, sample_weight=sample_weight)
+                    progress=progress, max_rows=max_rows, split=split, sample_weight=sample_weight,
+                    deadline=deadline)
     finally:
         torch.set_num_threads(previous)
 
 
 def _fit(X, y, *, members, hidden, activation, seed, dev, val_fraction, max_epochs, patience,
-         lbfgs_steps, lr, bootstrap, dtype, progress, max_rows, split=None, sample_weight=None) -> FittedEnsemble:
+         lbfgs_steps, lr, bootstrap, dtype, progress, max_rows, split=None, sample_weight=None,
+         deadline=None) -> FittedEnsemble:
     start = time.perf_counter()
+    cut = []
     X, y = _check_inputs(X, y, members, hidden, activation, val_fraction, max_rows)
     n, p = X.shape
     sw = check_sample_weight(sample_weight, n, "fit_ensemble(X, y, sample_weight=w)")
@@ -555,6 +566,10 @@ def _fit(X, y, *, members, hidden, activation, seed, dev, val_fraction, max_epoc
                 bar.set_postfix(val_rmse=f"{math.sqrt(float(best_val.min())) * y_scale:.3g}")
             if bool((stall >= patience).all()):
                 break
+        if deadline is not None and time.perf_counter() >= deadline:  # one clock read an epoch
+            if epoch + 1 < max_epochs:
+                cut.append(f"Adam stopped after {epoch + 1} of {max_epochs} epochs")
+            break
     bar.close()
     with torch.no_grad():
         for q, b in zip(params, best):
@@ -562,9 +577,13 @@ def _fit(X, y, *, members, hidden, activation, seed, dev, val_fraction, max_epoc
     val_before = best_val.clone()
     _stage(f"fit: Adam, {members} members, {rows_text}, {len(train_curve)} epochs", start)
 
-    if lbfgs_steps > 0:
+    if lbfgs_steps > 0 and deadline is not None and time.perf_counter() >= deadline:
+        cut.append("L-BFGS polish skipped")
+    elif lbfgs_steps > 0:
         polish_start = time.perf_counter()
-        _polish(params, train_losses, val_losses, keep_improved, lbfgs_steps, progress)
+        taken = _polish(params, train_losses, val_losses, keep_improved, lbfgs_steps, progress, deadline=deadline)
+        if taken < lbfgs_steps and deadline is not None and time.perf_counter() >= deadline:
+            cut.append(f"L-BFGS polish stopped after {taken} of {lbfgs_steps} steps")
         with torch.no_grad():
             for q, b in zip(params, best):
                 q.copy_(b)
@@ -594,6 +613,8 @@ def _fit(X, y, *, members, hidden, activation, seed, dev, val_fraction, max_epoc
     else:
         val_rmse = np.sqrt(np.average((pred - y_val[:, None]) ** 2, axis=0, weights=w_va))
     _stage(f"fit: {members} members, {len(train_index) + len(val_index)} of {n} rows", start)
+    if cut:
+        _log.info("fit: time budget spent: %s", ", ".join(cut))
     return FittedEnsemble(
         model=model,
         x_mean=x_mean,
@@ -609,4 +630,5 @@ def _fit(X, y, *, members, hidden, activation, seed, dev, val_fraction, max_epoc
         hidden=hidden,
         seconds=time.perf_counter() - start,
         rows_total=n,
+        cut=", ".join(cut),
     )

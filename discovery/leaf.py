@@ -10,13 +10,15 @@ leaf's place through the ``solve_leaf`` interface.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import sympy
 
-__all__ = ["Piece", "polynomial_leaf", "prune_constants", "prune_terms", "refit_constants"]
+__all__ = ["Piece", "polynomial_leaf", "prune_constants", "prune_terms", "refit_constants", "expired",
+           "least_squares_until"]
 
 ACCURACY_TOL = 0.05  # RMSEs within 5 % count as equally accurate (the simpler model wins)
 FLOOR = 1e-9  # RMSE differences below this fraction of y's spread are rounding
@@ -31,6 +33,61 @@ class Piece:
     val_rmse: float
     method: str
     evidence: str = ""
+
+
+# -- deadlines ---------------------------------------------------------------------------------
+
+def expired(deadline: float | None) -> bool:
+    """``deadline`` (a :func:`time.perf_counter` time, ``None``: none) has passed."""
+    return deadline is not None and time.perf_counter() >= deadline
+
+
+class _OutOfTime(Exception):
+    """Raised inside a residual or Jacobian to end a least-squares search at its deadline."""
+
+
+def least_squares_until(residual: Callable, x0: np.ndarray, deadline: float | None, jac="2-point",
+                        **options) -> tuple[np.ndarray, np.ndarray, bool]:
+    """:func:`scipy.optimize.least_squares` that stops at ``deadline`` (a :func:`time.perf_counter`
+    time, ``None``: none). Returns ``(x, residual at x, cut)``: the solution, or when the deadline
+    passed first the best point evaluated so far (``x0`` when none was) and ``cut=True``.
+
+    The deadline is checked before every residual and Jacobian evaluation (one clock read each),
+    so a search on an expensive formula ends within one evaluation of it.
+
+    Examples
+    --------
+    >>> x, r, cut = least_squares_until(lambda t: t - 3.0, np.zeros(1), time.perf_counter() - 1.0)
+    >>> x.tolist(), cut
+    ([0.0], True)
+    """
+    from scipy.optimize import least_squares
+
+    best: list = [None, math.inf, None]  # x, cost, residual
+
+    def timed(t):
+        if expired(deadline):
+            raise _OutOfTime
+        r = np.asarray(residual(t), dtype=np.float64)
+        cost = float(np.sum(r * r))
+        if cost < best[1]:
+            best[:] = [np.array(t, dtype=np.float64), cost, r]
+        return r
+
+    if callable(jac):
+        inner = jac
+
+        def jac(t, *args):  # noqa: F811 - the caller's Jacobian, timed
+            if expired(deadline):
+                raise _OutOfTime
+            return inner(t, *args)
+    try:
+        sol = least_squares(timed, x0, jac=jac, **options)
+    except _OutOfTime:
+        if best[0] is None:
+            return np.array(x0, dtype=np.float64), np.full(1, math.inf), True
+        return best[0], best[2], True
+    return sol.x, sol.fun, False
 
 
 # -- constants, evaluation ---------------------------------------------------------------------
@@ -52,11 +109,13 @@ def rms_error(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def refit_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray, y: np.ndarray,
-                    evaluations_per_constant: int = 100) -> sympy.Expr:
+                    evaluations_per_constant: int = 100, deadline: float | None = None) -> sympy.Expr:
     """All ``Float`` constants of ``expr`` refitted jointly by least squares on ``(X, y)``.
 
     Integers and rationals (exponents, structure) stay; the refit is kept only when it lowers
-    the error. ``evaluations_per_constant`` bounds the work (a caller out of time passes less).
+    the error. ``evaluations_per_constant`` bounds the work (a caller out of time passes less);
+    at ``deadline`` (a :func:`time.perf_counter` time) the search stops and keeps the best
+    constants it evaluated.
 
     Examples
     --------
@@ -67,8 +126,6 @@ def refit_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.nda
     >>> round(float(e.subs(x, 0)), 6)
     3.0
     """
-    from scipy.optimize import least_squares
-
     floats = sorted(expr.atoms(sympy.Float), key=str)
     if not floats:
         return expr
@@ -85,19 +142,20 @@ def refit_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.nda
     x0 = np.array([float(f) for f in floats])
     before = float(np.sum(residual(x0) ** 2))
     try:
-        fit = least_squares(residual, x0, method="trf", max_nfev=evaluations_per_constant * (len(x0) + 1),
-                            x_scale="jac")
+        x, r, _ = least_squares_until(residual, x0, deadline, method="trf", x_scale="jac",
+                                      max_nfev=evaluations_per_constant * (len(x0) + 1))
     except (ValueError, np.linalg.LinAlgError):  # singular Jacobian or non-finite start: keep the constants
         return expr
-    if not np.all(np.isfinite(fit.x)) or float(np.sum(residual(fit.x) ** 2)) >= before:
+    if not np.all(np.isfinite(x)) or float(np.sum(r**2)) >= before:
         return expr
-    return template.xreplace({p: sympy.Float(float(v), 15) for p, v in zip(params, fit.x)})
+    return template.xreplace({p: sympy.Float(float(v), 15) for p, v in zip(params, x)})
 
 
 def prune_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray, y: np.ndarray,
-                    tolerance: float = ACCURACY_TOL) -> sympy.Expr:
+                    tolerance: float = ACCURACY_TOL, deadline: float | None = None) -> sympy.Expr:
     """``expr`` with every ``Float`` set to zero whose removal keeps the RMSE on ``(X, y)``
     (pass validation rows) within ``tolerance`` of the original; smallest constants first.
+    At ``deadline`` (a :func:`time.perf_counter` time) no further constant is tried.
 
     Examples
     --------
@@ -109,6 +167,8 @@ def prune_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.nda
     """
     limit = rms_error(evaluate(expr, symbols, X), y) * (1 + tolerance) + FLOOR * float(np.std(y))
     for value in sorted(expr.atoms(sympy.Float), key=lambda f: abs(float(f))):
+        if expired(deadline):
+            break
         trial = expr.xreplace({value: sympy.Integer(0)})
         if trial.has(sympy.nan, sympy.zoo, sympy.oo) or not isinstance(trial, sympy.Expr):
             continue
@@ -119,13 +179,14 @@ def prune_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.nda
 
 def prune_terms(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray, y: np.ndarray,
                 train: np.ndarray, val: np.ndarray, *, tolerance: float = ACCURACY_TOL,
-                max_trials: int = 12) -> tuple[sympy.Expr, list[sympy.Expr]]:
+                max_trials: int = 12, deadline: float | None = None) -> tuple[sympy.Expr, list[sympy.Expr]]:
     """``expr`` without the terms of its sums that the validation rows do not need, and those terms.
 
     Each term of every sum (those with an input in them; smallest on the validation rows first)
     is dropped in turn, every constant is refitted on the training rows (rational coefficients
     too, so the remaining terms can take up the slack), and the drop is kept when the validation
-    RMSE stays within ``tolerance`` of the whole formula's, refitted the same way. A snapped
+    RMSE stays within ``tolerance`` of the whole formula's, refitted the same way; no term is
+    tried after ``deadline`` (a :func:`time.perf_counter` time). A snapped
     coefficient such as ``3/100`` is a constant here, not structure, which
     :func:`prune_constants` (``Float`` atoms only) cannot remove.
 
@@ -143,7 +204,7 @@ def prune_terms(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray
     floor = FLOOR * float(np.std(y[val]))
 
     def refitted(e):
-        e = refit_constants(_loosened(e), symbols, X[train], y[train])
+        e = refit_constants(_loosened(e), symbols, X[train], y[train], deadline=deadline)
         return e, rms_error(evaluate(e, symbols, X[val]), y[val])
 
     best, best_rmse, dropped = expr, rms_error(evaluate(expr, symbols, X[val]), y[val]), []
@@ -151,6 +212,8 @@ def prune_terms(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray
     limit = min(best_rmse, whole_rmse) * (1 + tolerance) + floor
     tried: set = set()  # terms by their shape (constants as one symbol): a refit changes the numbers only
     for _ in range(max_trials):
+        if expired(deadline):
+            break
         terms = [(node, term) for node in sympy.preorder_traversal(best) if isinstance(node, sympy.Add)
                  for term in node.args if term.free_symbols and _shape(term) not in tried]
         if not terms:

@@ -123,11 +123,20 @@ def discover(
         ``Discovery.decomposition`` keeps the tree, evidence, notes and timings. A law the
         expansion reads exactly (a polynomial in raw or log space) never runs it under "auto".
     time_budget : float or None, default 120
-        Seconds for the whole call. Training may use 60 % (a second space is not trained once it
-        is spent), the decomposition what is left but the cross-check's share (25 %, at most
-        ``crosscheck_budget``), the cross-check what is left but at least its share (at most
-        ``crosscheck_budget``). A stage already running is not interrupted, so an overrun shows in
-        ``timings``; whatever is cut or skipped is said in ``notes``. ``None``: no limit.
+        Seconds for the whole call. Training may use 60 %: the networks stop at that point with
+        their best weights so far, and a second space is not trained once it is spent. The
+        decomposition gets what is left but the cross-check's share (25 %, at most
+        ``crosscheck_budget``); inside it every network, closed-form search and constant refit
+        stops at its deadline and keeps the best found so far (:func:`discovery.decompose.decompose`).
+        The cross-check gets what is left but at least its share (at most ``crosscheck_budget``).
+        The result is always a formula: the best found when the time ran out. What runs past a
+        deadline is at most one training epoch or optimiser step, one evaluation of a candidate
+        formula or one Operon run inside a piece (capped at whole seconds), and the parts without a
+        deadline of their own: reading the table, the Taylor expansion, the merge, and the
+        cross-check engine, which gets its seconds as a cap but polishes its candidates after the
+        search (on a loaded machine a 5 s share has taken 13 s). Every stage's seconds are in
+        ``timings``, and whatever was cut short or skipped is said in ``notes`` ("time budget
+        spent: ..."). ``None``: no limit.
     sample_weight : (n,) array, optional
         Non-negative weights of the table's rows (finite, not all zero), sliced by the row sets:
         each row's squared error counts ``w`` times in training and validation of the networks
@@ -167,7 +176,7 @@ def discover(
             notes.append(space_note)
             continue
         with clock.stage(f"fit {sp}"):
-            fits[sp] = stages.fit_space(s, sp, plan, notes)
+            fits[sp] = stages.fit_space(s, sp, plan, notes, clock)
         with clock.stage(f"expand {sp}"):
             expansions[sp] = stages.expand_space(s, fits[sp], plan, notes)
         with clock.stage(f"merge {sp}"):
@@ -251,8 +260,9 @@ def _decomposition_notes(dec: stages.Decomposed) -> list[str]:
     the time budget cut it (not running because it was not needed or not asked for is no news)."""
     if dec.ran:
         took = float(dec.result.timings.get("total", 0.0))
-        over = ([f"decomposition took {took:.0f} s of its {dec.budget:.0f} s share of the time budget (a step "
-                 "already running is not interrupted)"] if took > 1.1 * dec.budget + 1.0 else [])
+        over = ([f"decomposition took {took:.0f} s of its {dec.budget:.0f} s share of the time budget (its "
+                 "leaf solver or a step without a deadline of its own ran over)"] if took > 1.1 * dec.budget + 1.0
+                else [])
         return [f"decomposition ran: {dec.reason}"] + over + [f"decomposition: {n}" for n in dec.result.notes]
     return [f"decomposition {dec.reason}"] if dec.reason.startswith("not run") else []
 

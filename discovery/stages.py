@@ -40,7 +40,8 @@ from discovery.guides import guide_for, structure_report
 
 __all__ = ["Plan", "Clock", "Split", "SpaceFit", "SpaceExpansion", "Candidate", "Choice", "Decomposed",
            "Proposal", "split", "fit_space", "expand_space", "merge_space", "choose", "decompose_stage",
-           "propose", "crosscheck_stage", "network_prediction", "fit_budget_spent", "approximates", "judged_rows"]
+           "propose", "crosscheck_stage", "network_prediction", "fit_budget_spent", "fit_deadline", "approximates",
+           "judged_rows"]
 
 log = logging.getLogger("discovery")
 _JUDGE_ROWS = 20_000  # validation rows the formula-against-networks judgments read at most
@@ -215,13 +216,21 @@ def _check_magnitudes(X, y, names, target, call) -> None:
 
 
 # -------------------------------------------------------------------------------------- per space
-def fit_space(s: Split, space: str, plan: Plan, notes: list[str]) -> SpaceFit:
-    """Train the ensemble on the training rows (validation rows for early stopping) in ``space``."""
+def fit_space(s: Split, space: str, plan: Plan, notes: list[str], clock: Clock | None = None) -> SpaceFit:
+    """Train the ensemble on the training rows (validation rows for early stopping) in ``space``;
+    with ``clock``, training stops where its share of the time budget ends (:func:`fit_deadline`)."""
     fit = s.rows.fit
     V, t, sign = rules.to_space(s.X[fit], s.y[fit], space)
     split = (np.searchsorted(fit, s.rows.train), np.searchsorted(fit, s.rows.validation))
+    settings = dict(plan.fit_settings)
+    deadline = None if clock is None else fit_deadline(plan, clock)
+    if deadline is not None:  # a deadline in fit_options, if any, holds too: the earlier one wins
+        settings["deadline"] = min(deadline, settings.get("deadline") or math.inf)
     fitted = fit_ensemble(V, t, members=plan.members, seed=plan.seed, device=plan.device, progress=plan.progress,
-                          split=split, sample_weight=s.fit_weights(), **plan.fit_settings)
+                          split=split, sample_weight=s.fit_weights(), **settings)
+    if fitted.cut:
+        notes.append(f"{space} space: time budget spent: training cut short at its share of the time budget "
+                     f"({fitted.cut})")
     check_fit_rows(s.rows, fitted, plan.call)
     kept = np.flatnonzero(fitted.val_rmse <= _MEMBER_FACTOR * fitted.val_rmse.min() + 1e-300)
     if len(kept) < fitted.members:
@@ -422,8 +431,8 @@ def crosscheck_stage(s: Split, proposal: Proposal, structure: dict | None, plan:
         options["guide"], why = guide_for(structure, proposal.formula, proposal.source)
         if options["guide"] is None:
             notes.append(f"cross-check not guided by the structure tests: {why}")
-    # its share is kept even when an earlier stage overran (training and the decomposition's
-    # refits are not interrupted), so a requested cross-check runs whenever its share allows
+    # its share is kept even when an earlier stage ran over (the expansion, the merge and a
+    # custom leaf solver have no deadline of their own), so a requested cross-check runs
     share = math.inf if plan.time_budget is None else _CROSSCHECK_SHARE * plan.time_budget
     budget = min(plan.crosscheck_budget, max(clock.left(), share))
     if budget < _MIN_STAGE:
@@ -477,5 +486,11 @@ def _engine_progress(engine: str, budget: float, progress: bool):
 def fit_budget_spent(plan: Plan, clock: Clock) -> bool:
     """Training has used its share of the time budget (another space is then not trained)."""
     return plan.time_budget is not None and clock.elapsed() > _FIT_SHARE * plan.time_budget
+
+
+def fit_deadline(plan: Plan, clock: Clock) -> float | None:
+    """The :func:`time.perf_counter` time at which training's share of the time budget ends
+    (``None`` without a budget): the networks stop there with their best weights so far."""
+    return None if plan.time_budget is None else clock.start + _FIT_SHARE * plan.time_budget
 
 

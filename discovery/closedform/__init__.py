@@ -157,7 +157,11 @@ def solve_piece(
         Seed of every random choice (the result is deterministic given it, except for an Operon
         run cut short by its time cap).
     time_budget : float
-        Seconds; the search stops early when they are spent and ``evidence`` says so.
+        Seconds: the own families search for ``SEARCH_SHARE`` of them, Operon for at most
+        ``OPERON_SHARE``, the refits and snaps of the best candidates until they are spent (each
+        refit stops at that point and keeps the best constants it evaluated). Whatever was cut
+        short is said in ``evidence`` ("time budget ..."); the answer is the best candidate found
+        by then (at worst the training rows' mean).
     model : callable or torch.nn.Module, optional
         Maps a ``(B, k)`` float64 tensor to ``(B,)`` or ``(B, M)``; a module's exact Taylor series
         (1-D pieces) propose sinusoids, exponentials, logarithms, powers and Pade approximants.
@@ -180,6 +184,7 @@ def solve_piece(
     call = "solve_piece(X, y, names, val_index=...)"
     start = time.perf_counter()
     clock = lambda: time.perf_counter() - start
+    end = start + float(time_budget)  # the refits and snaps stop here
     X, y, train, val = _check(X, y, list(names), val_index, engine, call)
     k = X.shape[1]
     if k > 3:
@@ -213,7 +218,9 @@ def solve_piece(
         if clock() > search_deadline:
             notes.append(f"time budget reached during {label}")
 
-    if model is not None:
+    if model is not None and clock() > search_deadline:
+        notes.append("time budget reached before the series tests (model not expanded)")
+    elif model is not None:
         notes.append(_series(model, X, y, xs, train, cands))
 
     score = lambda c: rmse(c.pred[val], y[val])
@@ -242,7 +249,7 @@ def solve_piece(
         if i and clock() > time_budget:
             notes.append(f"time budget: {len(pool) - i} of {len(pool)} best candidates left unpolished")
             break
-        p = polish(c.expr, xs, cols, y, train, val, floor, time_budget, clock)
+        p = polish(c.expr, xs, cols, y, train, val, floor, end)
         if p is not None:
             pc = Candidate(c.method, lambda e=p.expr: e, p.pred, c.note)
             polished.append(pc)

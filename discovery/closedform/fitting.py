@@ -16,9 +16,9 @@ from typing import Callable
 
 import numpy as np
 import sympy
-from scipy.optimize import least_squares
 from scipy.spatial import cKDTree
 
+from discovery.leaf import expired, least_squares_until
 from discovery.symbolic import clean_candidates
 
 EPS = float(np.finfo(np.float64).eps)
@@ -180,8 +180,10 @@ class Template:
         return np.where(np.isfinite(J), J, 0.0)
 
     def fit(self, theta: np.ndarray, free: np.ndarray, cols: list[np.ndarray], y: np.ndarray,
-            effort: int = 50) -> np.ndarray:
-        """Least squares over the ``free`` parameters from ``theta``; the start if that is better."""
+            effort: int = 50, deadline: float | None = None, max_evaluations: int | None = None) -> np.ndarray:
+        """Least squares over the ``free`` parameters from ``theta``; the start if that is better.
+        ``effort`` evaluations per free parameter and one, at most ``max_evaluations``; at
+        ``deadline`` (a :func:`time.perf_counter` time) the best point evaluated so far."""
         theta = theta.astype(np.float64).copy()
         if not free.any():
             return theta
@@ -199,17 +201,23 @@ class Template:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                sol = least_squares(residual, theta[free], jac=lambda t: self.jac(full(t), cols, free), method="lm",
-                                    xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=effort * (int(free.sum()) + 1))
+                x, r, _ = least_squares_until(residual, theta[free], deadline,
+                                              jac=lambda t: self.jac(full(t), cols, free), method="lm",
+                                              xtol=1e-15, ftol=1e-15, gtol=1e-15,
+                                              max_nfev=min(effort * (int(free.sum()) + 1),
+                                                           max_evaluations or math.inf))
         except (ValueError, FloatingPointError, ZeroDivisionError, OverflowError):
             return theta
-        return full(sol.x) if float(np.sum(sol.fun**2)) <= start else theta
+        return full(x) if float(np.sum(r**2)) <= start else theta
 
     def expression(self, theta: np.ndarray, exact: dict[int, sympy.Expr]) -> sympy.Expr:
         values = {p: exact.get(j, sympy.Float(float(t))) for j, (p, t) in enumerate(zip(self.params, theta))}
         return self.template.xreplace(values)
 
 
+SNAP_EVALUATIONS = 100
+"""Residual evaluations of one snap trial's refit at most (20 per free constant and one below
+that: unchanged for formulas of up to four constants)."""
 _LOGS = [(math.log(2), sympy.log(2)), (math.log(10), sympy.log(10)), (math.e, sympy.E)]
 WINDOW = 0.25
 """Clean numbers farther than this (relative) from a fitted constant are not tried: the
@@ -249,16 +257,18 @@ class Polished:
 
 
 def polish(expr: sympy.Expr, xs: list[sympy.Symbol], cols: list[np.ndarray], y: np.ndarray,
-           train: np.ndarray, val: np.ndarray, floor: float, deadline: float, clock: Callable[[], float]) -> Polished | None:
+           train: np.ndarray, val: np.ndarray, floor: float, deadline: float | None = None) -> Polished | None:
     """Refit the Float constants of ``expr`` on training rows, then snap each to zero or a clean
     number when the validation residuals stay not worse than the refitted expression's.
 
     ``sqrt(n)`` and ``k*pi/q`` are accepted only when the fitted value is within 1e-4 of them
     (relative) as well. Returns ``None`` when the expression does not evaluate on the rows.
+    At ``deadline`` (a :func:`time.perf_counter` time) the refit keeps the best constants it
+    evaluated, no further snap is tried, and ``snapped`` says so.
     """
     tpl = Template(expr, xs)
     tr = [c[train] for c in cols]
-    theta = tpl.fit(tpl.theta, np.ones(len(tpl.theta), bool), tr, y[train])
+    theta = tpl.fit(tpl.theta, np.ones(len(tpl.theta), bool), tr, y[train], deadline=deadline)
     pred = tpl(theta, cols)
     if not np.all(np.isfinite(pred)):
         theta = tpl.theta
@@ -270,21 +280,30 @@ def polish(expr: sympy.Expr, xs: list[sympy.Symbol], cols: list[np.ndarray], y: 
     exact: dict[int, sympy.Expr] = {}
     snapped = []
     for j in range(len(theta)):
-        if clock() > deadline:
-            snapped.append("(snapping stopped at the time budget)")
+        if expired(deadline):
+            snapped.append(f"(time budget spent: snapping stopped, {len(theta) - j} of {len(theta)} constants "
+                           "not tried)")
             break
         for value, number, special in _clean_options(float(theta[j]), tpl.exponent[j]):
             if special and abs(value - theta[j]) > 1e-4 * abs(value):
                 continue
+            if expired(deadline):
+                snapped.append(f"(time budget spent: snapping stopped at constant {j + 1} of {len(theta)})")
+                break
             trial = theta.copy()
             trial[j] = value
             f = free.copy()
             f[j] = False
-            trial = tpl.fit(trial, f, tr, y[train], effort=20)  # a right snap converges quickly
+            # a right snap converges in a few iterations whatever the number of constants, so
+            # a trial's evaluations are capped: each one costs a Jacobian of every free constant,
+            # and uncapped the snapping of an n-constant formula grew as n^3
+            trial = tpl.fit(trial, f, tr, y[train], effort=20, deadline=deadline, max_evaluations=SNAP_EVALUATIONS)
             tpred = tpl(trial, cols)
             if not_worse(tpred[val] - y[val], ref, floor):
                 snapped.append(f"{float(theta[j]):.6g} -> {number}")
                 theta, free, pred = trial, f, tpred
                 exact[j] = number
                 break
+        if snapped and snapped[-1].startswith("(time budget spent"):
+            break
     return Polished(tpl.expression(theta, exact), pred, snapped)
