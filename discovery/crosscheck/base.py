@@ -9,6 +9,7 @@ candidates table has the columns of PySR's ``equations_`` (``complexity``, ``los
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from fractions import Fraction
 from dataclasses import dataclass, field
@@ -297,7 +298,8 @@ def select_best(table: pd.DataFrame, y: np.ndarray) -> int:
 
 
 def finish(
-    exprs: Sequence[sympy.Expr], X: np.ndarray, y: np.ndarray, names: Sequence[str], *, polish_constants: bool = True
+    exprs: Sequence[sympy.Expr], X: np.ndarray, y: np.ndarray, names: Sequence[str], *, polish_constants: bool = True,
+    deadline: float | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """Candidates table and best row for an engine's raw formulas.
 
@@ -305,7 +307,8 @@ def finish(
     within float32 round-off of it; the simplest four) get their constants refitted in float64,
     snapped to clean numbers and tidied (:func:`polish`), then the choice is made again. The
     others keep the engine's constants: polishing every member of a long front costs more than
-    the search.
+    the search. No candidate starts its polish after ``deadline`` (a :func:`time.perf_counter`
+    time); the first always gets one.
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -315,7 +318,11 @@ def finish(
     loss = table["loss"].to_numpy()
     pool = list(table.index[loss <= max(1.5 * loss.min(), 1e-9 * float(np.var(y)))][:4])
     rest = [e for i, e in zip(table.index, table["sympy_format"]) if i not in pool]
-    table = candidates_table(rest + [polish(table.loc[i, "sympy_format"], X, y, names) for i in pool], X, y, names)
+    polished = []
+    for k, i in enumerate(pool):
+        e = table.loc[i, "sympy_format"]
+        polished.append(polish(e, X, y, names) if k == 0 or deadline is None or time.perf_counter() < deadline else e)
+    table = candidates_table(rest + polished, X, y, names)
     return table, select_best(table, y)
 
 

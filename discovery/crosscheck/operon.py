@@ -11,7 +11,6 @@ re-scored in float64 (Operon computes in float32).
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from typing import Any, Sequence
@@ -39,6 +38,7 @@ OPERON_DEFAULTS: dict[str, Any] = {
 """Settings passed to ``pyoperon.sklearn.SymbolicRegressor`` unless overridden."""
 
 MAX_SEARCH_ROWS = 1000
+_SEARCH_SHARE = 0.85  # of time_budget: the evolutionary search; the rest polishes its best candidates
 """Rows the evolutionary search sees (a seeded subsample); constants are polished on all rows."""
 
 
@@ -156,7 +156,9 @@ def fit_operon(
     """Run Operon on ``(X, y)`` and return its Pareto front as a candidates table.
 
     The search stops after ``generations`` (deterministic for a given seed and data) or after
-    ``time_budget`` seconds, whichever comes first.
+    85 % of ``time_budget`` (whole seconds, at least one), whichever comes first; the float64
+    polish of its best candidates starts no later than ``time_budget`` after the call began
+    (:func:`discovery.crosscheck.base.finish`).
 
     Parameters
     ----------
@@ -165,7 +167,7 @@ def fit_operon(
     names : sequence of str
         Column names; the formulas use them as SymPy symbols.
     time_budget : float
-        Wall-clock cap in seconds for the evolutionary search.
+        Wall-clock seconds for the search and the polish of its best candidates.
     seed : int
         Random seed.
     n_threads : int, optional
@@ -194,7 +196,9 @@ def fit_operon(
     spread = float(np.std(y)) or 1.0
     settings["uncertainty"] = [1e-3 * spread]  # model-selection noise scale from the target
     settings.update(options)
-    settings["max_time"] = max(1, int(math.ceil(time_budget)))
+    # the search gets 85 % of the seconds (whole seconds, at least one); polishing its best
+    # candidates the rest (see finish)
+    settings["max_time"] = max(1, int(_SEARCH_SHARE * time_budget))
     settings["random_state"] = int(seed)
     settings["n_threads"] = int(n_threads or default_threads())
 
@@ -222,7 +226,7 @@ def fit_operon(
             exprs.append(tree_to_sympy(tree, by_hash).xreplace(plain))
         except CrosscheckError:  # a node type without a SymPy rule: that candidate is unusable
             unusable += 1
-    table, best = finish(exprs, X, y, names, polish_constants=polish_constants)
+    table, best = finish(exprs, X, y, names, polish_constants=polish_constants, deadline=start + time_budget)
     seconds = time.perf_counter() - start
     settings["search_rows"] = len(rows)
     settings["generations_run"] = generations
