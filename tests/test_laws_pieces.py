@@ -63,3 +63,32 @@ def test_sum_of_two_monomials_stays_quiet_on_a_curved_look_alike():
                    block=[1, 2])
     assert not piece.method.startswith("monomial sum"), (piece.method, piece.expression)
     assert not piece.method.startswith("approximate"), (piece.method, piece.expression)
+
+
+C, VR, VS, U = sympy.symbols("c vr vs u")
+
+
+def test_rational_of_degree_zero_is_found_on_an_ensemble():
+    # the sound Doppler factor: a denominator without constant, c - vs
+    piece = _piece(lambda c, r, s: (c + r) / (c - s), [300, 0, 0], [350, 30, 30], ["c", "vr", "vs"])
+    assert not piece.method.startswith("approximate"), (piece.method, piece.expression)
+    assert _same(sympy.cancel(piece.expression), (C + VR) / (C - VS)), (piece.method, piece.expression)
+
+
+def test_square_root_of_a_rational_is_found_on_an_ensemble():
+    # the relativistic Doppler factor of u = v/c
+    piece = _piece(lambda u: np.sqrt((1 + u) / (1 - u)), [0.1], [0.67], ["u"])
+    assert not piece.method.startswith("approximate"), (piece.method, piece.expression)
+    assert _same(piece.expression ** 2, (1 + U) / (1 - U)), (piece.method, piece.expression)
+
+
+def test_square_root_of_a_rational_stays_quiet_on_a_look_alike():
+    # a cube root of the same rational: its square is no rational of low degree the rows resolve
+    piece = _piece(lambda u: np.cbrt(3 * (1 + u) / (1 - u)), [0.1], [0.67], ["u"])
+    assert "square root of" not in piece.method, (piece.method, piece.expression)
+
+
+def test_rational_of_degree_zero_stays_quiet_on_a_look_alike():
+    # the same ratio to the power 3/2: of degree 0, but no rational
+    piece = _piece(lambda c, r, s: ((c + r) / (c - s)) ** 1.5, [300, 0, 0], [350, 30, 30], ["c", "vr", "vs"])
+    assert "normalised by" not in piece.method, (piece.method, piece.expression)
