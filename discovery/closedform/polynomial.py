@@ -210,14 +210,16 @@ def rationals(X, y, xs, train, deadline, clock) -> Iterator[Candidate]:
     k = X.shape[1]
     top = {1: 3, 2: 2}.get(k, 2)
     s = 1.0 if np.all(y[train] > 0) else -1.0 if np.all(y[train] < 0) else 0.0
-    targets = [("", y, lambda v: v, lambda e: e)]
+    targets = [("", y, lambda v: v, lambda P, Q: P / Q)]
     if s:
         si = sympy.Integer(int(s))
-        targets.append(("square root of ", y**2, lambda v: s * np.sqrt(v), lambda e: si * sympy.sqrt(e)))
+        # P/Q > 0 on the rows and Q keeps one sign, so sqrt(P/Q) = sqrt(+-P)/sqrt(+-Q) there
+        targets.append(("square root of ", y**2, lambda v: s * np.sqrt(v),
+                        lambda P, Q: si * sympy.sqrt(P) / sympy.sqrt(Q)))
     linear = [tuple(int(i == j) for i in range(k)) for j in range(k)] if k >= 2 else []
     for label, t, back, back_sym in targets:
         for q in range(1, top + 1):
-            for p in range(0, top + 1):
+            for p in range(0 if not label else 1, top + 1):
                 for pivot in [None, *linear]:
                     if clock() > deadline:
                         return
@@ -241,17 +243,21 @@ def _rational_candidates(X, y, t, xs, train, p, q, pivot, label, back, back_sym)
         Q = base + Qm @ theta[len(pp):]
         if not (np.all(Q > 0) or np.all(Q < 0)):
             continue
+        if label and not np.any(theta[: len(pp)][pp.sum(axis=1) > 0]):
+            continue  # s sqrt(c/Q) is the transformed polynomial for 1/y^2 already
         with np.errstate(all="ignore"):
             pred = back((Pm @ theta[: len(pp)]) / Q)
         if not np.all(np.isfinite(pred[train])):
             continue
 
-        def build(theta=theta, pp=pp, rest=rest, key=key):
+        flip = -1 if np.all(Q < 0) else 1
+
+        def build(theta=theta, pp=pp, rest=rest, key=key, flip=flip):
             mono = lambda e: sympy.Mul(*[v**int(a) for v, a in zip(xs, e)])
             P = sympy.Add(*[sympy.Float(float(c)) * mono(e) for c, e in zip(theta[: len(pp)], pp) if c != 0])
             Qs = mono(key) + sympy.Add(*[sympy.Float(float(c)) * mono(e)
                                           for c, e in zip(theta[len(pp):], rest) if c != 0])
-            return back_sym(P / Qs)
+            return back_sym(flip * P, flip * Qs)
 
         norm = "" if pivot is None else f", Q normalised by its {xs[key.index(1)]} coefficient"
         yield Candidate("rational", build, np.asarray(pred, dtype=np.float64),
