@@ -223,10 +223,10 @@ def rationals(X, y, xs, train, deadline, clock) -> Iterator[Candidate]:
                 for pivot in [None, *linear]:
                     if clock() > deadline:
                         return
-                    yield from _rational_candidates(X, y, t, xs, train, p, q, pivot, label, back, back_sym)
+                    yield from _rational_candidates(X, t, xs, train, p, q, pivot, label, back, back_sym)
 
 
-def _rational_candidates(X, y, t, xs, train, p, q, pivot, label, back, back_sym) -> Iterator[Candidate]:
+def _rational_candidates(X, t, xs, train, p, q, pivot, label, back, back_sym) -> Iterator[Candidate]:
     """Dense and sparse ``P/Q`` of degrees ``p``, ``q`` fitted to ``t``; ``pivot``: the exponents
     of Q's monomial whose coefficient is 1 (``None``: the constant)."""
     k = X.shape[1]
