@@ -340,6 +340,23 @@ def approximates(y_val: np.ndarray, formula_val: np.ndarray, network_val: np.nda
     return "signed-rank test" if p < float(norm.sf(_Z)) else None
 
 
+def log_series(merged) -> str | None:
+    """Why a log-space formula ``y = s exp(P(log x))`` is a series rather than a law, or ``None``.
+
+    Log space is there for power laws (``P`` of degree 1). Terms of degree 2 or more in ``log x``
+    are the local Taylor series of ``log |f|`` in ``log x``: as accurate as the networks on the
+    rows, noise hiding the truncation, yet no closed form, so the decomposition may still find
+    the law (the proposal rule then picks the better or simpler formula)."""
+    monomials = np.asarray(getattr(merged, "monomials", np.zeros((0, 0))))
+    if getattr(merged, "space", "raw") != "log" or monomials.size == 0:
+        return None
+    degree = int(monomials.sum(axis=1).max())
+    if degree < 2:
+        return None
+    return (f"the expansion's log-space formula has terms of degree {degree} in log x: a series of log |y|, "
+            "not a power law")
+
+
 def decompose_stage(s: Split, choice: Choice, f: SpaceFit, plan: Plan, clock: Clock,
                     judged: tuple[np.ndarray, np.ndarray] | None = None) -> Decomposed:
     """Run :func:`discovery.decompose.decompose` on the raw-space training and validation rows
@@ -359,9 +376,11 @@ def decompose_stage(s: Split, choice: Choice, f: SpaceFit, plan: Plan, clock: Cl
         rows, network_val = judged
         formula_val = evaluate_formula(choice.candidate.merged.expression, s.X[rows], s.names)
         test = approximates(s.y[rows], formula_val, network_val)
-        if test is None:
+        series = log_series(choice.candidate.merged)
+        if test is None and series is None:
             return Decomposed(False, "the expansion's formula fits the validation rows as well as the networks")
-        why = f"the expansion's formula only approximates (the networks fit the validation rows better: {test})"
+        why = (f"the expansion's formula only approximates (the networks fit the validation rows better: {test})"
+               if test is not None else series)
     else:
         why = "decompose=True"
     n_train = len(s.rows.train)

@@ -226,15 +226,50 @@ def _monomials(X: np.ndarray, xs: list) -> list[tuple[np.ndarray, sympy.Expr]]:
     return out
 
 
+def monomial_sums(X, y, xs, train, monos=None) -> Iterator[Candidate]:
+    """``a*m1 + e*m2 + d`` for every pair of monomials of :func:`_monomials` (``1/x**2 - 1/y**2``,
+    ``x/y + y/x``): a sum of two separate terms, linear in its constants. The sparse polynomials
+    in transformed inputs hold these terms too, but there backward elimination by an information
+    criterion keeps terms that fit an ensemble's smooth error, and a tidy look-alike of the sum
+    (``sinh`` of it, nearly linear on the rows) would win the tie. The best pair per first
+    monomial is yielded (and the best single monomial ``a*m + d``)."""
+    monos = _monomials(X, xs) if monos is None else monos
+    yt = y[train]
+    one = np.ones(len(train))
+    F = sympy.Float
+    single = min(((_linear_rss(np.column_stack([c[train], one]), yt), i) for i, (c, _) in enumerate(monos)),
+                 key=lambda item: item[0][1], default=None)
+    fits = [] if single is None else [((single[0][0][0], 0.0, single[0][0][1]), single[1], None)]
+    for i in range(len(monos)):
+        best = None
+        for j in range(i + 1, len(monos)):
+            B = np.column_stack([monos[i][0][train], monos[j][0][train], one])
+            coef, rss = _linear_rss(B, yt)
+            if best is None or rss < best[0]:
+                best = (rss, coef, j)
+        if best is not None:
+            fits.append((tuple(best[1]), i, best[2]))
+    for (a, e, d), i, j in fits:
+        col = a * monos[i][0] + (e * monos[j][0] if j is not None else 0.0) + d
+        if not np.all(np.isfinite(col)):
+            continue
+        m1, m2 = monos[i][1], (monos[j][1] if j is not None else sympy.Integer(0))
+        build = lambda a=a, e=e, d=d, m1=m1, m2=m2: F(a) * m1 + F(e) * m2 + F(d)
+        note = f"a*m1 + e*m2 + d, m1 = {m1}, m2 = {m2}" if j is not None else f"a*m + d, m = {m1}"
+        yield Candidate("monomial sum", build, np.asarray(col, dtype=np.float64), note)
+
+
 def composite(X, y, xs, train, deadline, clock) -> Iterator[Candidate]:
     """``a*g(b*m + c) + d`` for elementary ``g`` and a monomial ``m`` of the inputs (``x*y``,
     ``x/y``, ``x**2``, ``1/x``, ...): an elementary function of one combined variable. Each ``g``
     is then tried on two monomials, ``a*g(b*m + e*m2 + c) + d`` (``x**2 + y**2``), the second
-    added to its best single one, and on a linear form of the raw inputs (``x - y``)."""
+    added to its best single one, and on a linear form of the raw inputs (``x - y``). The
+    identity ``g`` comes first: :func:`monomial_sums`."""
     yt = y[train]
     one = np.ones(len(train))
     F = sympy.Float
     monos = _monomials(X, xs)
+    yield from monomial_sums(X, y, xs, train, monos)
     singles = []
     for name, (g, gs, grid) in FUNCTIONS.items():
         starts = []

@@ -151,17 +151,20 @@ def transformed_polynomials(X, y, xs, train, deadline, clock) -> Iterator[Candid
                                 build, np.asarray(pred, dtype=np.float64), label)
 
 
-def _rational_fit(Pm, Qm, y, train, sparse: bool):
-    """P/Q with Q's constant 1: linearised least squares ``y = P - y (Q - 1)`` (with ``sparse``,
-    terms eliminated backwards by BIC), then Levenberg-Marquardt on ``P/Q - y`` over the kept
-    terms. Dropped terms are exactly 0."""
+def _rational_fit(Pm, Qm, y, train, sparse: bool, base=None):
+    """P/Q with Q = base + Qm theta (``base`` a column of ones unless given: Q's constant 1):
+    linearised least squares ``y base = P - y (Q - base)`` (with ``sparse``, terms eliminated
+    backwards by BIC), then Levenberg-Marquardt on ``P/Q - y`` over the kept terms. Dropped
+    terms are exactly 0."""
+    base = np.ones(len(y)) if base is None else base
     A = np.column_stack([Pm[train], -y[train, None] * Qm[train]])
+    target = y[train] * base[train]
     if sparse:
-        keep, coef = sparse_lstsq(A, y[train], EPS * float(np.mean(y[train] ** 2)) + 1e-300)
+        keep, coef = sparse_lstsq(A, target, EPS * float(np.mean(target**2)) + 1e-300)
     else:
         scale = np.linalg.norm(A, axis=0)  # raw powers of large inputs differ by many decades
         scale[scale == 0] = 1.0
-        coef = np.linalg.lstsq(A / scale, y[train], rcond=None)[0] / scale
+        coef = np.linalg.lstsq(A / scale, target, rcond=None)[0] / scale
         keep = np.arange(A.shape[1])
     theta = np.zeros(A.shape[1])
     theta[keep] = coef
@@ -173,7 +176,7 @@ def _rational_fit(Pm, Qm, y, train, sparse: bool):
         return th
 
     def parts(th, rows):
-        return Pm[rows] @ th[:npp], 1 + Qm[rows] @ th[npp:]
+        return Pm[rows] @ th[:npp], base[rows] + Qm[rows] @ th[npp:]
 
     def residual(t):
         P, Q = parts(full(t), train)
@@ -198,29 +201,64 @@ def _rational_fit(Pm, Qm, y, train, sparse: bool):
 
 
 def rationals(X, y, xs, train, deadline, clock) -> Iterator[Candidate]:
-    """``P/Q`` in the raw inputs with ``Q(0) = 1`` and no pole on the rows (Q keeps one sign)."""
+    """``P/Q`` in the raw inputs with no pole on the rows (Q keeps one sign), and for a target
+    of one sign ``s sqrt(P/Q)`` (``y^2`` rational: Doppler factors ``sqrt((1+u)/(1-u))``).
+
+    Q is normalised by its constant (``Q(0) = 1``) and, with two or more inputs, also by each
+    input's linear coefficient (``Q = x_j + ...``): a law of degree 0 in its inputs, such as
+    ``(c + v)/(c - w)``, has a denominator without constant that ``Q(0) = 1`` cannot express."""
     k = X.shape[1]
     top = {1: 3, 2: 2}.get(k, 2)
-    for q in range(1, top + 1):
-        for p in range(0, top + 1):
-            if clock() > deadline:
-                return
-            pp, qp = monomials(k, p), monomials(k, q)[1:]
-            if len(pp) + len(qp) >= len(train) // 2:
-                continue
-            Pm = np.prod(X[:, None, :] ** pp[None], axis=2)
-            Qm = np.prod(X[:, None, :] ** qp[None], axis=2)
-            for sparse in (False, True):
-                theta = _rational_fit(Pm, Qm, y, train, sparse)
-                Q = 1 + Qm @ theta[len(pp):]
-                if not (np.all(Q > 0) or np.all(Q < 0)):
-                    continue
-                pred = (Pm @ theta[: len(pp)]) / Q
+    s = 1.0 if np.all(y[train] > 0) else -1.0 if np.all(y[train] < 0) else 0.0
+    targets = [("", y, lambda v: v, lambda P, Q: P / Q)]
+    if s:
+        si = sympy.Integer(int(s))
+        # P/Q > 0 on the rows and Q keeps one sign, so sqrt(P/Q) = sqrt(+-P)/sqrt(+-Q) there
+        targets.append(("square root of ", y**2, lambda v: s * np.sqrt(v),
+                        lambda P, Q: si * sympy.sqrt(P) / sympy.sqrt(Q)))
+    linear = [tuple(int(i == j) for i in range(k)) for j in range(k)] if k >= 2 else []
+    for label, t, back, back_sym in targets:
+        for q in range(1, top + 1):
+            for p in range(0 if not label else 1, top + 1):
+                for pivot in [None, *linear]:
+                    if clock() > deadline:
+                        return
+                    yield from _rational_candidates(X, t, xs, train, p, q, pivot, label, back, back_sym)
 
-                def build(theta=theta, pp=pp, qp=qp):
-                    mono = lambda e: sympy.Mul(*[s**int(a) for s, a in zip(xs, e)])
-                    P = sympy.Add(*[sympy.Float(float(c)) * mono(e) for c, e in zip(theta[: len(pp)], pp) if c != 0])
-                    Qs = 1 + sympy.Add(*[sympy.Float(float(c)) * mono(e) for c, e in zip(theta[len(pp):], qp) if c != 0])
-                    return P / Qs
 
-                yield Candidate("rational", build, pred, f"{'sparse ' if sparse else ''}rational [{p}/{q}]")
+def _rational_candidates(X, t, xs, train, p, q, pivot, label, back, back_sym) -> Iterator[Candidate]:
+    """Dense and sparse ``P/Q`` of degrees ``p``, ``q`` fitted to ``t``; ``pivot``: the exponents
+    of Q's monomial whose coefficient is 1 (``None``: the constant)."""
+    k = X.shape[1]
+    pp, qp = monomials(k, p), monomials(k, q)
+    key = (0,) * k if pivot is None else tuple(pivot)
+    rest = np.array([e for e in qp if tuple(e) != key]).reshape(-1, k)
+    if len(pp) + len(rest) >= len(train) // 2:
+        return
+    Pm = np.prod(X[:, None, :] ** pp[None], axis=2)
+    Qm = np.prod(X[:, None, :] ** rest[None], axis=2)
+    base = np.prod(X ** np.asarray(key, dtype=np.float64)[None], axis=1)
+    for sparse in (False, True):
+        theta = _rational_fit(Pm, Qm, t, train, sparse, base)
+        Q = base + Qm @ theta[len(pp):]
+        if not (np.all(Q > 0) or np.all(Q < 0)):
+            continue
+        if label and not np.any(theta[: len(pp)][pp.sum(axis=1) > 0]):
+            continue  # s sqrt(c/Q) is the transformed polynomial for 1/y^2 already
+        with np.errstate(all="ignore"):
+            pred = back((Pm @ theta[: len(pp)]) / Q)
+        if not np.all(np.isfinite(pred[train])):
+            continue
+
+        flip = -1 if np.all(Q < 0) else 1
+
+        def build(theta=theta, pp=pp, rest=rest, key=key, flip=flip):
+            mono = lambda e: sympy.Mul(*[v**int(a) for v, a in zip(xs, e)])
+            P = sympy.Add(*[sympy.Float(float(c)) * mono(e) for c, e in zip(theta[: len(pp)], pp) if c != 0])
+            Qs = mono(key) + sympy.Add(*[sympy.Float(float(c)) * mono(e)
+                                          for c, e in zip(theta[len(pp):], rest) if c != 0])
+            return back_sym(flip * P, flip * Qs)
+
+        norm = "" if pivot is None else f", Q normalised by its {xs[key.index(1)]} coefficient"
+        yield Candidate("rational", build, np.asarray(pred, dtype=np.float64),
+                        f"{label}{'sparse ' if sparse else ''}rational [{p}/{q}]{norm}")
