@@ -301,3 +301,30 @@ def test_guide_from_formula_finds_variables_and_additive_parts():
     g = guide_from_formula(x1 - x1**3 / 6 + x3**2 / 2 + 1, ["x1", "x2", "x3"])
     assert g.variables == ["x1", "x3"] and g.additive == [["x1"], ["x3"]]
     assert guide_from_formula(x1 * x2 + x2 * x3, ["x1", "x2", "x3"]).additive is None
+
+
+def test_equivalence_refit_counts_the_jacobians_evaluations_too(monkeypatch):
+    # A form that cannot fit the target: the refit stops after 30 * (constants + 2) evaluations
+    # in all, the Jacobian's included, and answers with the best residual it saw (uncapped it
+    # takes about twice as many).
+    import importlib
+
+    eq = importlib.import_module("discovery.crosscheck.equivalence")
+
+    x = sympy.Symbol("x")
+    F = sympy.Float
+    form = F(1.3) * sympy.exp(F(0.2) * x) / (F(1.1) + F(0.5) * x + F(0.3) * x**2 + F(0.7) * sympy.cos(F(2.0) * x))
+    P = np.linspace(0.1, 3, 400)[:, None]
+    target = np.exp(P[:, 0]) * np.cos(7.3 * P[:, 0] ** 2)
+    calls = []
+    real = sympy.lambdify
+
+    def counting(*args, **kwargs):
+        f = real(*args, **kwargs)
+        return lambda *a: (calls.append(1), f(*a))[1]
+
+    monkeypatch.setattr(sympy, "lambdify", counting)
+    worst = eq._refit_residual(form, target, P, ["x"])
+    constants = len(eq._template(form)[1])
+    assert math.isfinite(worst) and worst > 0.01
+    assert len(calls) <= 30 * (constants + 2) + 1

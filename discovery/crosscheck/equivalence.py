@@ -119,19 +119,41 @@ def _refit_residual(form: sympy.Expr, target: np.ndarray, P: np.ndarray, names: 
     cols = [P[:, j] for j in range(P.shape[1])]
     scale = float(np.std(target)) or float(np.mean(np.abs(target))) or 1.0
 
+    # About 30 iterations, each with its finite-difference Jacobian (one evaluation per constant):
+    # an exact form converges in a few. max_nfev does not count the Jacobian's evaluations, and on
+    # a formula with tens of constants the refit took minutes, so every evaluation counts here
+    # and the best point seen is kept.
+    limit = 30 * (len(start) + 2)
+    best = [math.inf, np.array(start, dtype=np.float64)]
+
     def residual(theta):
+        if residual.calls >= limit:
+            raise _Exhausted
+        residual.calls += 1
         with np.errstate(all="ignore"):
             r = (np.broadcast_to(np.asarray(f(*theta, *cols), dtype=np.float64), target.shape) - target) / scale
-        return np.where(np.isfinite(r), r, 1e10)
+        r = np.where(np.isfinite(r), r, 1e10)
+        worst = float(np.max(np.abs(r)))
+        if worst < best[0]:
+            best[0], best[1] = worst, np.array(theta, dtype=np.float64)
+        return r
 
+    residual.calls = 0
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sol = least_squares(residual, np.array(start), method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15,
-                                max_nfev=30 * (len(start) + 1))  # about 30 iterations: an exact form converges in few
+                                max_nfev=30 * (len(start) + 1))
+    except _Exhausted:
+        return best[0]
     except (ValueError, TypeError, ZeroDivisionError, OverflowError):
         return math.inf
+    residual.calls = -math.inf  # the final check is not part of the search
     return float(np.max(np.abs(residual(sol.x))))
+
+
+class _Exhausted(Exception):
+    """Raised inside a residual once the refit has used its evaluations."""
 
 
 def equivalence(
