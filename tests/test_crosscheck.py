@@ -328,3 +328,16 @@ def test_equivalence_refit_counts_the_jacobians_evaluations_too(monkeypatch):
     constants = len(eq._template(form)[1])
     assert math.isfinite(worst) and worst > 0.01
     assert len(calls) <= 30 * (constants + 2) + 1
+
+
+def test_polish_past_its_deadline_refits_but_snaps_nothing():
+    import time
+
+    x1, x2 = sympy.symbols("x1 x2")
+    X = np.random.default_rng(2).uniform(-1, 1, (200, 2))
+    t = 0.5 * X[:, 0] ** 2 + 0.25 * X[:, 1] + 1e-3 * np.random.default_rng(3).normal(size=200)
+    rough = sympy.Float(0.4999) * x1**2 + sympy.Float(0.2501) * x2
+    assert polish(rough, X, t, ["x1", "x2"]) == x1**2 / 2 + x2 / 4
+    late = polish(rough, X, t, ["x1", "x2"], deadline=time.perf_counter() - 1.0)
+    assert len(late.atoms(sympy.Float)) == 2  # refitted, not snapped
+    assert abs(float(late.coeff(x1**2)) - 0.5) < 1e-3

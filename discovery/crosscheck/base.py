@@ -308,7 +308,7 @@ def finish(
     snapped to clean numbers and tidied (:func:`polish`), then the choice is made again. The
     others keep the engine's constants: polishing every member of a long front costs more than
     the search. No candidate starts its polish after ``deadline`` (a :func:`time.perf_counter`
-    time); the first always gets one.
+    time), and a polish under way stops snapping there; the first always gets its refit.
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -321,7 +321,8 @@ def finish(
     polished = []
     for k, i in enumerate(pool):
         e = table.loc[i, "sympy_format"]
-        polished.append(polish(e, X, y, names) if k == 0 or deadline is None or time.perf_counter() < deadline else e)
+        polished.append(polish(e, X, y, names, deadline=deadline)
+                        if k == 0 or deadline is None or time.perf_counter() < deadline else e)
     table = candidates_table(rest + polished, X, y, names)
     return table, select_best(table, y)
 
@@ -385,7 +386,8 @@ def _refit(expr: sympy.Expr, X: np.ndarray, y: np.ndarray, names: Sequence[str])
 
 
 def polish(
-    expr: sympy.Expr, X: np.ndarray, y: np.ndarray, names: Sequence[str], *, snap: bool = True, tidy: bool = True
+    expr: sympy.Expr, X: np.ndarray, y: np.ndarray, names: Sequence[str], *, snap: bool = True, tidy: bool = True,
+    deadline: float | None = None,
 ) -> sympy.Expr:
     """Refit the numeric constants of ``expr`` by float64 least squares, then drop or snap each
     to a clean number (0, integer, simple fraction, short decimal) when the loss does not get
@@ -396,6 +398,9 @@ def polish(
     ``0.49999997*x`` into ``x/2`` on exact data. With ``tidy``, the expanded form is polished
     too and kept when it is as accurate and no less tidy (complexity, with each unrounded float
     counting 4 more): ``1.0625*x**2 - (x/4 - y)**2`` becomes ``x**2 + x*y/2 - y**2``.
+    After ``deadline`` (a :func:`time.perf_counter` time) no further constant is tried for
+    snapping and the expanded form is not polished: each trial refits every constant, so a
+    formula with many constants took minutes.
 
     Examples
     --------
@@ -406,11 +411,11 @@ def polish(
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    out, loss = _polish_once(sympy.sympify(expr), X, y, names, snap)
-    if tidy:
+    out, loss = _polish_once(sympy.sympify(expr), X, y, names, snap, deadline)
+    if tidy and not (deadline is not None and time.perf_counter() >= deadline):
         expanded = sympy.expand(out)
         if expanded != out:
-            alt, alt_loss = _polish_once(expanded, X, y, names, snap)
+            alt, alt_loss = _polish_once(expanded, X, y, names, snap, deadline)
             floor = 1e-24 * float(np.mean(y**2)) + 1e-300
             fewer = max(1, len(out.atoms(sympy.Float)) - len(alt.atoms(sympy.Float)))
             allowed = loss * math.exp(fewer * math.log(len(y)) / len(y))  # BIC, as for snapping
@@ -424,7 +429,8 @@ def _untidiness(expr: sympy.Expr) -> int:
     return complexity(expr) + 4 * len(expr.atoms(sympy.Float))
 
 
-def _polish_once(expr: sympy.Expr, X: np.ndarray, y: np.ndarray, names: Sequence[str], snap: bool) -> tuple[sympy.Expr, float]:
+def _polish_once(expr: sympy.Expr, X: np.ndarray, y: np.ndarray, names: Sequence[str], snap: bool,
+                 deadline: float | None = None) -> tuple[sympy.Expr, float]:
     from discovery.symbolic import clean_number
 
     expr, loss = _refit(expr, X, y, names)
@@ -434,6 +440,8 @@ def _polish_once(expr: sympy.Expr, X: np.ndarray, y: np.ndarray, names: Sequence
     floor = 1e-24 * float(np.mean(y**2)) + 1e-300
     position = 0
     while position < len(floats := _float_atoms(expr)):
+        if deadline is not None and time.perf_counter() >= deadline:
+            break
         fl = floats[position]
         position += 1
         v = float(fl)
