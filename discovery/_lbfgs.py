@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import torch
 from tqdm.auto import tqdm
+
+from discovery._deadline import expired
 
 _CHECK_EVERY = 25  # steps between validation checks (each check syncs with the device)
 #: The polish stops once no member's best validation loss fell by this fraction over the last
@@ -116,7 +116,7 @@ def polish(params, losses, val_losses, keep_improved, steps: int, progress: bool
             back = _PLATEAU_STEPS // _CHECK_EVERY
             if len(checks) > back and not bool((checks[-1] < (1 - _PLATEAU_DROP) * checks[-1 - back]).any()):
                 break
-        if not bool(active.any()) or (deadline is not None and time.perf_counter() >= deadline):
+        if not bool(active.any()) or expired(deadline):
             assign(x)
             keep_improved(val_losses())
             break

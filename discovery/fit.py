@@ -25,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from discovery._adam import Adam
+from discovery._deadline import expired
 from discovery._lbfgs import polish as _polish
 from discovery._rows import disjoint, sorted_rows
 from discovery.errors import DataError
@@ -566,7 +567,7 @@ def _fit(X, y, *, members, hidden, activation, seed, dev, val_fraction, max_epoc
                 bar.set_postfix(val_rmse=f"{math.sqrt(float(best_val.min())) * y_scale:.3g}")
             if bool((stall >= patience).all()):
                 break
-        if deadline is not None and time.perf_counter() >= deadline:  # one clock read an epoch
+        if expired(deadline):  # one clock read an epoch
             if epoch + 1 < max_epochs:
                 cut.append(f"Adam stopped after {epoch + 1} of {max_epochs} epochs")
             break
@@ -577,12 +578,12 @@ def _fit(X, y, *, members, hidden, activation, seed, dev, val_fraction, max_epoc
     val_before = best_val.clone()
     _stage(f"fit: Adam, {members} members, {rows_text}, {len(train_curve)} epochs", start)
 
-    if lbfgs_steps > 0 and deadline is not None and time.perf_counter() >= deadline:
+    if lbfgs_steps > 0 and expired(deadline):
         cut.append("L-BFGS polish skipped")
     elif lbfgs_steps > 0:
         polish_start = time.perf_counter()
         taken = _polish(params, train_losses, val_losses, keep_improved, lbfgs_steps, progress, deadline=deadline)
-        if taken < lbfgs_steps and deadline is not None and time.perf_counter() >= deadline:
+        if taken < lbfgs_steps and expired(deadline):
             cut.append(f"L-BFGS polish stopped after {taken} of {lbfgs_steps} steps")
         with torch.no_grad():
             for q, b in zip(params, best):

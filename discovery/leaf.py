@@ -10,12 +10,13 @@ leaf's place through the ``solve_leaf`` interface.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
 import sympy
+
+from discovery._deadline import expired
 
 __all__ = ["Piece", "polynomial_leaf", "prune_constants", "prune_terms", "refit_constants", "expired",
            "least_squares_until"]
@@ -37,11 +38,6 @@ class Piece:
 
 # -- deadlines ---------------------------------------------------------------------------------
 
-def expired(deadline: float | None) -> bool:
-    """``deadline`` (a :func:`time.perf_counter` time, ``None``: none) has passed."""
-    return deadline is not None and time.perf_counter() >= deadline
-
-
 class _OutOfTime(Exception):
     """Raised inside a residual or Jacobian to end a least-squares search at its deadline."""
 
@@ -57,6 +53,7 @@ def least_squares_until(residual: Callable, x0: np.ndarray, deadline: float | No
 
     Examples
     --------
+    >>> import time
     >>> x, r, cut = least_squares_until(lambda t: t - 3.0, np.zeros(1), time.perf_counter() - 1.0)
     >>> x.tolist(), cut
     ([0.0], True)

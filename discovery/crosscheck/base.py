@@ -9,7 +9,6 @@ candidates table has the columns of PySR's ``equations_`` (``complexity``, ``los
 from __future__ import annotations
 
 import math
-import time
 import warnings
 from fractions import Fraction
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 import sympy
 
+from discovery._deadline import expired
 from discovery.errors import CrosscheckError
 
 __all__ = [
@@ -322,7 +322,7 @@ def finish(
     for k, i in enumerate(pool):
         e = table.loc[i, "sympy_format"]
         polished.append(polish(e, X, y, names, deadline=deadline)
-                        if k == 0 or deadline is None or time.perf_counter() < deadline else e)
+                        if k == 0 or not expired(deadline) else e)
     table = candidates_table(rest + polished, X, y, names)
     return table, select_best(table, y)
 
@@ -412,7 +412,7 @@ def polish(
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     out, loss = _polish_once(sympy.sympify(expr), X, y, names, snap, deadline)
-    if tidy and not (deadline is not None and time.perf_counter() >= deadline):
+    if tidy and not expired(deadline):
         expanded = sympy.expand(out)
         if expanded != out:
             alt, alt_loss = _polish_once(expanded, X, y, names, snap, deadline)
@@ -440,7 +440,7 @@ def _polish_once(expr: sympy.Expr, X: np.ndarray, y: np.ndarray, names: Sequence
     floor = 1e-24 * float(np.mean(y**2)) + 1e-300
     position = 0
     while position < len(floats := _float_atoms(expr)):
-        if deadline is not None and time.perf_counter() >= deadline:
+        if expired(deadline):
             break
         fl = floats[position]
         position += 1
