@@ -16,13 +16,18 @@ members' disagreement, how the node splits:
   identity ``sum_i x_i f_i = k f``) becomes ``x_j^k g(x_i / x_j)``: the target divided by
   ``x_j^k`` and the ratios are computed from the rows, one input fewer.
 
-The clearest test (smallest statistic relative to its threshold) is applied first. Pieces with
-at most ``max_leaf_variables`` columns, or where nothing fires, go to the leaf solver; the
-recombined formula's constants are refitted jointly on the training rows and compared on the
-validation rows with the undecomposed alternative (the leaf solver on the whole node). A step
-that does worse is undone, and the reason is kept in ``notes``. Finally, constants the
-validation rows cannot tell from zero are dropped and the rest refitted. The built-in leaf
-solver, the refit and the pruning live in :mod:`discovery.leaf`.
+The clearest test (smallest statistic relative to its threshold) is applied first, on every
+node of two or more columns: the derivatives decide how a law splits before any leaf search
+sees it whole. A step is kept at once when it verifies: every leaf below it is an exact closed
+form, and the recombined formula, its constants refitted jointly on the training rows, fits the
+validation rows as well as the node's networks. Otherwise the node is also solved whole (the
+leaf solver up to ``max_leaf_variables`` columns, without a search engine on the whole table's
+node, which is the cross-check's job; the sparse polynomial fit above that), and a step is kept
+only when it does as well as that undecomposed alternative; the others are undone, and the
+reason is kept in ``notes``. The root reads the caller's ensemble when given one (``discover``
+passes its raw-space networks). Finally, constants the validation rows cannot tell from zero
+are dropped and the rest refitted, and sum terms the validation rows do not need are pruned.
+The built-in leaf solver, the refit and the pruning live in :mod:`discovery.leaf`.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import inspect
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import sympy
@@ -52,6 +57,9 @@ NODE_FIT = {"members": 4, "hidden": (32, 32), "max_epochs": 300, "patience": 50,
 _TRIES = 2  # steps tried per node before it is solved as one piece
 _FINISH_SHARE = 0.1  # of the time budget: the last refits and pruning, after the search stops
 _MIN_LEAF = 1.0  # seconds: with less left a piece gets the sparse polynomial leaf, not the full solver
+#: Methods of :func:`polynomial_leaf`: fits that never judge their residuals, so never "exact".
+_INEXACT = {"polynomial", "log-polynomial", "sqrt-polynomial", "reciprocal-polynomial", "reciprocal-sqrt-polynomial",
+            "rational"}
 _PAIR_EXPR = {"difference": lambda a, b: a - b, "sum": lambda a, b: a + b,
               "product": lambda a, b: a * b, "ratio": lambda a, b: a / b}
 
@@ -72,6 +80,14 @@ class Node:
     method: str | None = None
     expression: str | None = None
     val_rmse: float | None = None
+
+    def exact(self) -> bool:
+        """Every leaf below is a closed form its solver found exact (not "approximate", not the
+        sparse polynomial fit, which never judges its residuals)."""
+        if self.test == "leaf":
+            return self.method is not None and self.method not in _INEXACT and \
+                not self.method.startswith("approximate")
+        return bool(self.children) and all(c.exact() for c in self.children)
 
     def to_dict(self) -> dict:
         """JSON-ready record (a non-finite RMSE becomes ``None``)."""
@@ -141,6 +157,7 @@ class _Context:
     progress: bool
     notes: list
     timings: dict
+    root: Any = None  # the caller's ensemble on the table's columns, used for the root's tests
     fresh: list = field(default_factory=lambda: [0])
 
     def columns(self, cols) -> np.ndarray:
@@ -161,9 +178,9 @@ def _label(cols) -> list[str]:
     return [str(c) for c in cols]
 
 
-def _leaf(y, cols, ctx: _Context, depth: int, solver: Callable | None = None, source=None):
+def _leaf(y, cols, ctx: _Context, depth: int, solver: Callable | None = None, source=None, engine=None):
     """Leaf solver (``ctx.solve_leaf`` unless ``solver`` is given) on the node's columns; the
-    formula comes back in the user's symbols."""
+    formula comes back in the user's symbols. ``engine`` goes to a solver that takes one."""
     t0 = time.perf_counter()
     taken = {str(s) for s in ctx.symbols}
     local = []
@@ -185,6 +202,8 @@ def _leaf(y, cols, ctx: _Context, depth: int, solver: Callable | None = None, so
     if source is not None and "model" in inspect.signature(solve).parameters:
         # the piece's values come from the ensemble: its members' disagreement is the noise floor
         options["model"] = source.members_module()
+    if engine is not None and "engine" in inspect.signature(solve).parameters:
+        options["engine"] = engine
     piece = solve(ctx.columns(cols), y, local, val_index=ctx.val, seed=ctx.seed,
                   time_budget=max(ctx.left(), _MIN_LEAF), **options)
     if "time budget" in (piece.evidence or ""):
@@ -263,7 +282,9 @@ def _candidates(y, cols, ctx: _Context, depth: int, inherited=None):
     allow, clearest first."""
     t0 = time.perf_counter()
     Xn = ctx.columns(cols)
-    if inherited is None:
+    if inherited is None and depth == 0 and ctx.root is not None:
+        fit = ctx.root
+    elif inherited is None:
         options = {**NODE_FIT, **ctx.fit_options}
         fit = fit_ensemble(Xn[ctx.train], y[ctx.train], seed=ctx.seed, progress=False, deadline=ctx.deadline,
                            **options)
@@ -379,41 +400,53 @@ def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
 def _solve(y, cols, ctx: _Context, depth: int, inherited=None):
     """Formula (user's symbols), tree node and validation RMSE of one node.
 
-    A node small enough goes to the full leaf solver first; when that finds no exact closed form
-    (the solver says "approximate") and the node has more than one column, the structure tests
-    may still split it. A larger node is split only as the derivative tests say. Each split must
-    do as well as the undecomposed alternative (the leaf's answer, or for a large node the sparse
-    polynomial fit: never a search engine run on more variables than a leaf has).
+    A node of one column goes to the leaf solver. A larger node is split first as the derivative
+    tests say, clearest step first; a step is kept at once when it verifies (every leaf it
+    reaches is an exact closed form and, on the table's rows, the recombined formula fits the
+    validation rows as well as the node's networks). Otherwise the node is also solved as one
+    piece (the full leaf solver up to ``max_leaf`` columns, else the sparse polynomial fit; at the
+    root without a search engine, since the cross-check searches the whole law), and a step is
+    kept only when it does as well as that undecomposed alternative.
     """
-    if len(cols) <= ctx.max_leaf:
-        alternative = _leaf(y, cols, ctx, depth, source=inherited)
-        if len(cols) == 1 or not alternative[1].method.startswith("approximate"):
-            return alternative
-    else:
-        alternative = _leaf(y, cols, ctx, depth, solver=polynomial_leaf)
+    if len(cols) == 1:
+        return _leaf(y, cols, ctx, depth, source=inherited)
+    tried = []
     if ctx.left() <= 0:
         ctx.notes.append(f"time budget spent: {_label(cols)} solved as one piece without structure tests")
-        return alternative
-    fit, Xn, steps = _candidates(y, cols, ctx, depth, inherited)
-    for step in steps[:_TRIES]:
-        if ctx.left() <= 0:
-            ctx.notes.append(f"time budget spent: {step[1]} step on {_label(cols)} not tried")
-            break
-        ctx.say(depth, f"{step[1]}: {step[2]}")
-        expr, children = _apply(step, y, cols, fit, Xn, ctx, depth)
-        expr, rmse = _refit(expr, y, ctx)
-        if rmse <= alternative[2] * (1 + ACCURACY_TOL) + FLOOR * float(np.std(y)):
+    else:
+        fit, Xn, steps = _candidates(y, cols, ctx, depth, inherited)
+        # what the node's own networks reach on the table's rows; a piece's rows are its parent's
+        # predictions, judged at its leaves and again where it is recombined
+        yardstick = None if inherited is not None else rms_error(fit.predict(Xn[ctx.val]), y[ctx.val])
+        for step in steps[:_TRIES]:
+            if ctx.left() <= 0:
+                ctx.notes.append(f"time budget spent: {step[1]} step on {_label(cols)} not tried")
+                break
+            ctx.say(depth, f"{step[1]}: {step[2]}")
+            expr, children = _apply(step, y, cols, fit, Xn, ctx, depth)
+            expr, rmse = _refit(expr, y, ctx)
             node = Node(step[1], step[2], _label(cols), children, expression=str(expr), val_rmse=rmse)
+            if node.exact() and (yardstick is None
+                                 or rmse <= yardstick * (1 + ACCURACY_TOL) + FLOOR * float(np.std(y))):
+                return expr, node, rmse
+            tried.append((expr, node, rmse))
+    whole = {"engine": "off"} if depth == 0 else {}
+    alternative = (_leaf(y, cols, ctx, depth, source=inherited, **whole) if len(cols) <= ctx.max_leaf
+                   else _leaf(y, cols, ctx, depth, solver=polynomial_leaf))
+    for expr, node, rmse in sorted(tried, key=lambda t: t[2]):
+        if rmse <= alternative[2] * (1 + ACCURACY_TOL) + FLOOR * float(np.std(y)):
             return expr, node, rmse
-        ctx.notes.append(f"undone: {step[1]} step on {_label(cols)} ({step[2]}) gave validation RMSE {rmse:.3g}, "
-                         f"worse than {alternative[2]:.3g} of the undecomposed {alternative[1].method} piece")
+    for expr, node, rmse in tried:
+        ctx.notes.append(f"undone: {node.test} step on {_label(cols)} ({node.evidence}) gave validation RMSE "
+                         f"{rmse:.3g}, worse than {alternative[2]:.3g} of the undecomposed {alternative[1].method} "
+                         "piece")
         ctx.say(depth, ctx.notes[-1])
     return alternative
 
 
 def decompose(X, y, names: Sequence[str], *, val_index, seed: int = 0, time_budget: float = 60.0,
               fit_options: dict | None = None, solve_leaf: Callable | None = None, max_leaf_variables: int = 3,
-              progress: bool = False) -> Decomposition:
+              ensemble=None, progress: bool = False) -> Decomposition:
     """Split a law recursively along the structure its ensemble's exact derivatives show.
 
     Parameters
@@ -442,7 +475,12 @@ def decompose(X, y, names: Sequence[str], *, val_index, seed: int = 0, time_budg
         Used on pieces of at most ``max_leaf_variables`` columns; a larger node that no test
         splits is fitted by :func:`polynomial_leaf`.
     max_leaf_variables : int
-        Pieces with at most this many columns are solved without further tests.
+        A node with at most this many columns that no verified step splits is solved as one piece
+        by ``solve_leaf``; a larger one by :func:`polynomial_leaf`.
+    ensemble : FittedEnsemble, optional
+        Networks already trained on these columns' training rows (``X`` minus ``val_index``, in
+        that order), as ``discover`` has them: the root's tests read them instead of training
+        a new ensemble.
     progress : bool
         Print each step.
 
@@ -478,7 +516,7 @@ def decompose(X, y, names: Sequence[str], *, val_index, seed: int = 0, time_budg
                    deadline=start + (1 - _FINISH_SHARE) * float(time_budget), finish=start + float(time_budget),
                    seed=int(seed), fit_options=dict(fit_options or {}),
                    solve_leaf=solve_leaf or _default_leaf(), max_leaf=int(max_leaf_variables),
-                   progress=bool(progress), notes=[], timings={})
+                   progress=bool(progress), notes=[], timings={}, root=ensemble)
     expr, tree, rmse = _solve(y, list(symbols), ctx, 0)
     t0 = time.perf_counter()  # constants the validation rows cannot tell from zero go, the rest refit
     if expired(ctx.finish):

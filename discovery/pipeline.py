@@ -188,7 +188,7 @@ def discover(
     # One ensemble prediction on the validation rows serves both judgments that need it.
     judged = stages.judged_rows(s.rows, plan.seed)
     judged = judged, stages.network_prediction(fits[best], s.X[judged])
-    decomposed = stages.decompose_stage(s, choice, fits[best], plan, clock, judged)
+    decomposed = stages.decompose_stage(s, choice, fits[best], plan, clock, judged, raw=fits.get("raw"))
     notes.extend(_decomposition_notes(decomposed))
     proposal = stages.propose(s, choice, decomposed)
 

@@ -358,12 +358,13 @@ def log_series(merged) -> str | None:
 
 
 def decompose_stage(s: Split, choice: Choice, f: SpaceFit, plan: Plan, clock: Clock,
-                    judged: tuple[np.ndarray, np.ndarray] | None = None) -> Decomposed:
+                    judged: tuple[np.ndarray, np.ndarray] | None = None, raw: SpaceFit | None = None) -> Decomposed:
     """Run :func:`discovery.decompose.decompose` on the raw-space training and validation rows
     (never the test rows) when asked, or, with ``"auto"``, when the expansion's formula only
     approximates: the networks fit the validation rows significantly better (:func:`approximates`).
     ``judged``: the rows of :func:`judged_rows` and the networks' prediction there, when already
-    computed."""
+    computed. ``raw``: the raw-space ensemble, whose derivatives the root's structure tests read
+    (else the decomposition trains its own)."""
     if plan.decompose == "off":
         return Decomposed(False, "decompose=False")
     if s.weights is not None:
@@ -402,7 +403,8 @@ def decompose_stage(s: Split, choice: Choice, f: SpaceFit, plan: Plan, clock: Cl
     options.setdefault("members", max(2, min(plan.members, NODE_FIT["members"])))
     with clock.stage("decompose"):
         result = decompose(s.X[fit], s.y[fit], s.names, val_index=np.searchsorted(fit, val), seed=plan.seed,
-                           time_budget=budget, fit_options=options, progress=False)
+                           time_budget=budget, fit_options=options, progress=False,
+                           ensemble=None if raw is None else raw.fitted)
     return Decomposed(True, why, result, budget)
 
 

@@ -65,8 +65,9 @@ def test_distance_is_read_through_a_difference():
     X, y = rows(law, low, high, 1500, seed=1)
     d = decompose(X, y, names, val_index=np.arange(1200, 1500), max_leaf_variables=2, fit_options=FAST)
     assert d.tree.test == "symmetry" and "a - b" in d.tree.evidence, d.tree.to_dict()
-    (leaf,) = d.tree.children
-    assert leaf.test == "leaf" and sorted(leaf.variables) == ["a - b", "c"]
+    (child,) = d.tree.children  # a - b becomes a column of the child, which the tests read again
+    assert sorted(child.variables) == ["a - b", "c"], child.to_dict()
+    assert child.exact(), child.to_dict()
     assert score_on_fresh_rows(d, names, law, low, high) > 0.9999
 
 
@@ -113,8 +114,10 @@ def test_a_custom_leaf_solver_gets_the_pieces():
     X, y = rows(lambda a, b: np.exp(a - b), [0, 0], [1, 1], 800, seed=4)
     d = decompose(X, y, ["a", "b"], val_index=np.arange(600, 800), max_leaf_variables=1, fit_options=FAST,
                   solve_leaf=leaf)
-    assert seen == [["u0"]], seen  # only the leaf, a - b as a new column; the whole table went to the baseline
-    assert d.tree.test == "symmetry"
+    # the pieces only (a - b as a new column first); a node of two columns is never given whole to
+    # a leaf that allows one (the sparse polynomial fit is its undecomposed baseline)
+    assert seen[0] == ["u0"] and all(len(s) == 1 for s in seen), seen
+    assert d.tree.test in ("symmetry", "multiplicative"), d.tree.to_dict()
     assert score_on_fresh_rows(d, ["a", "b"], lambda a, b: np.exp(a - b), [0, 0], [1, 1]) > 0.9999
 
 
@@ -182,3 +185,54 @@ def test_a_piece_reads_the_parents_exact_derivatives_on_its_slice():
     for alpha in [(0, 0), (1, 0), (0, 1), (2, 1), (0, 3)]:
         torch.testing.assert_close(child.derivative(alpha), full.derivative((alpha[0], 0, alpha[1])), rtol=1e-12,
                                    atol=1e-12)
+
+
+# -- the tests decide first, also on nodes a leaf could take whole --------------------------------
+
+def test_a_small_node_is_split_by_the_tests_before_any_leaf_sees_it_whole():
+    from discovery.closedform import solve_piece
+
+    seen = []
+
+    def leaf(Xp, yp, piece_names, *, val_index, seed, time_budget, model=None, engine="auto"):
+        seen.append(list(piece_names))
+        return solve_piece(Xp, yp, piece_names, val_index=val_index, seed=seed, time_budget=time_budget,
+                           model=model, engine="off")
+
+    law, low, high = (lambda x, y, z: x * np.exp(-y / z)), [1, 1, 1], [2, 2, 2]
+    X, y = rows(law, low, high, 900, seed=3)
+    d = decompose(X, y, list("xyz"), val_index=np.arange(700, 900), fit_options=FAST, solve_leaf=leaf)
+    assert d.tree.test != "leaf" and d.tree.exact(), d.tree.to_dict()
+    assert all(len(s) < 3 for s in seen), seen  # the three columns never went to one leaf
+    assert score_on_fresh_rows(d, list("xyz"), law, low, high) > 0.99999
+
+
+def test_a_node_the_tests_cannot_split_goes_whole_to_the_leaf_without_a_search_engine():
+    calls = []
+
+    def leaf(Xp, yp, piece_names, *, val_index, seed, time_budget, model=None, engine="auto"):
+        calls.append((list(piece_names), engine, model is not None))
+        return polynomial_leaf(Xp, yp, piece_names, val_index=val_index, seed=seed, time_budget=time_budget)
+
+    law, low, high = (lambda a, b: np.sin(a * b + a)), [0, 0], [1.5, 1.5]
+    X, y = rows(law, low, high, 800, seed=5)
+    d = decompose(X, y, ["a", "b"], val_index=np.arange(600, 800), fit_options=FAST, solve_leaf=leaf)
+    assert d.tree.test == "leaf", d.tree.to_dict()
+    # the whole table's node: Operon on the whole law is the cross-check's job, not the leaf's
+    assert (["a", "b"], "off", False) in calls, calls
+
+
+def test_the_root_reads_the_callers_ensemble_instead_of_training_one(monkeypatch):
+    import discovery.decompose as dec
+    from discovery.fit import fit_ensemble
+
+    law, low, high = (lambda x, y: x * np.exp(-y)), [1, 0], [2, 1]
+    X, y = rows(law, low, high, 800, seed=6)
+    val = np.arange(600, 800)
+    given = fit_ensemble(X[:600], y[:600], members=3, seed=0, progress=False)
+    trained = []
+    monkeypatch.setattr(dec, "fit_ensemble", lambda *a, **k: trained.append(k) or fit_ensemble(*a, **k))
+    d = decompose(X, y, ["x", "y"], val_index=val, fit_options=FAST, ensemble=given)
+    assert trained == [], trained  # the split's pieces read the given members on a slice
+    assert d.tree.test == "multiplicative" and d.tree.exact(), d.tree.to_dict()
+    assert score_on_fresh_rows(d, ["x", "y"], law, low, high) > 0.99999
