@@ -44,6 +44,12 @@ def target_transforms(y: np.ndarray) -> dict[str, tuple[Callable, Callable, Call
         out["1/y"] = (lambda v: 1 / v, lambda p: 1 / p, lambda p: 1 / p)
         # y = P^(-1/2): Lorentz factors and other inverse square roots, 1/y^2 = 1 - v^2/c^2
         out["1/y^2"] = (lambda v: 1 / v**2, lambda p: si / sympy.sqrt(p), lambda p: s / np.sqrt(p))
+        # y = P^(3/2) and P^(-3/2): Kepler's periods, fields on a loop's axis (R^2 + z^2)^(-3/2)
+        three_halves = sympy.Rational(3, 2)
+        out["|y|^(2/3)"] = (lambda v: np.cbrt(s * v) ** 2, lambda p: si * p**three_halves,
+                            lambda p: s * p**1.5)
+        out["|y|^(-2/3)"] = (lambda v: np.cbrt(s * v) ** -2, lambda p: si * p**-three_halves,
+                             lambda p: s * p**-1.5)
         out["log|y|"] = (lambda v: np.log(s * v), lambda p: si * sympy.exp(p), lambda p: s * np.exp(p))
     if np.max(np.abs(y)) < 30:
         out["exp y"] = (np.exp, sympy.log, np.log)
