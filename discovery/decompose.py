@@ -14,7 +14,10 @@ members' disagreement, how the node splits:
   that slice rather than from a new ensemble fitted to the parent's mean;
 * where none of these fires, ``f`` homogeneous of a clean degree ``k`` in every input (Euler's
   identity ``sum_i x_i f_i = k f``) becomes ``x_j^k g(x_i / x_j)``: the target divided by
-  ``x_j^k`` and the ratios are computed from the rows, one input fewer.
+  ``x_j^k`` and the ratios are computed from the rows, one input fewer;
+* and where ``f`` is affine in an input (``d2f/dx_i^2 = 0``), ``f = A(rest) + x_i B(rest)``:
+  ``B`` is the ensemble's exact gradient ``df/dx_i`` at the rows and ``A = f - x_i B``, two
+  pieces of one input fewer.
 
 The clearest test (smallest statistic relative to its threshold) is applied first, on every
 node of two or more columns: the derivatives decide how a law splits before any leaf search
@@ -45,7 +48,8 @@ import torch
 from discovery.engine import expand
 from discovery.errors import DataError, ExpansionError
 from discovery.fit import fit_ensemble
-from discovery.interpret.structure import additive_separability, multiplicative_separability, unused_variables
+from discovery.interpret.structure import (additive_separability, affine_variables, multiplicative_separability,
+                                           unused_variables)
 from discovery.interpret.symmetry import homogeneity, symmetries
 from discovery.leaf import (ACCURACY_TOL, FLOOR, Piece, evaluate, expired, polynomial_leaf, prune_constants,
                             prune_terms, refit_constants, rms_error)
@@ -68,8 +72,8 @@ _PAIR_EXPR = {"difference": lambda a, b: a - b, "sum": lambda a, b: a + b,
 class Node:
     """One step of the decomposition tree.
 
-    ``test`` is ``"leaf"``, ``"unused"``, ``"symmetry"``, ``"homogeneity"``, ``"additive"`` or
-    ``"multiplicative"``; ``evidence`` says what the statistic was; ``variables`` are the
+    ``test`` is ``"leaf"``, ``"unused"``, ``"symmetry"``, ``"homogeneity"``, ``"affine"``,
+    ``"additive"`` or ``"multiplicative"``; ``evidence`` says what the statistic was; ``variables`` are the
     node's columns (as formulas in the user's names).
     """
 
@@ -323,6 +327,7 @@ def _candidates(y, cols, ctx: _Context, depth: int, inherited=None):
                               (r.variables, r.detail["pair"])))
         if not steps:
             steps += _homogeneity_steps(e, fit, Xn, cols, ctx)
+            steps += _affine_steps(e, fit, cols)
     ctx.tick("tests", t0)
     return fit, Xn, sorted(steps, key=lambda s: s[0])
 
@@ -354,6 +359,31 @@ def _homogeneity_steps(e, fit, Xn, cols, ctx: _Context) -> list:
     return [step[:4] for step in out]
 
 
+def _affine_steps(e, fit, cols) -> list:
+    """Where no separability or symmetry fires: ``f`` affine in ``x_i`` (``d2f/dx_i^2 = 0``)
+    gives ``f = A(rest) + x_i B(rest)``, two pieces of one input fewer; clearest first."""
+    if len(cols) < 2:
+        return []
+    r = affine_variables(e, units=fit)
+    return sorted((float(r.statistic[i]) / r.threshold, "affine",
+                   f"affine in {cols[i]}: d2f/d{cols[i]}^2 median |t| {float(r.statistic[i]):.2f} < {r.threshold:g}, "
+                   f"so f = A + {cols[i]}*B with B = df/d{cols[i]} from the networks' exact gradient", i)
+                  for i in r.groups[0])
+
+
+def _slope(fit, X: np.ndarray, i: int) -> np.ndarray:
+    """Ensemble-mean ``df/dx_i`` at the rows ``X`` (table units), by autograd through the members."""
+    module = fit.members_module() if isinstance(fit, _Restricted) else _InUnits(
+        fit.model, fit.x_mean, fit.x_scale, fit.y_mean, fit.y_scale)
+    dtype = next(module.parameters()).dtype
+    out = []
+    for rows in np.array_split(np.arange(len(X)), max(1, len(X) // 4096)):
+        x = torch.as_tensor(X[rows], dtype=dtype).requires_grad_(True)
+        (g,) = torch.autograd.grad(module(x).reshape(len(rows), -1).mean(dim=1).sum(), x)
+        out.append(g[:, i].detach().to(torch.float64).numpy())
+    return np.concatenate(out)
+
+
 def _split_step(kind, report):
     if not report.separable:
         return []
@@ -378,6 +408,13 @@ def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
         ratios = [c / cols[j] for i, c in enumerate(cols) if i != j]
         expr, child, _ = _solve(y / Xn[:, j] ** float(degree), ratios, ctx, depth + 1)
         return cols[j] ** k * expr, [child]
+    if kind == "affine":
+        i = arg
+        rest = [c for k, c in enumerate(cols) if k != i]
+        slope = _slope(fit, Xn, i)
+        base_expr, base, _ = _solve(y - Xn[:, i] * slope, rest, ctx, depth + 1)
+        slope_expr, slope_node, _ = _solve(slope, rest, ctx, depth + 1)
+        return base_expr + cols[i] * slope_expr, [base, slope_node]
     if kind == "symmetry":
         (i, j), pair = arg
         new = _PAIR_EXPR[pair](cols[i], cols[j])

@@ -236,3 +236,15 @@ def test_the_root_reads_the_callers_ensemble_instead_of_training_one(monkeypatch
     assert trained == [], trained  # the split's pieces read the given members on a slice
     assert d.tree.test == "multiplicative" and d.tree.exact(), d.tree.to_dict()
     assert score_on_fresh_rows(d, ["x", "y"], law, low, high) > 0.99999
+
+
+def test_an_affine_law_splits_into_intercept_and_slope_read_from_the_gradient():
+    # an incline's acceleration: g (sin(theta) - mu cos(theta)); the (theta, mu) node is affine in mu
+    law, low, high = (lambda theta, mu: np.sin(theta) - mu * np.cos(theta)), [0.1, 0.0], [1.4, 0.8]
+    X, y = rows(law, low, high, 1200, seed=7)
+    d = decompose(X, y, ["theta", "mu"], val_index=np.arange(900, 1200), fit_options=FAST)
+    assert d.tree.test == "affine" and "affine in mu" in d.tree.evidence, d.tree.to_dict()
+    assert d.tree.exact(), d.tree.to_dict()
+    Xf, yf = rows(law, low, high, 500, seed=99)  # exact on fresh rows: sin(theta - pi/2) is -cos(theta)
+    pred = sympy.lambdify(sympy.symbols("theta mu"), d.expression, "numpy")(*Xf.T)
+    assert np.max(np.abs(pred - yf)) < 1e-9, d.expression

@@ -16,6 +16,7 @@ from discovery.errors import ExpansionError
 from discovery.fit import fit_ensemble
 from discovery.interpret import (
     additive_separability,
+    affine_variables,
     depends_through,
     multiplicative_separability,
     pair_symmetry,
@@ -70,6 +71,22 @@ def test_product_with_an_exponential_of_a_ratio(one_thread):
     assert holding(symmetries(e, units=fit)) == [([1, 2], "ratio")]
     # the standardisation shifts y: read in the network's own units the product is hidden
     assert not multiplicative_separability(e).separable
+
+
+def test_affine_in_the_friction_coefficient_only(one_thread):
+    # the acceleration on an incline, per unit g: sin(theta) - mu cos(theta); nothing separates it
+    fit, e = trained(lambda theta, mu: np.sin(theta) - mu * np.cos(theta), [0.1, 0.0], [1.4, 0.8])
+    report = affine_variables(e, units=fit)
+    assert report.groups == [[1], [0]], np.round(report.statistic, 2)
+    assert not additive_separability(e).separable and not report.separable
+
+
+def test_affine_quiet_on_curved_inputs(one_thread):
+    # x exp(-y/z): affine in x (a product), curved in y and z
+    fit, e = trained(lambda x, y, z: x * np.exp(-y / z), [0.5, 0.5, 1.0], [2.0, 2.0, 3.0])
+    assert affine_variables(e, units=fit).groups == [[0], [1, 2]]
+    fit, e = trained(lambda a, b: np.sqrt(a ** 2 + b ** 2), [0.5, 0.5], [2.0, 2.0])
+    assert affine_variables(e, units=fit).groups == [[], [0, 1]]
 
 
 def test_quiet_where_only_a_product_of_inputs_matters(one_thread):

@@ -18,6 +18,7 @@ from discovery.interpret.saliency import (
 from discovery.interpret.structure import (
     StructureReport,
     additive_separability,
+    affine_variables,
     log_hessian,
     multiplicative_separability,
     original_units,
@@ -39,6 +40,7 @@ __all__ = [
     "perturbation_heatmap",
     "StructureReport",
     "additive_separability",
+    "affine_variables",
     "log_hessian",
     "multiplicative_separability",
     "unused_variables",

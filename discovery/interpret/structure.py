@@ -13,7 +13,9 @@ the members' disagreement:
 * multiplicative separability: the same for ``log |f|`` (its Hessian is
   ``f_ij / f - f_i f_j / f^2``, the degree-2 part of the logarithm of the truncated series);
 * no influence of ``x_i``: ``df / dx_i = 0`` at every point (judged by the pooled ratio of the
-  ensemble-mean gradient to its standard error, see :func:`unused_variables`).
+  ensemble-mean gradient to its standard error, see :func:`unused_variables`);
+* ``f`` affine in ``x_i`` (``f = A(x_rest) + x_i B(x_rest)``): ``d2f / dx_i^2 = 0`` at every
+  point (:func:`affine_variables`).
 
 For a derivative ``D`` the statistic is ``median_b |mean_m D| / (std_m D / sqrt(M))`` over
 points ``b`` and ``M`` members ``m``: the member mean over its standard error (a median
@@ -37,6 +39,7 @@ __all__ = [
     "additive_separability",
     "multiplicative_separability",
     "unused_variables",
+    "affine_variables",
     "log_hessian",
 ]
 
@@ -48,7 +51,7 @@ class StructureReport:
     Attributes
     ----------
     kind : str
-        ``"additive"``, ``"multiplicative"``, ``"influence"``, or (from
+        ``"additive"``, ``"multiplicative"``, ``"influence"``, ``"affine"``, or (from
         :mod:`discovery.interpret.symmetry`) ``"symmetry"``, ``"depends_through"``, ``"transform"``.
     statistic : numpy.ndarray
         ``(p, p)`` pairwise statistics (separability; the diagonal is NaN) or ``(p,)`` per input.
@@ -56,7 +59,7 @@ class StructureReport:
         Values below it count as zero.
     groups : list of list of int
         Separability: inputs that must stay together (one group means no split). Influence:
-        ``[[inputs with influence], [inputs without]]``.
+        ``[[inputs with influence], [inputs without]]``. Affine: ``[[affine], [not affine]]``.
     members : int
         Ensemble members the spread came from (1: relative statistic).
     points_used : int
@@ -82,7 +85,7 @@ class StructureReport:
     @property
     def separable(self) -> bool:
         """True when the inputs split into more than one group."""
-        return self.kind != "influence" and len(self.groups) > 1
+        return self.kind not in ("influence", "affine") and len(self.groups) > 1
 
     def __repr__(self) -> str:
         what = f"holds={self.holds}, variables={self.variables}" if self.holds is not None else f"groups={self.groups}"
@@ -347,3 +350,47 @@ def unused_variables(expansion, *, threshold: float | None = None) -> StructureR
     used = [i for i in range(grad.shape[1]) if stat[i] >= thr]
     unused = [i for i in range(grad.shape[1]) if stat[i] < thr]
     return StructureReport("influence", stat, thr, [used, unused], members, grad.shape[0])
+
+
+def affine_variables(expansion, *, threshold: float | None = None, units=None) -> StructureReport:
+    """Inputs in which ``f`` is affine: ``f = A(x_rest) + x_i B(x_rest)``, i.e. ``d2f / dx_i^2 = 0``
+    at every reference point.
+
+    The statistic of input ``i`` is the median ``|t|`` of ``d2f / dx_i^2`` (member mean over its
+    standard error), as for the mixed partials of :func:`additive_separability`. ``B`` is then
+    ``df / dx_i``, which the ensemble's exact gradient gives wherever ``A`` and ``B`` are not
+    separable in another way (``x_i sin(a) + cos(a)``). An input without influence is affine too;
+    :func:`unused_variables` says which.
+
+    Parameters
+    ----------
+    expansion : Expansion or list of Expansion
+        Order >= 2, at many reference points; outputs (or list entries) are ensemble members.
+    threshold : float, optional
+        As for :func:`additive_separability`.
+    units : FittedEnsemble or similar, optional
+        Reads the expansion in the table's units (the verdict does not depend on it).
+
+    Returns
+    -------
+    StructureReport
+        ``statistic`` per input; ``groups = [affine, not affine]``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from discovery.engine import expand
+    >>> class F(torch.nn.Module):
+    ...     def forward(self, x):
+    ...         return torch.sin(x[:, :1]) - x[:, 1:2] * torch.cos(x[:, :1])
+    >>> affine_variables(expand(F(), torch.rand(20, 2, dtype=torch.float64), 2)).groups
+    [[1], [0]]
+    """
+    _, _, hess = _derivatives(expansion, "affine_variables(expansion)", units)
+    p, members = hess.shape[1], hess.shape[-1]
+    diagonal = torch.stack([hess[:, i, i] for i in range(p)], dim=1)
+    stat = _signal_to_spread(diagonal, hess)
+    thr = _default_threshold(members, threshold)
+    affine = [i for i in range(p) if stat[i] < thr]
+    return StructureReport("affine", stat, thr, [affine, [i for i in range(p) if i not in affine]], members,
+                           hess.shape[0])
