@@ -174,6 +174,38 @@ def prune_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.nda
     return expr
 
 
+def snap_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray, y: np.ndarray,
+                   tolerance: float = ACCURACY_TOL, relative: float = 1e-3, deadline: float | None = None) -> sympy.Expr:
+    """``expr`` with every ``Float`` within ``relative`` of an exact clean number (an integer, a
+    simple fraction, ``sqrt(n)``, ``k pi / q``: :func:`discovery.symbolic.clean_number`) replaced
+    by it where the RMSE on ``(X, y)`` (pass validation rows) stays within ``tolerance`` of the
+    original; largest constants first. One- and two-digit decimals count as clean; a value it
+    would only round to 3 or more digits stays as it is. At ``deadline`` no further constant is tried.
+
+    Examples
+    --------
+    >>> import numpy as np, sympy
+    >>> x = sympy.Symbol("x")
+    >>> X = np.linspace(0.1, 1, 50)[:, None]
+    >>> snap_constants(sympy.Float(1.0) * x * sympy.sin(sympy.Float(0.5000000001) * x), [x], X,
+    ...                X[:, 0] * np.sin(X[:, 0] / 2))
+    x*sin(0.5*x)
+    """
+    from discovery.symbolic import clean_number
+
+    limit = rms_error(evaluate(expr, symbols, X), y) * (1 + tolerance) + FLOOR * float(np.std(y))
+    for value in sorted(expr.atoms(sympy.Float), key=lambda f: -abs(float(f))):
+        if expired(deadline):
+            break
+        clean = clean_number(float(value), relative * abs(float(value)))
+        if clean is None or (isinstance(clean[1], sympy.Float) and float(f"{clean[0]:.2g}") != clean[0]):
+            continue  # 3 to 5 significant digits: rounding, not a clean number
+        trial = expr.xreplace({value: clean[1]})
+        if isinstance(trial, sympy.Expr) and rms_error(evaluate(trial, symbols, X), y) <= limit:
+            expr = trial
+    return expr
+
+
 def prune_terms(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray, y: np.ndarray,
                 train: np.ndarray, val: np.ndarray, *, tolerance: float = ACCURACY_TOL,
                 max_trials: int = 12, deadline: float | None = None) -> tuple[sympy.Expr, list[sympy.Expr]]:
