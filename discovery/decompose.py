@@ -23,7 +23,7 @@ The clearest test (smallest statistic relative to its threshold) is applied firs
 node of two or more columns: the derivatives decide how a law splits before any leaf search
 sees it whole. A step is kept at once when it verifies: every leaf below it is an exact closed
 form, and the recombined formula, its constants refitted jointly on the training rows, fits the
-validation rows as well as the node's networks. Otherwise the node is also solved whole (the
+validation rows to at most half the node's networks' error. Otherwise the node is also solved whole (the
 leaf solver up to ``max_leaf_variables`` columns, without a search engine on the whole table's
 node, which is the cross-check's job; the sparse polynomial fit above that), and a step is kept
 only when it does as well as that undecomposed alternative; the others are undone, and the
@@ -52,7 +52,7 @@ from discovery.interpret.structure import (additive_separability, affine_variabl
                                            unused_variables)
 from discovery.interpret.symmetry import homogeneity, symmetries
 from discovery.leaf import (ACCURACY_TOL, FLOOR, Piece, evaluate, expired, polynomial_leaf, prune_constants,
-                            prune_terms, refit_constants, rms_error)
+                            prune_terms, refit_constants, rms_error, snap_constants)
 
 __all__ = ["Decomposition", "Node", "Piece", "decompose", "polynomial_leaf", "prune_constants", "refit_constants"]
 
@@ -60,6 +60,11 @@ __all__ = ["Decomposition", "Node", "Piece", "decompose", "polynomial_leaf", "pr
 NODE_FIT = {"members": 4, "hidden": (32, 32), "max_epochs": 300, "patience": 50, "lbfgs_steps": 100}
 _TRIES = 2  # steps tried per node before it is solved as one piece
 _FINISH_SHARE = 0.1  # of the time budget: the last refits and pruning, after the search stops
+#: A step on the table's rows is kept without trying the node whole when its formula fits the
+#: validation rows to at most this share of the node's networks' error: finer than the surrogate
+#: it was read from resolves, so no surrogate-level approximation (on noisy rows both sit at the
+#: noise, and the undecomposed alternative is tried too).
+_BEYOND = 0.5
 _MIN_LEAF = 1.0  # seconds: with less left a piece gets the sparse polynomial leaf, not the full solver
 #: Methods of :func:`polynomial_leaf`: fits that never judge their residuals, so never "exact".
 _INEXACT = {"polynomial", "log-polynomial", "sqrt-polynomial", "reciprocal-polynomial", "reciprocal-sqrt-polynomial",
@@ -440,7 +445,7 @@ def _solve(y, cols, ctx: _Context, depth: int, inherited=None):
     A node of one column goes to the leaf solver. A larger node is split first as the derivative
     tests say, clearest step first; a step is kept at once when it verifies (every leaf it
     reaches is an exact closed form and, on the table's rows, the recombined formula fits the
-    validation rows as well as the node's networks). Otherwise the node is also solved as one
+    validation rows clearly better than the node's networks, see ``_BEYOND``). Otherwise the node is also solved as one
     piece (the full leaf solver up to ``max_leaf`` columns, else the sparse polynomial fit; at the
     root without a search engine, since the cross-check searches the whole law), and a step is
     kept only when it does as well as that undecomposed alternative.
@@ -463,8 +468,7 @@ def _solve(y, cols, ctx: _Context, depth: int, inherited=None):
             expr, children = _apply(step, y, cols, fit, Xn, ctx, depth)
             expr, rmse = _refit(expr, y, ctx)
             node = Node(step[1], step[2], _label(cols), children, expression=str(expr), val_rmse=rmse)
-            if node.exact() and (yardstick is None
-                                 or rmse <= yardstick * (1 + ACCURACY_TOL) + FLOOR * float(np.std(y))):
+            if node.exact() and (yardstick is None or rmse <= _BEYOND * yardstick + FLOOR * float(np.std(y))):
                 return expr, node, rmse
             tried.append((expr, node, rmse))
     whole = {"engine": "off"} if depth == 0 else {}
@@ -569,6 +573,10 @@ def decompose(X, y, names: Sequence[str], *, val_index, seed: int = 0, time_budg
         ctx.notes.append("dropped, the validation rows do not need them (the rest refitted): "
                          + ", ".join(str(t) for t in dropped))
         expr, rmse = _refit(pruned, y, ctx)
+    # a refitted 1.0 or 0.5 reads as the 1 or 1/2 it is, where the validation rows agree
+    snapped = snap_constants(expr, symbols, X[val], y[val], deadline=ctx.finish)
+    if snapped != expr:
+        expr, rmse = _refit(snapped, y, ctx)
     ctx.tick("prune", t0)
     sst = float(np.sum((y[val] - y[val].mean()) ** 2))
     pred = evaluate(expr, symbols, X[val])
