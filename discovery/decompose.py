@@ -23,11 +23,11 @@ The clearest test (smallest statistic relative to its threshold) is applied firs
 node of two or more columns: the derivatives decide how a law splits before any leaf search
 sees it whole. A step is kept at once when it verifies: every leaf below it is an exact closed
 form, and the recombined formula, its constants refitted jointly on the training rows, fits the
-validation rows to at most half the node's networks' error. Otherwise the node is also solved whole (the
-leaf solver up to ``max_leaf_variables`` columns, without a search engine on the whole table's
-node, which is the cross-check's job; the sparse polynomial fit above that), and a step is kept
-only when it does as well as that undecomposed alternative; the others are undone, and the
-reason is kept in ``notes``. The root reads the caller's ensemble when given one (``discover``
+validation rows to at most half the node's networks' error. Otherwise the node is also solved
+whole (the leaf solver up to ``max_leaf_variables`` columns, without a search engine on the
+whole table's node, which is the cross-check's job; the sparse polynomial fit above that), and
+a step is kept only when it does as well as that undecomposed alternative; the others are
+undone, and the reason is kept in ``notes``. The root reads the caller's ensemble when given one (``discover``
 passes its raw-space networks). Finally, constants the validation rows cannot tell from zero
 are dropped and the rest refitted, and sum terms the validation rows do not need are pruned.
 The built-in leaf solver, the refit and the pruning live in :mod:`discovery.leaf`.
@@ -78,8 +78,8 @@ class Node:
     """One step of the decomposition tree.
 
     ``test`` is ``"leaf"``, ``"unused"``, ``"symmetry"``, ``"homogeneity"``, ``"affine"``,
-    ``"additive"`` or ``"multiplicative"``; ``evidence`` says what the statistic was; ``variables`` are the
-    node's columns (as formulas in the user's names).
+    ``"additive"`` or ``"multiplicative"``; ``evidence`` says what the statistic was;
+    ``variables`` are the node's columns (as formulas in the user's names).
     """
 
     test: str
@@ -445,10 +445,11 @@ def _solve(y, cols, ctx: _Context, depth: int, inherited=None):
     A node of one column goes to the leaf solver. A larger node is split first as the derivative
     tests say, clearest step first; a step is kept at once when it verifies (every leaf it
     reaches is an exact closed form and, on the table's rows, the recombined formula fits the
-    validation rows clearly better than the node's networks, see ``_BEYOND``). Otherwise the node is also solved as one
-    piece (the full leaf solver up to ``max_leaf`` columns, else the sparse polynomial fit; at the
-    root without a search engine, since the cross-check searches the whole law), and a step is
-    kept only when it does as well as that undecomposed alternative.
+    validation rows clearly better than the node's networks, see ``_BEYOND``). Otherwise the
+    node is also solved as one piece (the full leaf solver up to ``max_leaf`` columns, else the
+    sparse polynomial fit; at the root without a search engine, since the cross-check searches
+    the whole law), and a step is kept only when it does as well as that undecomposed
+    alternative.
     """
     if len(cols) == 1:
         return _leaf(y, cols, ctx, depth, source=inherited)

@@ -175,7 +175,8 @@ def prune_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.nda
 
 
 def snap_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray, y: np.ndarray,
-                   tolerance: float = ACCURACY_TOL, relative: float = 1e-3, deadline: float | None = None) -> sympy.Expr:
+                   tolerance: float = ACCURACY_TOL, relative: float = 1e-3,
+                   deadline: float | None = None) -> sympy.Expr:
     """``expr`` with every ``Float`` within ``relative`` of an exact clean number (an integer, a
     simple fraction, ``sqrt(n)``, ``k pi / q``: :func:`discovery.symbolic.clean_number`) replaced
     by it where the RMSE on ``(X, y)`` (pass validation rows) stays within ``tolerance`` of the
