@@ -162,11 +162,23 @@ def prune_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.nda
     >>> prune_constants(sympy.Float(2.0) * x + sympy.Float(1e-12) * x ** 3, [x], X, 2 * X[:, 0])
     2.0*x
     """
+    return _replace_where_fits(expr, symbols, X, y, lambda value: sympy.Integer(0), smallest_first=True,
+                               tolerance=tolerance, deadline=deadline)
+
+
+def _replace_where_fits(expr: sympy.Expr, symbols, X: np.ndarray, y: np.ndarray, replacement: Callable,
+                        smallest_first: bool, tolerance: float, deadline: float | None) -> sympy.Expr:
+    """Each ``Float`` of ``expr`` in turn (by size) replaced by ``replacement(value)`` (``None``:
+    left as it is), kept where the RMSE on ``(X, y)`` stays within ``tolerance`` of the
+    original's; no value is tried after ``deadline``."""
     limit = rms_error(evaluate(expr, symbols, X), y) * (1 + tolerance) + FLOOR * float(np.std(y))
-    for value in sorted(expr.atoms(sympy.Float), key=lambda f: abs(float(f))):
+    for value in sorted(expr.atoms(sympy.Float), key=lambda f: abs(float(f)) if smallest_first else -abs(float(f))):
         if expired(deadline):
             break
-        trial = expr.xreplace({value: sympy.Integer(0)})
+        new = replacement(value)
+        if new is None:
+            continue
+        trial = expr.xreplace({value: new})
         if trial.has(sympy.nan, sympy.zoo, sympy.oo) or not isinstance(trial, sympy.Expr):
             continue
         if rms_error(evaluate(trial, symbols, X), y) <= limit:
@@ -181,7 +193,8 @@ def snap_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndar
     simple fraction, ``sqrt(n)``, ``k pi / q``: :func:`discovery.symbolic.clean_number`) replaced
     by it where the RMSE on ``(X, y)`` (pass validation rows) stays within ``tolerance`` of the
     original; largest constants first. One- and two-digit decimals count as clean; a value it
-    would only round to 3 or more digits stays as it is. At ``deadline`` no further constant is tried.
+    would only round to 3 or more digits stays as it is. At ``deadline`` no further constant is
+    tried.
 
     Examples
     --------
@@ -194,17 +207,14 @@ def snap_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndar
     """
     from discovery.symbolic import clean_number
 
-    limit = rms_error(evaluate(expr, symbols, X), y) * (1 + tolerance) + FLOOR * float(np.std(y))
-    for value in sorted(expr.atoms(sympy.Float), key=lambda f: -abs(float(f))):
-        if expired(deadline):
-            break
-        clean = clean_number(float(value), relative * abs(float(value)))
-        if clean is None or (isinstance(clean[1], sympy.Float) and float(f"{clean[0]:.2g}") != clean[0]):
-            continue  # 3 to 5 significant digits: rounding, not a clean number
-        trial = expr.xreplace({value: clean[1]})
-        if isinstance(trial, sympy.Expr) and rms_error(evaluate(trial, symbols, X), y) <= limit:
-            expr = trial
-    return expr
+    def clean(value):
+        found = clean_number(float(value), relative * abs(float(value)))
+        if found is None or (isinstance(found[1], sympy.Float) and float(f"{found[0]:.2g}") != found[0]):
+            return None  # 3 to 5 significant digits: rounding, not a clean number
+        return found[1]
+
+    return _replace_where_fits(expr, symbols, X, y, clean, smallest_first=False, tolerance=tolerance,
+                               deadline=deadline)
 
 
 def prune_terms(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray, y: np.ndarray,
