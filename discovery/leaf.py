@@ -28,12 +28,17 @@ _POWER_FORMS = {2: "sqrt-polynomial", -1: "reciprocal-polynomial", -2: "reciproc
 
 @dataclass
 class Piece:
-    """A solved leaf: its formula (in ``sympy.Symbol(name)`` of the piece's names) and evidence."""
+    """A solved leaf: its formula (in ``sympy.Symbol(name)`` of the piece's names) and evidence.
+
+    ``alternatives`` are other formulas the piece's own rows could not tell from the chosen one
+    (tidiest first): a caller with rows of its own (a parent's table) may decide among them.
+    """
 
     expression: sympy.Expr
     val_rmse: float
     method: str
     evidence: str = ""
+    alternatives: tuple = ()
 
 
 # -- deadlines ---------------------------------------------------------------------------------
@@ -90,10 +95,14 @@ def least_squares_until(residual: Callable, x0: np.ndarray, deadline: float | No
 # -- constants, evaluation ---------------------------------------------------------------------
 
 def evaluate(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray) -> np.ndarray:
-    """``expr`` at every row of ``X`` (columns in the order of ``symbols``), ``(n,)``."""
+    """``expr`` at every row of ``X`` (columns in the order of ``symbols``), ``(n,)``; ``nan``
+    where the value is complex (a constant pruned or snapped can leave ``sqrt(-1)`` in it)."""
     fn = sympy.lambdify(list(symbols), expr, modules="numpy")
     with np.errstate(all="ignore"):
-        out = np.asarray(fn(*X.T), dtype=np.float64)
+        out = np.asarray(fn(*X.T))
+        if np.iscomplexobj(out):
+            out = np.where(out.imag == 0, out.real, np.nan)
+        out = out.astype(np.float64)
     return np.broadcast_to(out, (X.shape[0],)).copy()
 
 
@@ -109,7 +118,8 @@ def refit_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.nda
                     evaluations_per_constant: int = 100, deadline: float | None = None) -> sympy.Expr:
     """All ``Float`` constants of ``expr`` refitted jointly by least squares on ``(X, y)``.
 
-    Integers and rationals (exponents, structure) stay; the refit is kept only when it lowers
+    Integers and rationals (exponents, structure) stay; constants of equal magnitude (beyond
+    two significant digits) are one constant, up to sign; the refit is kept only when it lowers
     the error. ``evaluations_per_constant`` bounds the work (a caller out of time passes less);
     at ``deadline`` (a :func:`time.perf_counter` time) the search stops and keeps the best
     constants it evaluated.
@@ -126,8 +136,16 @@ def refit_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.nda
     floats = sorted(expr.atoms(sympy.Float), key=str)
     if not floats:
         return expr
-    params = sympy.symbols(f"_c0:{len(floats)}")
-    template = expr.xreplace(dict(zip(floats, params)))
+    # constants of one magnitude are one constant, so a tie (``tie_coefficients``) stays a tie;
+    # round ones of one or two digits (starting values such as 1.0 and -1.0) stay independent
+    def key(f):
+        return abs(f) if float(f"{float(f):.2g}") != float(f) else f
+
+    sizes = sorted({key(f) for f in floats}, key=str)
+    params = sympy.symbols(f"_c0:{len(sizes)}")
+    by_size = dict(zip(sizes, params))
+    template = expr.xreplace({f: by_size[key(f)] * (1 if key(f) == f else -1) for f in floats})
+    floats = sizes
     fn = sympy.lambdify(list(symbols) + list(params), template, modules="numpy")
     columns = list(X.T)
 
@@ -193,7 +211,8 @@ def snap_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndar
     simple fraction, ``sqrt(n)``, ``k pi / q``: :func:`discovery.symbolic.clean_number`) replaced
     by it where the RMSE on ``(X, y)`` (pass validation rows) stays within ``tolerance`` of the
     original; largest constants first. One- and two-digit decimals count as clean; a value it
-    would only round to 3 or more digits stays as it is. At ``deadline`` no further constant is
+    would only round to 3 or more digits stays as it is. A constant added to the argument of a
+    sine or cosine (a phase) snaps to a multiple of ``pi/2`` within ``relative``. At ``deadline`` no further constant is
     tried.
 
     Examples
@@ -207,7 +226,15 @@ def snap_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndar
     """
     from discovery.symbolic import clean_number
 
+    # a constant added to the argument of a sine or cosine is a phase: a quarter turn is the one
+    # clean value there (sin(x - pi/2) is -cos(x)), whatever the density of other constants
+    phases = {term for node in sympy.preorder_traversal(expr) if isinstance(node, (sympy.sin, sympy.cos))
+              and isinstance(node.args[0], sympy.Add) for term in node.args[0].args if isinstance(term, sympy.Float)}
+
     def clean(value):
+        quarter = round(float(value) / (math.pi / 2))
+        if value in phases and quarter and abs(float(value) - quarter * math.pi / 2) <= relative * abs(float(value)):
+            return quarter * sympy.pi / 2
         found = clean_number(float(value), relative * abs(float(value)))
         if found is None or (isinstance(found[1], sympy.Float) and float(f"{found[0]:.2g}") != found[0]):
             return None  # 3 to 5 significant digits: rounding, not a clean number
@@ -244,7 +271,7 @@ def prune_terms(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray
     floor = FLOOR * float(np.std(y[val]))
 
     def refitted(e):
-        e = refit_constants(_loosened(e), symbols, X[train], y[train], deadline=deadline)
+        e = refit_constants(loosened(e), symbols, X[train], y[train], deadline=deadline)
         return e, rms_error(evaluate(e, symbols, X[val]), y[val])
 
     best, best_rmse, dropped = expr, rms_error(evaluate(expr, symbols, X[val]), y[val]), []
@@ -271,19 +298,91 @@ def prune_terms(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray
     return best, dropped
 
 
+def tie_coefficients(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndarray, y: np.ndarray,
+                     train: np.ndarray, val: np.ndarray, *, relative: float = 0.02, tolerance: float = ACCURACY_TOL,
+                     deadline: float | None = None) -> tuple[sympy.Expr, list[str]]:
+    """``expr`` with the terms of a sum whose coefficients agree in size within ``relative``
+    sharing one coefficient (``a*u + b*v`` with ``b`` near ``a`` or ``-a`` reads ``a*(u + v)`` or
+    ``a*(u - v)``), and a line per tie made.
+
+    Each tie is refitted on the training rows (every constant) and kept when the validation
+    RMSE stays within ``tolerance`` of the formula's before it; closest pairs first; no pair is
+    tried after ``deadline``. Noisy rows give ``J*omega**2/2`` and ``m*v**2/2`` coefficients of
+    0.4997 and 0.5004 where the law has one.
+
+    Examples
+    --------
+    >>> import numpy as np, sympy
+    >>> a, b = sympy.symbols("a b")
+    >>> X = np.random.default_rng(0).uniform(1, 2, (200, 2))
+    >>> y = 0.5 * np.log(X[:, 0] / X[:, 1])
+    >>> e = sympy.Float(0.5003) * sympy.log(a) - sympy.Float(0.4998) * sympy.log(b)
+    >>> tied, said = tie_coefficients(e, [a, b], X, y, np.arange(150), np.arange(150, 200))
+    >>> {round(abs(float(f)), 9) for f in tied.atoms(sympy.Float)}, said
+    ({0.5}, ['0.5003*log(a) and -0.4998*log(b) share one coefficient'])
+    """
+    def rmse(e):
+        return rms_error(evaluate(e, symbols, X[val]), y[val])
+
+    said: list[str] = []
+    current = rmse(expr)
+    tried: set = set()
+    while not expired(deadline):
+        pairs = []
+        for node in sympy.preorder_traversal(expr):
+            if not isinstance(node, sympy.Add):
+                continue
+            terms = [t.as_coeff_Mul() for t in node.args]
+            for i, (ci, mi) in enumerate(terms):
+                for j in range(i + 1, len(terms)):
+                    cj, mj = terms[j]
+                    if not (isinstance(ci, sympy.Float) and isinstance(cj, sympy.Float)) or ci == 0 or cj == 0:
+                        continue
+                    gap = abs(abs(float(ci)) - abs(float(cj))) / max(abs(float(ci)), abs(float(cj)))
+                    if 0 < gap <= relative and (node, i, j) not in tried:  # 0: tied already
+                        pairs.append((gap, node, i, j))
+        if not pairs:
+            break
+        gap, node, i, j = min(pairs, key=lambda p: p[0])
+        tried.add((node, i, j))
+        (ci, mi), (cj, mj) = node.args[i].as_coeff_Mul(), node.args[j].as_coeff_Mul()
+        rest = [t for k, t in enumerate(node.args) if k not in (i, j)]
+        shared = sympy.Float((abs(float(ci)) + abs(float(cj))) / 2, 15)  # one magnitude: refitted as one constant
+        pair = (shared if ci > 0 else -shared) * mi + (shared if cj > 0 else -shared) * mj
+        trial = expr.xreplace({node: sympy.Add(*rest, pair)})
+        if trial.has(sympy.nan, sympy.zoo, sympy.oo) or not isinstance(trial, sympy.Expr):
+            continue
+        trial = refit_constants(trial, symbols, X[train], y[train], deadline=deadline)
+        if rmse(trial) <= current * (1 + tolerance) + FLOOR * float(np.std(y[val])):
+            said.append(f"{sympy.sstr(node.args[i])} and {sympy.sstr(node.args[j])} share one coefficient")
+            expr, current, tried = trial, rmse(trial), set()
+    return expr, said
+
+
 def _shape(term: sympy.Expr) -> sympy.Expr:
     return term.xreplace({c: sympy.Symbol("_const") for c in term.atoms(sympy.Number) if not c.is_integer})
 
 
-def _loosened(expr: sympy.Expr) -> sympy.Expr:
+def loosened(expr: sympy.Expr, integers: bool = False) -> sympy.Expr:
     """``expr`` with the rational coefficients of its products and sums as ``Float`` (refittable);
-    exponents and integers stay."""
+    exponents stay, and integers too unless ``integers`` (then every integer of a sum or product
+    but 1 and -1: a piece's snapped ``+ 2`` or ``2*x`` is refitted where the piece is recombined).
+
+    Examples
+    --------
+    >>> x = sympy.Symbol("x")
+    >>> loosened(sympy.Rational(3, 2) * x**2 + 2), loosened(sympy.Rational(3, 2) * x**2 + 2, integers=True)
+    (1.5*x**2 + 2, 1.5*x**2 + 2.0)
+    """
+    def number(a):
+        return isinstance(a, sympy.Rational) and (not a.is_integer or (integers and abs(a) != 1))
+
     def loosen(e):
         if e.is_Atom:
             return e
         args = [loosen(a) for a in e.args]
         if isinstance(e, (sympy.Mul, sympy.Add)):
-            args = [sympy.Float(a, 15) if isinstance(a, sympy.Rational) and not a.is_integer else a for a in args]
+            args = [sympy.Float(a, 15) if number(a) else a for a in args]
         return e.func(*args)
     return loosen(expr)
 
