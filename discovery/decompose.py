@@ -36,6 +36,7 @@ The built-in leaf solver, the refit and the pruning live in :mod:`discovery.leaf
 from __future__ import annotations
 
 import inspect
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -45,20 +46,23 @@ import numpy as np
 import sympy
 import torch
 
+from discovery.closedform.fitting import Z_SPREAD, member_spread
+from discovery.crosscheck.base import complexity
 from discovery.engine import expand
 from discovery.errors import DataError, ExpansionError
 from discovery.fit import fit_ensemble
 from discovery.interpret.structure import (additive_separability, affine_variables, multiplicative_separability,
                                            unused_variables)
 from discovery.interpret.symmetry import homogeneity, symmetries
-from discovery.leaf import (ACCURACY_TOL, FLOOR, Piece, evaluate, expired, polynomial_leaf, prune_constants,
-                            prune_terms, refit_constants, rms_error, snap_constants)
+from discovery.leaf import (ACCURACY_TOL, FLOOR, Piece, evaluate, expired, loosened, polynomial_leaf, prune_constants,
+                            prune_terms, refit_constants, rms_error, snap_constants, tie_coefficients)
 
 __all__ = ["Decomposition", "Node", "Piece", "decompose", "polynomial_leaf", "prune_constants", "refit_constants"]
 
 #: Training settings of every node's ensemble unless ``fit_options`` overrides them.
 NODE_FIT = {"members": 4, "hidden": (32, 32), "max_epochs": 300, "patience": 50, "lbfgs_steps": 100}
 _TRIES = 2  # steps tried per node before it is solved as one piece
+_COMBOS = 16  # combinations of the children's tied formulas tried where they are recombined
 _FINISH_SHARE = 0.1  # of the time budget: the last refits and pruning, after the search stops
 #: A step on the table's rows is kept without trying the node whole when its formula fits the
 #: validation rows to at most this share of the node's networks' error: finer than the surrogate
@@ -89,6 +93,8 @@ class Node:
     method: str | None = None
     expression: str | None = None
     val_rmse: float | None = None
+    #: a leaf's other formulas its rows could not tell apart (the parent's rows decide)
+    alternatives: tuple = field(default=(), repr=False)
 
     def exact(self) -> bool:
         """Every leaf below is a closed form its solver found exact (not "approximate", not the
@@ -218,11 +224,16 @@ def _leaf(y, cols, ctx: _Context, depth: int, solver: Callable | None = None, so
     if "time budget" in (piece.evidence or ""):
         cut = [line for line in piece.evidence.splitlines() if "time budget" in line]
         ctx.notes.append(f"time budget spent: leaf search on {_label(cols)} cut short ({'; '.join(cut)})")
-    expr = sympy.sympify(piece.expression).xreplace({sympy.Symbol(n): c for n, c in zip(local, cols)})
+    # numbers the piece snapped on its own rows are refitted where it is recombined (and snapped
+    # again at the end, on the table's rows)
+    expr = loosened(sympy.sympify(piece.expression).xreplace({sympy.Symbol(n): c for n, c in zip(local, cols)}), True)
     ctx.tick("leaf", t0)
     expr, rmse = _refit(expr, y, ctx)
     ctx.say(depth, f"leaf ({piece.method}) on {_label(cols)}: val RMSE {rmse:.3g}")
-    node = Node("leaf", piece.evidence, _label(cols), method=piece.method, expression=str(expr), val_rmse=rmse)
+    others = tuple(loosened(sympy.sympify(a).xreplace({sympy.Symbol(n): c for n, c in zip(local, cols)}), True)
+                   for a in getattr(piece, "alternatives", ()))
+    node = Node("leaf", piece.evidence, _label(cols), method=piece.method, expression=str(expr), val_rmse=rmse,
+                alternatives=others)
     return expr, node, rmse
 
 
@@ -334,7 +345,23 @@ def _candidates(y, cols, ctx: _Context, depth: int, inherited=None):
             steps += _homogeneity_steps(e, fit, Xn, cols, ctx)
             steps += _affine_steps(e, fit, cols)
     ctx.tick("tests", t0)
-    return fit, Xn, sorted(steps, key=lambda s: s[0])
+    return fit, Xn, _order(steps, len(cols))
+
+
+def _order(steps: list, n: int) -> list:
+    """Steps of a node of ``n`` inputs, the one that leaves least to solve first: by the inputs
+    of its largest sub-problem, then how many sub-problems it makes, then its margin (statistic
+    over threshold). On two inputs a dependence on ``a/b`` leaves one piece of one input where an
+    additive split leaves two, and where both hold the symmetry is the sharper statement."""
+    def reduction(step):
+        kind, arg = step[1], step[3]
+        if kind == "unused":
+            return len(arg), 1
+        if kind in ("additive", "multiplicative"):
+            return max(len(arg[0]), len(arg[1])), 2
+        return n - 1, 2 if kind == "affine" else 1
+
+    return sorted(steps, key=lambda step: (*reduction(step), step[0]))
 
 
 def _homogeneity_steps(e, fit, Xn, cols, ctx: _Context) -> list:
@@ -401,31 +428,32 @@ def _split_step(kind, report):
 
 
 def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
-    """Children of one step and how to recombine them."""
+    """Children of one step: ``(recombine, formulas, nodes)``, where ``recombine(formulas)``
+    is the node's formula from its children's."""
     _, kind, evidence, arg = step
     anchor = np.median(Xn[ctx.train], axis=0)
     if kind == "unused":
         expr, child, _ = _solve(y, [cols[i] for i in arg], ctx, depth + 1, _Restricted(fit, arg, anchor))
-        return expr, [child]
+        return lambda e: e[0], [expr], [child]
     if kind == "homogeneity":
         j, degree = arg
         k = sympy.Rational(str(degree))
         ratios = [c / cols[j] for i, c in enumerate(cols) if i != j]
         expr, child, _ = _solve(y / Xn[:, j] ** float(degree), ratios, ctx, depth + 1)
-        return cols[j] ** k * expr, [child]
+        return lambda e: cols[j] ** k * e[0], [expr], [child]
     if kind == "affine":
         i = arg
         rest = [c for k, c in enumerate(cols) if k != i]
         slope = _slope(fit, Xn, i)
         base_expr, base, _ = _solve(y - Xn[:, i] * slope, rest, ctx, depth + 1)
         slope_expr, slope_node, _ = _solve(slope, rest, ctx, depth + 1)
-        return base_expr + cols[i] * slope_expr, [base, slope_node]
+        return lambda e: e[0] + cols[i] * e[1], [base_expr, slope_expr], [base, slope_node]
     if kind == "symmetry":
         (i, j), pair = arg
         new = _PAIR_EXPR[pair](cols[i], cols[j])
         rest = [c for k, c in enumerate(cols) if k not in (i, j)]
         expr, child, _ = _solve(y, rest + [new], ctx, depth + 1)
-        return expr, [child]
+        return lambda e: e[0], [expr], [child]
     A, B = arg
     pieces, children = [], []
     for block in (A, B):
@@ -435,8 +463,59 @@ def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
         children.append(child)
     centre = sympy.Float(float(fit.predict(anchor[None, :])[0]), 15)
     if kind == "additive":
-        return pieces[0] + pieces[1] - centre, children
-    return pieces[0] * pieces[1] / centre, children
+        return lambda e: e[0] + e[1] - centre, pieces, children
+    return lambda e: e[0] * e[1] / centre, pieces, children
+
+
+def _settle(recombine, exprs, children, y, ctx: _Context, depth: int, spread: float = 0.0):
+    """The recombined formula, refitted on the node's rows, and its validation RMSE.
+
+    Where a child's solver could not tell some formulas apart on the child's own rows (a slice
+    of the networks, or one column of the table), each is tried in the recombined formula on
+    the node's rows; the constants the validation rows do not need are pruned, and of the
+    options within ``ACCURACY_TOL`` of the best RMSE the one with the fewest fitted constants,
+    then the shortest, is kept. (A piece of ``r1`` alone reads ``exp(r1)`` and ``r1**2`` as
+    equally good over a short range; in ``m*(a*r1**2 + b*r2**2 + c)`` the offset ``c`` then
+    vanishes and ``exp(r1)`` needs it.)
+    """
+    expr, rmse = _refit(recombine(exprs), y, ctx)
+    if not any(child.alternatives for child in children) or ctx.left() <= 0:
+        return expr, rmse
+    choices = [[(None, e)] + [(k, alt) for k, alt in enumerate(child.alternatives)]
+               for e, child in zip(exprs, children)]
+    combos = list(itertools.islice(itertools.product(*choices), _COMBOS))
+    options = []
+    for combo in combos:
+        if ctx.left() <= 0 and options:
+            ctx.notes.append(f"time budget spent: {len(combos) - len(options)} combinations of tied pieces not tried")
+            break
+        # the first combination is the children's own choice, refitted above
+        trial, trial_rmse = _refit(recombine([e for _, e in combo]), y, ctx) if options else (expr, rmse)
+        options.append((*_pruned(trial, trial_rmse, y, ctx, spread), combo))
+    finite = [o[1] for o in options if math.isfinite(o[1])]
+    if not finite:
+        return expr, rmse
+    limit = max(min(finite) * (1 + ACCURACY_TOL), min(finite) + Z_SPREAD * spread) + FLOOR * float(np.std(y))
+    best = min((o for o in options if o[1] <= limit), key=lambda o: (len(o[0].atoms(sympy.Float)), complexity(o[0])))
+    for (k, alt), child, old in zip(best[2], children, exprs):
+        if k is not None:
+            ctx.notes.append(f"tie settled on the parent's rows: piece {child.variables} reads {sympy.sstr(alt)} instead "
+                             f"of {sympy.sstr(old)} (validation RMSE {best[1]:.3g}, fewer constants or shorter)")
+            ctx.say(depth, ctx.notes[-1])
+            child.expression = str(alt)
+    return best[0], best[1]
+
+
+def _pruned(expr, rmse, y, ctx: _Context, spread: float = 0.0):
+    """``expr`` without the constants the node's validation rows do not need (within
+    ``ACCURACY_TOL``, or ``Z_SPREAD`` times the members' ``spread``; the rest refitted), and its
+    validation RMSE."""
+    tolerance = max(ACCURACY_TOL, Z_SPREAD * spread / rmse) if rmse > 0 else ACCURACY_TOL
+    pruned = prune_constants(expr, ctx.symbols, ctx.X[ctx.val], y[ctx.val], tolerance=tolerance,
+                             deadline=ctx.deadline)
+    if pruned != expr:
+        pruned, rmse = _refit(pruned, y, ctx)
+    return pruned, rmse
 
 
 def _solve(y, cols, ctx: _Context, depth: int, inherited=None):
@@ -461,13 +540,16 @@ def _solve(y, cols, ctx: _Context, depth: int, inherited=None):
         # what the node's own networks reach on the table's rows; a piece's rows are its parent's
         # predictions, judged at its leaves and again where it is recombined
         yardstick = None if inherited is not None else rms_error(fit.predict(Xn[ctx.val]), y[ctx.val])
+        # on a slice of the networks the rows are the members' mean: formulas within their
+        # disagreement tie where tied pieces are settled, as in the leaf solver
+        spread = 0.0 if inherited is None else member_spread(inherited.members_module(), Xn[ctx.val])
         for step in steps[:_TRIES]:
             if ctx.left() <= 0:
                 ctx.notes.append(f"time budget spent: {step[1]} step on {_label(cols)} not tried")
                 break
             ctx.say(depth, f"{step[1]}: {step[2]}")
-            expr, children = _apply(step, y, cols, fit, Xn, ctx, depth)
-            expr, rmse = _refit(expr, y, ctx)
+            recombine, exprs, children = _apply(step, y, cols, fit, Xn, ctx, depth)
+            expr, rmse = _settle(recombine, exprs, children, y, ctx, depth, spread)
             node = Node(step[1], step[2], _label(cols), children, expression=str(expr), val_rmse=rmse)
             if node.exact() and (yardstick is None or rmse <= _BEYOND * yardstick + FLOOR * float(np.std(y))):
                 return expr, node, rmse
@@ -574,6 +656,11 @@ def decompose(X, y, names: Sequence[str], *, val_index, seed: int = 0, time_budg
         ctx.notes.append("dropped, the validation rows do not need them (the rest refitted): "
                          + ", ".join(str(t) for t in dropped))
         expr, rmse = _refit(pruned, y, ctx)
+    # noisy rows give one coefficient twice as two close numbers
+    tied, said = tie_coefficients(expr, symbols, X, y, ctx.train, val, deadline=ctx.finish)
+    if said:
+        ctx.notes.append("tied, the validation rows do not tell them apart: " + "; ".join(said))
+        expr, rmse = _refit(tied, y, ctx)
     # a refitted 1.0 or 0.5 reads as the 1 or 1/2 it is, where the validation rows agree
     snapped = snap_constants(expr, symbols, X[val], y[val], deadline=ctx.finish)
     if snapped != expr:

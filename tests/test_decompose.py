@@ -248,3 +248,49 @@ def test_an_affine_law_splits_into_intercept_and_slope_read_from_the_gradient():
     Xf, yf = rows(law, low, high, 500, seed=99)  # exact on fresh rows: sin(theta - pi/2) is -cos(theta)
     pred = sympy.lambdify(sympy.symbols("theta mu"), d.expression, "numpy")(*Xf.T)
     assert np.max(np.abs(pred - yf)) < 1e-9, d.expression
+
+
+def test_tied_pieces_are_settled_on_the_parents_rows():
+    # a leaf that cannot tell its forms apart hands back exp(x) and lists x**2 and x as just as
+    # good; in m*(r1**2 + r2**2)/2 (1 % noise) the parent's rows keep the forms that need no offset
+    from discovery.leaf import Piece, rms_error
+
+    def leaf(Xp, yp, piece_names, *, val_index, seed, time_budget, model=None, engine="auto"):
+        x = sympy.Symbol(piece_names[0])
+        train = np.setdiff1d(np.arange(len(yp)), val_index)
+        fitted = []
+        for form in (sympy.exp(x), x**2, x):
+            column = sympy.lambdify(x, form, "numpy")(Xp[:, 0])
+            A = np.stack([column, np.ones_like(column)], axis=1)
+            (a, d), *_ = np.linalg.lstsq(A[train], yp[train], rcond=None)
+            fitted.append((sympy.Float(a) * form + sympy.Float(d), rms_error(A[val_index] @ [a, d], yp[val_index])))
+        (chosen, rmse), *others = fitted
+        return Piece(chosen, rmse, "one of three forms", "", tuple(e for e, _ in others))
+
+    law, low, high = (lambda m, r1, r2: m * (r1**2 + r2**2) / 2), [1, 0.5, 1], [5, 1, 2]
+    X, y = rows(law, low, high, 1200, seed=8)
+    y = y + 0.01 * np.sqrt(np.mean(y**2)) * np.random.default_rng(8).normal(size=len(y))
+    d = decompose(X, y, ["m", "r1", "r2"], val_index=np.arange(900, 1200), max_leaf_variables=1, fit_options=FAST,
+                  solve_leaf=leaf)
+    m, r1, r2 = sympy.symbols("m r1 r2")
+    assert d.tree.test == "multiplicative", (d.tree.to_dict(), d.notes)  # kept, not undone
+    assert not d.expression.has(sympy.exp), (d.expression, d.notes)
+    assert sympy.diff(d.expression, r1, 3) == 0 and sympy.diff(d.expression, r2, 3) == 0, d.expression
+    assert sympy.diff(d.expression, m, 2) == 0, d.expression
+    assert any(n.startswith("tie settled on the parent's rows") for n in d.notes), d.notes
+    assert score_on_fresh_rows(d, ["m", "r1", "r2"], law, low, high) > 0.9999
+
+
+def test_the_step_that_leaves_least_to_solve_goes_first():
+    from discovery.decompose import _order
+
+    additive = (0.2, "additive", "", ([0], [1]))
+    ratio = (0.6, "symmetry", "", ((0, 1), "ratio"))
+    # two inputs: a/b leaves one piece of one input, the split two; margins come after
+    assert [s[1] for s in _order([additive, ratio], 2)] == ["symmetry", "additive"]
+    # six inputs: a 3 | 3 split leaves less than a symmetry's five
+    halves = (0.9, "multiplicative", "", ([0, 1, 2], [3, 4, 5]))
+    assert [s[1] for s in _order([ratio, halves], 6)] == ["multiplicative", "symmetry"]
+    # equal reductions: the clearer margin first
+    other = (0.1, "symmetry", "", ((2, 3), "difference"))
+    assert [s[0] for s in _order([ratio, other], 6)] == [0.1, 0.6]

@@ -33,8 +33,8 @@ import sympy
 
 from discovery.closedform.elementary import composite, elementary
 from discovery.closedform.fitting import (
-    NOISE_ROWS, Z, Z_SPREAD, Candidate, Template, float_floor, noise_estimate, not_worse, polish, r2, rmse,
-    variables,
+    NOISE_ROWS, Z, Z_SPREAD, Candidate, Template, float_floor, member_spread, noise_estimate, not_worse, polish, r2,
+    rmse, variables,
 )
 from discovery.closedform.polynomial import rationals, transformed_polynomials
 from discovery.crosscheck.base import complexity
@@ -50,6 +50,8 @@ SEARCH_SHARE = 0.45
 """Share of the time budget for the own families; Operon may use up to ``OPERON_SHARE`` more,
 and the rest refits and snaps the best candidates."""
 OPERON_SHARE = 0.25
+ALTERNATIVES = 3
+"""Candidates tied with the chosen one that a piece hands back besides its answer."""
 
 
 @dataclass
@@ -70,6 +72,10 @@ class Piece:
         Why: the residual test, noise estimate, snapped constants, engine notes, time budget.
     candidates : pandas.DataFrame
         ``method``, ``expression``, ``complexity``, ``val_rmse`` of the best candidates.
+    alternatives : tuple of sympy.Expr
+        Up to ``ALTERNATIVES`` other candidates as good as the chosen one on these rows (the
+        tidiest first): a caller with rows of its own, such as a decomposition's parent, can
+        decide among them.
     """
 
     expression: sympy.Expr
@@ -78,6 +84,7 @@ class Piece:
     method: str
     evidence: str
     candidates: pd.DataFrame
+    alternatives: tuple = ()
 
 
 def _check(X, y, names, val_index, engine, call):
@@ -199,7 +206,7 @@ def solve_piece(
     notes: list[str] = []
     # what the data can resolve: float64, plus the ensemble's disagreement when members are given
     # (two standard deviations of it: the members' mean is no more accurate than they disagree)
-    spread = _member_spread(model, X[val])
+    spread = member_spread(model, X[val])
     floor = float_floor(y[val]) + (Z_SPREAD * spread) ** 2
     if spread > 0:
         notes.append(f"ensemble members disagree by {spread:.3g} (rms) on validation rows: candidates "
@@ -298,8 +305,19 @@ def solve_piece(
             shown.add((c.method, c.note, str(e)))
             rows.append((describe(c), e, complexity(e), score(c)))
     table = pd.DataFrame(rows, columns=["method", "expression", "complexity", "val_rmse"])
+    others, seen = [], {_rounded(chosen.expr)}
+    for c in sorted(ties, key=lambda c: (_untidiness(c.expr), score(c))):
+        if _rounded(c.expr) not in seen and len(others) < ALTERNATIVES:
+            seen.add(_rounded(c.expr))
+            others.append(c.expr.xreplace(symbols))
     return Piece(chosen.expr.xreplace(symbols), score(chosen), r2(chosen.pred[val], y[val]),
-                 method if exact else f"approximate {method}", "\n".join(evidence), table)
+                 method if exact else f"approximate {method}", "\n".join(evidence), table, tuple(others))
+
+
+def _rounded(expr: sympy.Expr) -> str:
+    """``expr``'s text with its floats to 6 significant digits: refits of one form that differ
+    in the last digits read the same."""
+    return sympy.srepr(expr.xreplace({f: sympy.Float(float(f"{float(f):.6g}")) for f in expr.atoms(sympy.Float)}))
 
 
 def _untidiness(expr: sympy.Expr) -> int:
@@ -324,27 +342,6 @@ def _pool(cands: list[Candidate], constant: Candidate, y, val, floor, score) -> 
             pool.append(c)
     pool.sort(key=lambda c: (_untidiness(c.expr), score(c)))
     return pool
-
-
-def _member_spread(model, Xv: np.ndarray) -> float:
-    """Root mean square standard deviation across the model's outputs (ensemble members) on
-    ``Xv``; 0 without a model or with one output."""
-    if model is None:
-        return 0.0
-    import copy
-
-    import torch
-
-    device = None
-    if isinstance(model, torch.nn.Module):
-        model = copy.deepcopy(model).double()
-        device = next((p.device for p in model.parameters()), None)
-    with torch.no_grad():
-        out = model(torch.as_tensor(Xv, dtype=torch.float64, device=device))
-    out = np.asarray(out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else out, dtype=np.float64)
-    if out.ndim != 2 or out.shape[1] < 2:
-        return 0.0
-    return float(np.sqrt(np.mean(np.var(out, axis=1, ddof=1))))
 
 
 def _series(model, X, y, xs, train, cands: list[Candidate]) -> str:

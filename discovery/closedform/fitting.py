@@ -105,6 +105,27 @@ NOISE_ROWS = 400
 """Rows sampled by :func:`noise_estimate` (its precision is that of a mean of this many)."""
 
 
+def member_spread(model, Xv: np.ndarray) -> float:
+    """Root mean square standard deviation across the model's outputs (ensemble members) on
+    ``Xv``; 0 without a model or with one output."""
+    if model is None:
+        return 0.0
+    import copy
+
+    import torch
+
+    device = None
+    if isinstance(model, torch.nn.Module):
+        model = copy.deepcopy(model).double()
+        device = next((p.device for p in model.parameters()), None)
+    with torch.no_grad():
+        out = model(torch.as_tensor(Xv, dtype=torch.float64, device=device))
+    out = np.asarray(out.detach().cpu().numpy() if isinstance(out, torch.Tensor) else out, dtype=np.float64)
+    if out.ndim != 2 or out.shape[1] < 2:
+        return 0.0
+    return float(np.sqrt(np.mean(np.var(out, axis=1, ddof=1))))
+
+
 def noise_estimate(X: np.ndarray, y: np.ndarray, rng: np.random.Generator, max_rows: int = NOISE_ROWS) -> float:
     """Noise standard deviation of ``y`` estimated without a model (an upper bound on smooth data).
 
