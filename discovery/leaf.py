@@ -212,8 +212,8 @@ def snap_constants(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.ndar
     by it where the RMSE on ``(X, y)`` (pass validation rows) stays within ``tolerance`` of the
     original; largest constants first. One- and two-digit decimals count as clean; a value it
     would only round to 3 or more digits stays as it is. A constant added to the argument of a
-    sine or cosine (a phase) snaps to a multiple of ``pi/2`` within ``relative``. At ``deadline`` no further constant is
-    tried.
+    sine or cosine (a phase) snaps to a multiple of ``pi/2`` within ``relative``. At ``deadline``
+    no further constant is tried.
 
     Examples
     --------
