@@ -63,6 +63,7 @@ __all__ = ["Decomposition", "Node", "Piece", "decompose", "polynomial_leaf", "pr
 NODE_FIT = {"members": 4, "hidden": (32, 32), "max_epochs": 300, "patience": 50, "lbfgs_steps": 100}
 _TRIES = 2  # steps tried per node before it is solved as one piece
 _COMBOS = 16  # combinations of the children's tied formulas tried where they are recombined
+_COMBOS_UP = 3  # of those, handed up by a node on a slice of the networks (its rows cannot decide)
 _FINISH_SHARE = 0.1  # of the time budget: the last refits and pruning, after the search stops
 #: A step on the table's rows is kept without trying the node whole when its formula fits the
 #: validation rows to at most this share of the node's networks' error: finer than the surrogate
@@ -93,7 +94,7 @@ class Node:
     method: str | None = None
     expression: str | None = None
     val_rmse: float | None = None
-    #: a leaf's other formulas its rows could not tell apart (the parent's rows decide)
+    #: other formulas the rows of a leaf or of a slice could not tell apart (the parent's rows decide)
     alternatives: tuple = field(default=(), repr=False)
 
     def exact(self) -> bool:
@@ -350,16 +351,19 @@ def _candidates(y, cols, ctx: _Context, depth: int, inherited=None):
 
 def _order(steps: list, n: int) -> list:
     """Steps of a node of ``n`` inputs, the one that leaves least to solve first: by the inputs
-    of its largest sub-problem, then how many sub-problems it makes, then its margin (statistic
-    over threshold). On two inputs a dependence on ``a/b`` leaves one piece of one input where an
+    of its largest sub-problem; then whether that sub-problem needs networks of its own (a
+    symmetry, homogeneity or affine step on three or more inputs: its new columns are not the
+    parent's, so a smaller ensemble is trained, where a split's pieces read the parent's
+    networks on a slice); then how many sub-problems it makes; then its margin (statistic over
+    threshold). On two inputs a dependence on ``a/b`` leaves one piece of one input where an
     additive split leaves two, and where both hold the symmetry is the sharper statement."""
     def reduction(step):
         kind, arg = step[1], step[3]
         if kind == "unused":
-            return len(arg), 1
+            return len(arg), 0, 1
         if kind in ("additive", "multiplicative"):
-            return max(len(arg[0]), len(arg[1])), 2
-        return n - 1, 2 if kind == "affine" else 1
+            return max(len(arg[0]), len(arg[1])), 0, 2
+        return n - 1, int(n - 1 > 1), 2 if kind == "affine" else 1
 
     return sorted(steps, key=lambda step: (*reduction(step), step[0]))
 
@@ -468,7 +472,8 @@ def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
 
 
 def _settle(recombine, exprs, children, y, ctx: _Context, depth: int, spread: float = 0.0):
-    """The recombined formula, refitted on the node's rows, and its validation RMSE.
+    """The recombined formula, refitted on the node's rows, its validation RMSE, and the tied
+    formulas the node hands up to its parent.
 
     Where a child's solver could not tell some formulas apart on the child's own rows (a slice
     of the networks, or one column of the table), each is tried in the recombined formula on
@@ -476,11 +481,13 @@ def _settle(recombine, exprs, children, y, ctx: _Context, depth: int, spread: fl
     options within ``ACCURACY_TOL`` of the best RMSE the one with the fewest fitted constants,
     then the shortest, is kept. (A piece of ``r1`` alone reads ``exp(r1)`` and ``r1**2`` as
     equally good over a short range; in ``m*(a*r1**2 + b*r2**2 + c)`` the offset ``c`` then
-    vanishes and ``exp(r1)`` needs it.)
+    vanishes and ``exp(r1)`` needs it.) Only rows of the table decide: a node on a slice of the
+    networks (``spread`` > 0, the members' disagreement) keeps its children's choice and hands
+    the combinations within that disagreement up, so a decision waits for real data.
     """
     expr, rmse = _refit(recombine(exprs), y, ctx)
     if not any(child.alternatives for child in children) or ctx.left() <= 0:
-        return expr, rmse
+        return expr, rmse, ()
     choices = [[(None, e)] + [(k, alt) for k, alt in enumerate(child.alternatives)]
                for e, child in zip(exprs, children)]
     combos = list(itertools.islice(itertools.product(*choices), _COMBOS))
@@ -494,16 +501,21 @@ def _settle(recombine, exprs, children, y, ctx: _Context, depth: int, spread: fl
         options.append((*_pruned(trial, trial_rmse, y, ctx, spread), combo))
     finite = [o[1] for o in options if math.isfinite(o[1])]
     if not finite:
-        return expr, rmse
+        return expr, rmse, ()
     limit = max(min(finite) * (1 + ACCURACY_TOL), min(finite) + Z_SPREAD * spread) + FLOOR * float(np.std(y))
-    best = min((o for o in options if o[1] <= limit), key=lambda o: (len(o[0].atoms(sympy.Float)), complexity(o[0])))
+    tied = sorted((o for o in options if o[1] <= limit), key=lambda o: (len(o[0].atoms(sympy.Float)), complexity(o[0])))
+    if spread > 0:
+        # a slice's rows are the members' mean, which cannot tell these apart either: keep the
+        # children's own choice and hand the others up to a node whose rows are the table's
+        return expr, rmse, tuple(o[0] for o in tied if o is not options[0])[:_COMBOS_UP]
+    best = tied[0]
     for (k, alt), child, old in zip(best[2], children, exprs):
         if k is not None:
             ctx.notes.append(f"tie settled on the parent's rows: piece {child.variables} reads {sympy.sstr(alt)} "
                              f"instead of {sympy.sstr(old)} (validation RMSE {best[1]:.3g}, fewer constants or shorter)")
             ctx.say(depth, ctx.notes[-1])
             child.expression = str(alt)
-    return best[0], best[1]
+    return best[0], best[1], ()
 
 
 def _pruned(expr, rmse, y, ctx: _Context, spread: float = 0.0):
@@ -549,8 +561,9 @@ def _solve(y, cols, ctx: _Context, depth: int, inherited=None):
                 break
             ctx.say(depth, f"{step[1]}: {step[2]}")
             recombine, exprs, children = _apply(step, y, cols, fit, Xn, ctx, depth)
-            expr, rmse = _settle(recombine, exprs, children, y, ctx, depth, spread)
-            node = Node(step[1], step[2], _label(cols), children, expression=str(expr), val_rmse=rmse)
+            expr, rmse, others = _settle(recombine, exprs, children, y, ctx, depth, spread)
+            node = Node(step[1], step[2], _label(cols), children, expression=str(expr), val_rmse=rmse,
+                        alternatives=others)
             if node.exact() and (yardstick is None or rmse <= _BEYOND * yardstick + FLOOR * float(np.std(y))):
                 return expr, node, rmse
             tried.append((expr, node, rmse))

@@ -48,12 +48,13 @@ def test_product_with_an_exponential_of_a_ratio():
     law, low, high, names = (lambda x, y, z: x * np.exp(-y / z)), [0.5, 0.5, 1.0], [2.0, 2.0, 3.0], ["x", "y", "z"]
     X, y = rows(law, low, high, 1000, seed=0)
     d = decompose(X, y, names, val_index=np.arange(800, 1000), max_leaf_variables=1, fit_options=FAST)
-    assert d.tree.test == "symmetry" and "y / z" in d.tree.evidence, d.tree.to_dict()  # y, z only through y / z
-    (child,) = d.tree.children
-    assert child.variables == ["x", "y/z"]
-    # x | y/z is found; kept, or undone because the leaf solves (x, y/z) exactly in one piece
-    assert child.test == "multiplicative" or any(n.startswith("undone: multiplicative step on ['x', 'y/z']")
-                                                 for n in d.notes), (child.to_dict(), d.notes)
+    # x | (y, z) first: the split's pieces read these networks on a slice, where depending on y/z
+    # would leave (x, y/z), as large, to a new ensemble; then y, z only through y / z
+    assert d.tree.test == "multiplicative" and d.tree.evidence.startswith("multiplicative split [0] | [1, 2]"), \
+        d.tree.to_dict()
+    assert [c.variables for c in d.tree.children] == [["x"], ["y", "z"]]
+    ratio = d.tree.children[1]
+    assert ratio.test == "symmetry" and "y / z" in ratio.evidence, ratio.to_dict()
     assert d.val_r2 > 0.9999 and score_on_fresh_rows(d, names, law, low, high) > 0.9999
     x, yy, z = sympy.symbols("x y z")  # constants the validation rows cannot tell from zero are gone
     assert abs(float(d.expression.subs({x: 1.3, yy: 0.7, z: 1.9})) - 1.3 * np.exp(-0.7 / 1.9)) < 1e-9
@@ -291,6 +292,11 @@ def test_the_step_that_leaves_least_to_solve_goes_first():
     # six inputs: a 3 | 3 split leaves less than a symmetry's five
     halves = (0.9, "multiplicative", "", ([0, 1, 2], [3, 4, 5]))
     assert [s[1] for s in _order([ratio, halves], 6)] == ["multiplicative", "symmetry"]
+    # three inputs: omega0 | (v, c) reads the parent's networks on a slice; depending on v/c leaves
+    # (omega0, v/c), as large, for a new and smaller ensemble
+    split = (0.9, "multiplicative", "", ([0], [1, 2]))
+    symmetry = (0.1, "symmetry", "", ((1, 2), "ratio"))
+    assert [s[1] for s in _order([symmetry, split], 3)] == ["multiplicative", "symmetry"]
     # equal reductions: the clearer margin first
     other = (0.1, "symmetry", "", ((2, 3), "difference"))
     assert [s[0] for s in _order([ratio, other], 6)] == [0.1, 0.6]
