@@ -512,7 +512,8 @@ def _settle(recombine, exprs, children, y, ctx: _Context, depth: int, spread: fl
     for (k, alt), child, old in zip(best[2], children, exprs):
         if k is not None:
             ctx.notes.append(f"tie settled on the parent's rows: piece {child.variables} reads {sympy.sstr(alt)} "
-                             f"instead of {sympy.sstr(old)} (validation RMSE {best[1]:.3g}, fewer constants or shorter)")
+                             f"instead of {sympy.sstr(old)} (validation RMSE {best[1]:.3g}, fewer constants or "
+                             "shorter)")
             ctx.say(depth, ctx.notes[-1])
             child.expression = str(alt)
     return best[0], best[1], ()
