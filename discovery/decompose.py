@@ -227,12 +227,12 @@ def _leaf(y, cols, ctx: _Context, depth: int, solver: Callable | None = None, so
         ctx.notes.append(f"time budget spent: leaf search on {_label(cols)} cut short ({'; '.join(cut)})")
     # numbers the piece snapped on its own rows are refitted where it is recombined (and snapped
     # again at the end, on the table's rows)
-    expr = loosened(sympy.sympify(piece.expression).xreplace({sympy.Symbol(n): c for n, c in zip(local, cols)}), True)
+    back = {sympy.Symbol(n): c for n, c in zip(local, cols)}
+    expr = loosened(sympy.sympify(piece.expression).xreplace(back), True)
     ctx.tick("leaf", t0)
     expr, rmse = _refit(expr, y, ctx)
     ctx.say(depth, f"leaf ({piece.method}) on {_label(cols)}: val RMSE {rmse:.3g}")
-    others = tuple(loosened(sympy.sympify(a).xreplace({sympy.Symbol(n): c for n, c in zip(local, cols)}), True)
-                   for a in getattr(piece, "alternatives", ()))
+    others = tuple(loosened(sympy.sympify(a).xreplace(back), True) for a in getattr(piece, "alternatives", ()))
     node = Node("leaf", piece.evidence, _label(cols), method=piece.method, expression=str(expr), val_rmse=rmse,
                 alternatives=others)
     return expr, node, rmse

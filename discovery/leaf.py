@@ -353,9 +353,10 @@ def tie_coefficients(expr: sympy.Expr, symbols: Sequence[sympy.Symbol], X: np.nd
         if trial.has(sympy.nan, sympy.zoo, sympy.oo) or not isinstance(trial, sympy.Expr):
             continue
         trial = refit_constants(trial, symbols, X[train], y[train], deadline=deadline)
-        if rmse(trial) <= current * (1 + tolerance) + FLOOR * float(np.std(y[val])):
+        trial_rmse = rmse(trial)
+        if trial_rmse <= current * (1 + tolerance) + FLOOR * float(np.std(y[val])):
             said.append(f"{sympy.sstr(node.args[i])} and {sympy.sstr(node.args[j])} share one coefficient")
-            expr, current, tried = trial, rmse(trial), set()
+            expr, current, tried = trial, trial_rmse, set()
     return expr, said
 
 
