@@ -371,8 +371,10 @@ def _order(steps: list, n: int) -> list:
 def _homogeneity_steps(e, fit, Xn, cols, ctx: _Context) -> list:
     """Where no other test fires: ``f`` homogeneous of degree ``k`` in every input gives
     ``f = x_j^k g(x_i / x_j)``, one input fewer. Each ``x_j`` without zeros or sign change can
-    be the scale; the steadiest first (smallest coefficient of variation on the training rows),
-    since its ratios stay best conditioned."""
+    be the scale. Scales whose ratios stay below 1 come first (``v/c`` rather than ``c/v``:
+    series and polynomials in a ratio below 1 converge, and the leaf's families read them), then
+    the steadiest (smallest coefficient of variation on the training rows), whose ratios stay
+    best conditioned."""
     if len(cols) < 2:
         return []
     try:
@@ -387,12 +389,13 @@ def _homogeneity_steps(e, fit, Xn, cols, ctx: _Context) -> list:
         x = train[:, j]
         if np.all(x > 0) or np.all(x < 0):
             spread = float(np.std(x) / abs(np.mean(x)))
-            out.append((float(r.statistic) / r.threshold + spread * 1e-6, "homogeneity",
+            above = sum(float(np.median(np.abs(train[:, i] / x))) > 1 for i in range(len(cols)) if i != j)
+            # one test for every scale: the tie-break below the margin orders them (see _order)
+            out.append((float(r.statistic) / r.threshold + 1e-6 * (above + min(spread, 0.999)), "homogeneity",
                         f"{r.detail['h']} (Euler identity residual |t| {float(r.statistic):.2f} < {r.threshold:g}, "
                         f"fitted degree {r.detail['fitted_degree']:.3f}): scale {cols[j]} (coefficient of variation "
-                        f"{spread:.2f})", (j, r.detail["degree"]), spread))
-    out.sort(key=lambda step: step[4])
-    return [step[:4] for step in out]
+                        f"{spread:.2f}, {above} ratios above 1)", (j, r.detail["degree"])))
+    return out
 
 
 def _affine_steps(e, fit, cols) -> list:
@@ -459,6 +462,8 @@ def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
         expr, child, _ = _solve(y, rest + [new], ctx, depth + 1)
         return lambda e: e[0], [expr], [child]
     A, B = arg
+    if kind == "multiplicative":
+        anchor = _away_from_zero(fit, Xn[ctx.train], anchor, A, B)
     pieces, children = [], []
     for block in (A, B):
         piece = _Restricted(fit, block, anchor)
@@ -469,6 +474,25 @@ def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
     if kind == "additive":
         return lambda e: e[0] + e[1] - centre, pieces, children
     return lambda e: e[0] * e[1] / centre, pieces, children
+
+
+def _away_from_zero(fit, rows: np.ndarray, anchor: np.ndarray, A, B) -> np.ndarray:
+    """Anchor of a product's slices. The piece ``g(x_A) = f(x_A, x_B*)`` is read through the
+    factor ``h(x_B*)``, which the median ``x_B`` may put near a zero (``A sin(k x - omega t)``
+    with the phase's median near 0 leaves the ``A`` slice flat: all noise). So ``x_B*`` is the
+    training row's ``x_B`` nearest the median among those where ``|f(x_A*, x_B)|`` is in its
+    top quarter, and likewise ``x_A*`` given that ``x_B*``."""
+    out = anchor.copy()
+    scale = np.std(rows, axis=0)
+    scale[scale == 0] = 1.0
+    for chosen, held in ((B, A), (A, B)):
+        trial = rows.copy()
+        trial[:, held] = out[held]
+        size = np.abs(fit.predict(trial))
+        strong = rows[size >= np.quantile(size, 0.75)]
+        near = np.argmin(np.sum(((strong[:, chosen] - anchor[chosen]) / scale[chosen]) ** 2, axis=1))
+        out[chosen] = strong[near, chosen]
+    return out
 
 
 def _settle(recombine, exprs, children, y, ctx: _Context, depth: int, spread: float = 0.0):

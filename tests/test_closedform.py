@@ -93,6 +93,30 @@ def test_right_form_with_one_percent_noise(name):
     assert piece.val_rmse < 1.5 * 0.01 * np.std(y)
 
 
+@pytest.mark.parametrize("law, truth, lo, hi", [
+    # a piece cut from a law keeps its additive constant: kinetic energy over m c^2 is gamma - 1
+    (lambda u: 3 / np.sqrt(1 - u**2) - 3, lambda u: 3 / sympy.sqrt(1 - u**2) - 3, 0.1, 0.67),
+    (lambda x: 2 - 1 / (1 + x) ** 2, lambda x: 2 - 1 / (1 + x) ** 2, 0.0, 3.0),
+])
+def test_a_shifted_target_is_read_through_its_transform(law, truth, lo, hi):
+    X = np.random.default_rng(0).uniform(lo, hi, (N, 1))
+    piece = solve_piece(X, law(X[:, 0]), ["x"], val_index=VAL, engine="off", time_budget=BUDGET)
+    assert same_form(piece.expression, truth(sympy.Symbol("x")), lo), (piece.expression, piece.evidence)
+    assert not piece.method.startswith("approximate"), piece.evidence
+
+
+def test_a_root_of_a_sum_of_squared_products():
+    # E = sqrt(p^2 c^2 + m^2 c^4): E^2 is a polynomial of degree 6 in the raw inputs (84 terms:
+    # the rows must outnumber them twice over)
+    X = np.random.default_rng(0).uniform(1.0, 3.0, (3 * N, 3))
+    p, c, m = X.T
+    piece = solve_piece(X, np.sqrt(p**2 * c**2 + m**2 * c**4), ["p", "c", "m"], val_index=np.arange(0, 3 * N, 3),
+                        engine="off", time_budget=BUDGET)
+    P, C, M = sympy.symbols("p c m")
+    assert same_form(piece.expression, sympy.sqrt(P**2 * C**2 + M**2 * C**4), 1.0), piece.evidence
+    assert not piece.method.startswith("approximate"), piece.evidence
+
+
 def test_pure_noise_is_not_called_exact():
     rng = np.random.default_rng(3)
     X = rng.uniform(0, 1, (N, 1))

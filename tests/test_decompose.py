@@ -282,6 +282,22 @@ def test_tied_pieces_are_settled_on_the_parents_rows():
     assert score_on_fresh_rows(d, ["m", "r1", "r2"], law, low, high) > 0.9999
 
 
+def test_a_products_slices_avoid_the_zeros_of_the_other_factor():
+    # a sin(x) with x centred on 0: the slice through the median x is a*sin(0), flat and all
+    # noise, from which the a piece read a constant; the slice is taken where sin(x) is large
+    law, low, high = (lambda a, x: a * np.sin(x)), [1, -1.5], [3, 1.5]
+    X, y = rows(law, low, high, 1200, seed=3)
+    y = y + 0.01 * np.sqrt(np.mean(y**2)) * np.random.default_rng(3).normal(size=len(y))
+    d = decompose(X, y, ["a", "x"], val_index=np.arange(900, 1200), max_leaf_variables=1, fit_options=FAST)
+    assert d.tree.test == "multiplicative", (d.tree.to_dict(), d.notes)
+    a, x = sympy.symbols("a x")
+    piece = sympy.sympify(d.tree.children[0].expression)
+    assert d.tree.children[0].variables == ["a"] and sympy.diff(piece, a) != 0, d.tree.to_dict()
+    assert sympy.diff(d.expression, a, 2) == 0, d.expression
+    rounded = d.expression.xreplace({f: sympy.Rational(f"{float(f):.3g}") for f in d.expression.atoms(sympy.Float)})
+    assert sympy.simplify(rounded - a * sympy.sin(x)) == 0, d.expression
+
+
 def test_the_step_that_leaves_least_to_solve_goes_first():
     from discovery.decompose import _order
 

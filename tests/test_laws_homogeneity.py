@@ -85,6 +85,23 @@ def test_the_decomposition_divides_by_a_scale_and_reads_the_rest(one_thread):
 
 
 @pytest.mark.slow
+def test_the_scale_leaves_ratios_below_one(one_thread):
+    # K = c^2 (1/sqrt(1 - v^2/c^2) - 1) is homogeneous of degree 2 in (v, c); with c as the scale
+    # the piece is gamma(v/c) - 1, which the leaf reads; with v it is a series in c/v that it
+    # does not
+    def kinetic(v, c):
+        return c**2 * (1 / np.sqrt(1 - v**2 / c**2) - 1)
+
+    X, y = _rows(kinetic, [1, 3], [2, 10], 1000)
+    d = decompose(X, y, ["v", "c"], val_index=np.arange(800, 1000), fit_options={"members": 4})
+    assert d.tree.test == "homogeneity" and "scale c" in d.tree.evidence, d.tree.to_dict()
+    v, c = sympy.symbols("v c", positive=True)
+    found = d.expression.xreplace({sympy.Symbol("v"): v, sympy.Symbol("c"): c})
+    found = found.xreplace({f: sympy.Rational(f"{float(f):.3g}") for f in found.atoms(sympy.Float)})
+    assert sympy.simplify(found - c**2 * (1 / sympy.sqrt(1 - v**2 / c**2) - 1)) == 0, d.expression
+
+
+@pytest.mark.slow
 def test_no_homogeneity_step_where_the_inputs_do_not_scale_together(one_thread):
     X, y = _rows(not_homogeneous, [0.2, 0.2, 0.5], [1.0, 1.0, 2.0], 1000)
     d = decompose(X, y, ["v", "w", "c"], val_index=np.arange(800, 1000), fit_options={"members": 4})

@@ -36,7 +36,7 @@ from discovery.closedform.fitting import (
     NOISE_ROWS, Z, Z_SPREAD, Candidate, Template, float_floor, member_spread, noise_estimate, not_worse, polish, r2,
     rmse, variables,
 )
-from discovery.closedform.polynomial import rationals, transformed_polynomials
+from discovery.closedform.polynomial import rationals, shifted_polynomials, transformed_polynomials
 from discovery.crosscheck.base import complexity
 from discovery.errors import CrosscheckError, DataError
 
@@ -218,6 +218,7 @@ def solve_piece(
     cands = [cands_constant]
     families = [("transformed polynomials", transformed_polynomials), ("rational functions", rationals)]
     if k == 1:
+        families.append(("shifted transformed polynomials", shifted_polynomials))
         families.append(("elementary functions", elementary))
     families.append(("elementary functions of a monomial", composite))
     for label, family in families:

@@ -77,6 +77,12 @@ def input_combinations(X: np.ndarray) -> list[tuple[str, ...]]:
     return sorted(combos)
 
 
+# y^2 polynomial in the raw inputs is tried up to this degree: the square of a Euclidean norm of
+# products of inputs (energy and momentum, impedances) has terms of degree 4 to 6
+QUADRATIC_FORM_DEGREE = 6
+_SELECTION_ROWS = 400
+
+
 def max_degree(k: int) -> int:
     """Highest total degree tried: terms grow as C(k + d, d), and rows must outnumber them."""
     return {1: 5, 2: 3, 3: 2}.get(k, 2)
@@ -84,6 +90,25 @@ def max_degree(k: int) -> int:
 
 def _bic(rss: float, n: int, m: int, floor: float) -> float:
     return n * math.log(max(rss / n, floor)) + m * math.log(n)
+
+
+# target transforms whose inverse is a power s*p**r: a factor of P comes out as a factor of y
+_POWERS = {"y^2": 0.5, "sqrt|y|": 2.0, "1/y": -1.0, "1/y^2": -0.5, "|y|^(2/3)": 1.5, "|y|^(-2/3)": -1.5}
+
+
+def inverted(tname: str, terms: list, coef, y: np.ndarray) -> sympy.Expr:
+    """``T^-1(sum coef * terms)`` for the transform ``tname`` of target values ``y``. Where the
+    inverse is a power and ``P`` has a constant term ``a``, ``P`` is written ``a (1 + ...)`` and
+    ``a**r`` taken out: ``1/sqrt(9 - 9 u^2)`` reads ``(1/3)/sqrt(1 - u^2)``, whose constants
+    snap, where ``1/9`` inside the root does not."""
+    inv_sym = target_transforms(y)[tname][1]
+    coef = [float(c) for c in coef]
+    a = next((c for c, t in zip(coef, terms) if t == 1), 0.0)
+    r = _POWERS.get(tname)
+    if r is None or a == 0.0 or (a < 0 and r != -1.0):
+        return inv_sym(sympy.Add(*[sympy.Float(c) * t for c, t in zip(coef, terms)]))
+    inner = sympy.Add(*[(sympy.Integer(1) if t == 1 else sympy.Float(c / a)) * t for c, t in zip(coef, terms)])
+    return sympy.Float(abs(a) ** r * (1.0 if a > 0 else -1.0)) * inv_sym(inner)
 
 
 def sparse_lstsq(A: np.ndarray, t: np.ndarray, floor: float) -> tuple[np.ndarray, np.ndarray]:
@@ -135,22 +160,29 @@ def transformed_polynomials(X, y, xs, train, deadline, clock) -> Iterator[Candid
             if not np.all(np.isfinite(Z)):
                 continue
             zs = [INPUT_TRANSFORMS[h][1](s) for h, s in zip(combo, xs)]
-            for degree in range(1, max_degree(k) + 1):
+            top = max_degree(k)
+            if tname == "y^2" and set(combo) == {"x"} and k > 1:
+                top = QUADRATIC_FORM_DEGREE  # a sum of squared terms under a root: sqrt(p^2 c^2 + m^2 c^4)
+            for degree in range(1, top + 1):
                 powers = monomials(k, degree)
                 if len(powers) >= len(train) // 2:
                     break
                 A = np.prod(Z[:, None, :] ** powers[None, :, :], axis=2)
-                keep, coef = sparse_lstsq(A[train], t[train], floor)
+                if degree > max_degree(k):
+                    # up to 84 terms: the elimination reads a subsample, the kept terms all rows
+                    keep, _ = sparse_lstsq(A[train[:_SELECTION_ROWS]], t[train[:_SELECTION_ROWS]], floor)
+                    coef = np.linalg.lstsq(A[train][:, keep], t[train], rcond=None)[0]
+                else:
+                    keep, coef = sparse_lstsq(A[train], t[train], floor)
                 with np.errstate(all="ignore"), warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     pred = inv_np(A[:, keep] @ coef)
                 if not np.all(np.isfinite(pred[train])):
                     continue
 
-                def build(keep=keep, coef=coef, zs=zs, inv_sym=inv_sym, powers=powers):
-                    poly = sympy.Add(*[sympy.Float(float(c)) * sympy.Mul(*[z**int(e) for z, e in zip(zs, powers[i])])
-                                       for i, c in zip(keep, coef)])
-                    return inv_sym(poly)
+                def build(keep=keep, coef=coef, zs=zs, tname=tname, powers=powers):
+                    terms = [sympy.Mul(*[z**int(e) for z, e in zip(zs, powers[i])]) for i in keep]
+                    return inverted(tname, terms, coef, y[train])
 
                 label = f"polynomial (degree {degree}) in {', '.join(combo)} for {tname}"
                 yield Candidate("transformed polynomial" if (tname, set(combo)) != ("y", {"x"}) else "polynomial",
@@ -268,3 +300,88 @@ def _rational_candidates(X, t, xs, train, p, q, pivot, label, back, back_sym) ->
         norm = "" if pivot is None else f", Q normalised by its {xs[key.index(1)]} coefficient"
         yield Candidate("rational", build, np.asarray(pred, dtype=np.float64),
                         f"{label}{'sparse ' if sparse else ''}rational [{p}/{q}]{norm}")
+
+
+# target transforms worth a shift: those that bend (y and exp y of y - b are y's own polynomials)
+_SHIFTED = ("y^2", "sqrt|y|", "1/y", "1/y^2", "|y|^(2/3)", "|y|^(-2/3)", "log|y|")
+_SHIFT_GRID = np.linspace(-3.0, 3.0, 49)  # b at 10**q times y's range beyond its end
+
+
+def _relative_rss(A: np.ndarray, t: np.ndarray) -> float:
+    """Residual sum of squares of ``t`` on ``A`` over ``t``'s own: what the polynomial leaves."""
+    if not np.all(np.isfinite(t)):
+        return math.inf
+    centred = float(np.sum((t - t.mean()) ** 2))
+    if centred <= 0.0:
+        return math.inf
+    coef, *_ = np.linalg.lstsq(A, t, rcond=None)
+    return float(np.sum((A @ coef - t) ** 2)) / centred
+
+
+def shifted_polynomials(X, y, xs, train, deadline, clock) -> Iterator[Candidate]:
+    """One input: ``y = b + T^-1(P(h(x)))`` with a fitted offset ``b`` beyond the range of ``y``
+    (``P`` of degree 1 or 2, sparse). A piece cut from a law keeps the law's additive constant:
+    ``m c^2 (1/sqrt(1 - u^2) - 1)`` is ``1/y^2`` polynomial only after ``y + m c^2``.
+
+    ``b`` is scanned as ``10**q`` times the range of ``y`` below its minimum and above its
+    maximum (``q`` in [-3, 3]), then refined; an optimum at the far end of the scan is the
+    unshifted polynomial's, which :func:`transformed_polynomials` already proposes."""
+    if X.shape[1] != 1:
+        return
+    from scipy.optimize import minimize_scalar
+
+    yt = y[train]
+    lo, hi = float(y.min()), float(y.max())  # every row's y - b keeps one sign
+    span = hi - lo
+    if not span > 0:
+        return
+    ok = [h for h, (_, _, dom) in INPUT_TRANSFORMS.items() if dom(X[:, 0])]
+    for side in (-1.0, 1.0):
+        edge = lo if side < 0 else hi
+        shift = lambda q: edge + side * span * 10.0**q
+        names = target_transforms(yt - shift(0.0))
+        for tname in _SHIFTED:
+            if tname not in names:
+                continue
+            fwd = names[tname][0]
+            for h in ok:
+                if clock() > deadline:
+                    return
+                with np.errstate(all="ignore"):
+                    z = INPUT_TRANSFORMS[h][0](X[:, 0])
+                if not np.all(np.isfinite(z)):
+                    continue
+                for degree in (1, 2):
+                    A = np.column_stack([z**e for e in range(degree + 1)])
+                    with np.errstate(all="ignore"):
+                        cost = lambda q: _relative_rss(A[train], fwd(yt - shift(q)))
+                        scan = [cost(q) for q in _SHIFT_GRID]
+                        best = int(np.argmin(scan))
+                        if best == len(_SHIFT_GRID) - 1 or not math.isfinite(scan[best]):
+                            continue  # no finite optimum short of the unshifted fit
+                        a = _SHIFT_GRID[max(best - 1, 0)]
+                        q = minimize_scalar(cost, bounds=(a, _SHIFT_GRID[best + 1]), method="bounded",
+                                            options={"xatol": 1e-10}).x
+                    b = shift(q)
+                    yield from _shifted_candidate(X, y, xs, train, A, b, tname, h, degree)
+
+
+def _shifted_candidate(X, y, xs, train, A, b, tname, h, degree) -> Iterator[Candidate]:
+    fwd, _, inv_np = target_transforms(y[train] - b)[tname]
+    with np.errstate(all="ignore"):
+        t = fwd(y - b)
+    if not np.all(np.isfinite(t[train])):
+        return
+    keep, coef = sparse_lstsq(A[train], t[train], EPS * float(np.mean(t[train] ** 2)) + 1e-300)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pred = b + inv_np(A[:, keep] @ coef)
+    if not np.all(np.isfinite(pred[train])):
+        return
+    z = INPUT_TRANSFORMS[h][1](xs[0])
+
+    def build():
+        return sympy.Float(b) + inverted(tname, [z ** int(i) for i in keep], coef, y[train] - b)
+
+    yield Candidate("transformed polynomial", build, np.asarray(pred, dtype=np.float64),
+                    f"polynomial (degree {degree}) in {h} for {tname} of y - b (b = {b:.6g})")
