@@ -285,9 +285,12 @@ def test_tied_pieces_are_settled_on_the_parents_rows():
 def test_a_products_slices_avoid_the_zeros_of_the_other_factor():
     # a sin(x) with x centred on 0: the slice through the median x is a*sin(0), flat and all
     # noise, from which the a piece read a constant; the slice is taken where sin(x) is large
-    law, low, high = (lambda a, x: a * np.sin(x)), [1, -1.5], [3, 1.5]
-    X, y = rows(law, low, high, 1200, seed=3)
-    y = y + 0.01 * np.sqrt(np.mean(y**2)) * np.random.default_rng(3).normal(size=len(y))
+    # (the training rows' x come in pairs +-u, so their median is 0 exactly)
+    rng = np.random.default_rng(3)
+    u = rng.uniform(0, 1.5, 450)
+    X = np.column_stack([rng.uniform(1, 3, 1200), np.concatenate([u, -u, rng.uniform(-1.5, 1.5, 300)])])
+    y = X[:, 0] * np.sin(X[:, 1])
+    y = y + 0.01 * np.sqrt(np.mean(y**2)) * rng.normal(size=len(y))
     d = decompose(X, y, ["a", "x"], val_index=np.arange(900, 1200), max_leaf_variables=1, fit_options=FAST)
     assert d.tree.test == "multiplicative", (d.tree.to_dict(), d.notes)
     a, x = sympy.symbols("a x")
