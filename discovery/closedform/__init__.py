@@ -36,7 +36,7 @@ from discovery.closedform.fitting import (
     NOISE_ROWS, Z, Z_SPREAD, Candidate, Template, float_floor, member_spread, noise_estimate, not_worse, polish, r2,
     rmse, variables,
 )
-from discovery.closedform.polynomial import rationals, shifted_polynomials, transformed_polynomials
+from discovery.closedform.polynomial import SHIFTED, rationals, shifted_polynomials, transformed_polynomials
 from discovery.crosscheck.base import complexity
 from discovery.errors import CrosscheckError, DataError
 
@@ -273,7 +273,10 @@ def solve_piece(
     final.sort(key=score)
     best_res = final[0].pred[val] - y[val]
     ties = [c for c in final if not_worse(c.pred[val] - y[val], best_res, floor)]
-    chosen = min(ties, key=lambda c: (_untidiness(c.expr), score(c)))
+    # a fitted shift mimics other powers within an ensemble's disagreement ((1 - u^2)^-0.4 reads
+    # b + a/sqrt(1 - c u^2)): a shifted form is chosen only where no other form ties
+    preference = lambda c: (c.method == SHIFTED, _untidiness(c.expr), score(c))
+    chosen = min(ties, key=preference)
 
     res = chosen.pred[val] - y[val]
     constant_res = np.full(len(val), mean) - y[val]
@@ -307,7 +310,7 @@ def solve_piece(
             rows.append((describe(c), e, complexity(e), score(c)))
     table = pd.DataFrame(rows, columns=["method", "expression", "complexity", "val_rmse"])
     others, seen = [], {_rounded(chosen.expr)}
-    for c in sorted(ties, key=lambda c: (_untidiness(c.expr), score(c))):
+    for c in sorted(ties, key=preference):
         if _rounded(c.expr) not in seen and len(others) < ALTERNATIVES:
             seen.add(_rounded(c.expr))
             others.append(c.expr.xreplace(symbols))

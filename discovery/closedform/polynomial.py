@@ -302,6 +302,7 @@ def _rational_candidates(X, t, xs, train, p, q, pivot, label, back, back_sym) ->
                         f"{label}{'sparse ' if sparse else ''}rational [{p}/{q}]{norm}")
 
 
+SHIFTED = "shifted transformed polynomial"
 # target transforms worth a shift: those that bend (y and exp y of y - b are y's own polynomials)
 _SHIFTED = ("y^2", "sqrt|y|", "1/y", "1/y^2", "|y|^(2/3)", "|y|^(-2/3)", "log|y|")
 _SHIFT_GRID = np.linspace(-3.0, 3.0, 49)  # b at 10**q times y's range beyond its end
@@ -383,5 +384,5 @@ def _shifted_candidate(X, y, xs, train, A, b, tname, h, degree) -> Iterator[Cand
     def build():
         return sympy.Float(b) + inverted(tname, [z ** int(i) for i in keep], coef, y[train] - b)
 
-    yield Candidate("transformed polynomial", build, np.asarray(pred, dtype=np.float64),
+    yield Candidate(SHIFTED, build, np.asarray(pred, dtype=np.float64),
                     f"polynomial (degree {degree}) in {h} for {tname} of y - b (b = {b:.6g})")
