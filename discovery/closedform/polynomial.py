@@ -146,7 +146,7 @@ def transformed_polynomials(X, y, xs, train, deadline, clock) -> Iterator[Candid
     """``T^-1(P(h_1(x_1), ..., h_k(x_k)))`` for every target transform ``T``, input transforms
     ``h_j`` and total degree up to :func:`max_degree`, with sparse ``P``."""
     k = X.shape[1]
-    for tname, (fwd, inv_sym, inv_np) in target_transforms(y[train]).items():
+    for tname, (fwd, _, inv_np) in target_transforms(y[train]).items():
         with np.errstate(all="ignore"):
             t = fwd(y)
         if not np.all(np.isfinite(t[train])):
