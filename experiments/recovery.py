@@ -49,6 +49,7 @@ method and noise (solved %, R^2 >= 0.999 %, median and max seconds) and writes `
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import statistics
 import sys
@@ -385,6 +386,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                         help="run the laws on this Dask scheduler (tcp://host:8786); its workers need this repository "
                              "and experiments/ on PYTHONPATH")
     args = parser.parse_args(argv)
+    wants_sindy = args.suite == "public" or "sindy" in (args.methods or "").split(",")
+    if wants_sindy and importlib.util.find_spec("pysindy") is None:
+        raise SystemExit("recovery.py: the sindy baseline needs pysindy: install the bench extra "
+                         "(.venv/bin/pip install -e \".[bench]\")")
     if args.suite != "public":
         args.methods = args.methods or "discover,operon"
         args.budget = 30.0 if args.budget is None else args.budget
