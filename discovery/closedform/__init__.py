@@ -5,7 +5,10 @@ makes every choice on validation rows:
 
 - sparse polynomials in transformed inputs (``x, 1/x, log x, sqrt x, x^2, exp x, sin x``) for a
   transformed target (``y, y^2, sqrt|y|, 1/y, 1/y^2, |y|^(2/3), |y|^(-2/3), log|y|, exp y, arcsin y,
-  sin y``), inverted;
+  sin y``), inverted; ``y^2`` up to degree 6 in two or three raw inputs (a root of a sum of
+  squared products);
+- for one input, the same after a fitted shift, ``b + T^-1(P)`` (``m c^2 (gamma - 1)``), chosen
+  only where no unshifted form ties;
 - rational functions ``P/Q`` (linearised, then nonlinear least squares; ``Q`` normalised by its
   constant or, for laws of degree 0, by an input's coefficient) and their square roots;
 - sums of two monomials ``a*m1 + e*m2 + d`` (``1/x**2 - 1/y**2``);
