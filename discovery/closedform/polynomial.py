@@ -96,12 +96,12 @@ def _bic(rss: float, n: int, m: int, floor: float) -> float:
 _POWERS = {"y^2": 0.5, "sqrt|y|": 2.0, "1/y": -1.0, "1/y^2": -0.5, "|y|^(2/3)": 1.5, "|y|^(-2/3)": -1.5}
 
 
-def inverted(tname: str, terms: list, coef, y: np.ndarray) -> sympy.Expr:
-    """``T^-1(sum coef * terms)`` for the transform ``tname`` of target values ``y``. Where the
+def inverted(tname: str, inv_sym: Callable, terms: list, coef) -> sympy.Expr:
+    """``T^-1(sum coef * terms)`` for the transform ``tname`` whose SymPy inverse (from
+    :func:`target_transforms`) is ``inv_sym``. Where the
     inverse is a power and ``P`` has a constant term ``a``, ``P`` is written ``a (1 + ...)`` and
     ``a**r`` taken out: ``1/sqrt(9 - 9 u^2)`` reads ``(1/3)/sqrt(1 - u^2)``, whose constants
     snap, where ``1/9`` inside the root does not."""
-    inv_sym = target_transforms(y)[tname][1]
     coef = [float(c) for c in coef]
     a = next((c for c, t in zip(coef, terms) if t == 1), 0.0)
     r = _POWERS.get(tname)
@@ -146,7 +146,7 @@ def transformed_polynomials(X, y, xs, train, deadline, clock) -> Iterator[Candid
     """``T^-1(P(h_1(x_1), ..., h_k(x_k)))`` for every target transform ``T``, input transforms
     ``h_j`` and total degree up to :func:`max_degree`, with sparse ``P``."""
     k = X.shape[1]
-    for tname, (fwd, _, inv_np) in target_transforms(y[train]).items():
+    for tname, (fwd, inv_sym, inv_np) in target_transforms(y[train]).items():
         with np.errstate(all="ignore"):
             t = fwd(y)
         if not np.all(np.isfinite(t[train])):
@@ -180,9 +180,9 @@ def transformed_polynomials(X, y, xs, train, deadline, clock) -> Iterator[Candid
                 if not np.all(np.isfinite(pred[train])):
                     continue
 
-                def build(keep=keep, coef=coef, zs=zs, tname=tname, powers=powers):
+                def build(keep=keep, coef=coef, zs=zs, tname=tname, inv_sym=inv_sym, powers=powers):
                     terms = [sympy.Mul(*[z**int(e) for z, e in zip(zs, powers[i])]) for i in keep]
-                    return inverted(tname, terms, coef, y[train])
+                    return inverted(tname, inv_sym, terms, coef)
 
                 label = f"polynomial (degree {degree}) in {', '.join(combo)} for {tname}"
                 yield Candidate("transformed polynomial" if (tname, set(combo)) != ("y", {"x"}) else "polynomial",
@@ -368,7 +368,7 @@ def shifted_polynomials(X, y, xs, train, deadline, clock) -> Iterator[Candidate]
 
 
 def _shifted_candidate(X, y, xs, train, A, b, tname, h, degree) -> Iterator[Candidate]:
-    fwd, _, inv_np = target_transforms(y[train] - b)[tname]
+    fwd, inv_sym, inv_np = target_transforms(y[train] - b)[tname]
     with np.errstate(all="ignore"):
         t = fwd(y - b)
     if not np.all(np.isfinite(t[train])):
@@ -382,7 +382,7 @@ def _shifted_candidate(X, y, xs, train, A, b, tname, h, degree) -> Iterator[Cand
     z = INPUT_TRANSFORMS[h][1](xs[0])
 
     def build():
-        return sympy.Float(b) + inverted(tname, [z ** int(i) for i in keep], coef, y[train] - b)
+        return sympy.Float(b) + inverted(tname, inv_sym, [z ** int(i) for i in keep], coef)
 
     yield Candidate(SHIFTED, build, np.asarray(pred, dtype=np.float64),
                     f"polynomial (degree {degree}) in {h} for {tname} of y - b (b = {b:.6g})")
