@@ -30,7 +30,8 @@ a step is kept only when it does as well as that undecomposed alternative; the o
 undone, and the reason is kept in ``notes``. The root reads the caller's ensemble when given one (``discover``
 passes its raw-space networks). Finally, constants the validation rows cannot tell from zero
 are dropped and the rest refitted, and sum terms the validation rows do not need are pruned.
-The built-in leaf solver, the refit and the pruning live in :mod:`discovery.leaf`.
+The built-in leaf solver, the refit and the pruning live in :mod:`discovery.leaf`; the steps and
+their order in :mod:`discovery.steps`; the ensemble's slices in :mod:`discovery.slices`.
 """
 
 from __future__ import annotations
@@ -51,11 +52,13 @@ from discovery.crosscheck.base import complexity
 from discovery.engine import expand
 from discovery.errors import DataError, ExpansionError
 from discovery.fit import fit_ensemble
-from discovery.interpret.structure import (additive_separability, affine_variables, multiplicative_separability,
-                                           unused_variables)
-from discovery.interpret.symmetry import homogeneity, symmetries
+from discovery.interpret.structure import additive_separability, multiplicative_separability, unused_variables
+from discovery.interpret.symmetry import symmetries
 from discovery.leaf import (ACCURACY_TOL, FLOOR, Piece, evaluate, expired, loosened, polynomial_leaf, prune_constants,
                             prune_terms, refit_constants, rms_error, snap_constants, tie_coefficients)
+from discovery.slices import Restricted, away_from_zero, slope_along
+from discovery.steps import affine_steps, homogeneity_steps, labels, order_steps, split_steps
+from discovery.tree import Decomposition, Node
 
 __all__ = ["Decomposition", "Node", "Piece", "decompose", "polynomial_leaf", "prune_constants", "refit_constants"]
 
@@ -71,79 +74,8 @@ _FINISH_SHARE = 0.1  # of the time budget: the last refits and pruning, after th
 #: noise, and the undecomposed alternative is tried too).
 _BEYOND = 0.5
 _MIN_LEAF = 1.0  # seconds: with less left a piece gets the sparse polynomial leaf, not the full solver
-#: Methods of :func:`polynomial_leaf`: fits that never judge their residuals, so never "exact".
-_INEXACT = {"polynomial", "log-polynomial", "sqrt-polynomial", "reciprocal-polynomial", "reciprocal-sqrt-polynomial",
-            "rational"}
 _PAIR_EXPR = {"difference": lambda a, b: a - b, "sum": lambda a, b: a + b,
               "product": lambda a, b: a * b, "ratio": lambda a, b: a / b}
-
-
-@dataclass
-class Node:
-    """One step of the decomposition tree.
-
-    ``test`` is ``"leaf"``, ``"unused"``, ``"symmetry"``, ``"homogeneity"``, ``"affine"``,
-    ``"additive"`` or ``"multiplicative"``; ``evidence`` says what the statistic was;
-    ``variables`` are the node's columns (as formulas in the user's names).
-    """
-
-    test: str
-    evidence: str
-    variables: list
-    children: list = field(default_factory=list)
-    method: str | None = None
-    expression: str | None = None
-    val_rmse: float | None = None
-    #: other formulas the rows of a leaf or of a slice could not tell apart (the parent's rows decide)
-    alternatives: tuple = field(default=(), repr=False)
-
-    def exact(self) -> bool:
-        """Every leaf below is a closed form its solver found exact (not "approximate", not the
-        sparse polynomial fit, which never judges its residuals)."""
-        if self.test == "leaf":
-            return self.method is not None and self.method not in _INEXACT and \
-                not self.method.startswith("approximate")
-        return bool(self.children) and all(c.exact() for c in self.children)
-
-    def to_dict(self) -> dict:
-        """JSON-ready record (a non-finite RMSE becomes ``None``)."""
-        rmse = self.val_rmse if self.val_rmse is not None and math.isfinite(self.val_rmse) else None
-        return {"test": self.test, "evidence": self.evidence, "variables": list(self.variables),
-                "method": self.method, "expression": self.expression, "val_rmse": rmse,
-                "children": [c.to_dict() for c in self.children]}
-
-
-@dataclass
-class Decomposition:
-    """Result of :func:`decompose`.
-
-    Attributes
-    ----------
-    expression : sympy.Expr
-        The formula in ``sympy.Symbol(name)`` of the given column names.
-    val_rmse, val_r2 : float
-        On the validation rows (the caller's test rows never enter).
-    tree : Node
-        The steps taken, with their evidence.
-    notes : list of str
-        Steps undone and why, budget stops.
-    timings : dict
-        Seconds per stage.
-    """
-
-    expression: sympy.Expr
-    val_rmse: float
-    val_r2: float
-    tree: Node
-    notes: list = field(default_factory=list)
-    timings: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        """JSON-ready record."""
-        finite = [v if math.isfinite(v) else None for v in (float(self.val_rmse), float(self.val_r2))]
-        return {"expression": str(self.expression), "val_rmse": finite[0], "val_r2": finite[1],
-                "tree": self.tree.to_dict(), "notes": list(self.notes),
-                "timings": {k: float(v) for k, v in self.timings.items()}}
 
 
 def _default_leaf() -> Callable:
@@ -190,10 +122,6 @@ class _Context:
             print("  " * depth + text)
 
 
-def _label(cols) -> list[str]:
-    return [str(c) for c in cols]
-
-
 def _leaf(y, cols, ctx: _Context, depth: int, solver: Callable | None = None, source=None, engine=None):
     """Leaf solver (``ctx.solve_leaf`` unless ``solver`` is given) on the node's columns; the
     formula comes back in the user's symbols. ``engine`` goes to a solver that takes one."""
@@ -211,7 +139,7 @@ def _leaf(y, cols, ctx: _Context, depth: int, solver: Callable | None = None, so
     solve = solver or ctx.solve_leaf
     if solve is not polynomial_leaf and ctx.left() < _MIN_LEAF:
         # out of time a piece still needs a formula: the sparse polynomial fit is quick and bounded
-        ctx.notes.append(f"time budget spent: {_label(cols)} fitted by the sparse polynomial leaf, the closed-form "
+        ctx.notes.append(f"time budget spent: {labels(cols)} fitted by the sparse polynomial leaf, the closed-form "
                          "search not run")
         solve = polynomial_leaf
     options = {}
@@ -224,16 +152,16 @@ def _leaf(y, cols, ctx: _Context, depth: int, solver: Callable | None = None, so
                   time_budget=max(ctx.left(), _MIN_LEAF), **options)
     if "time budget" in (piece.evidence or ""):
         cut = [line for line in piece.evidence.splitlines() if "time budget" in line]
-        ctx.notes.append(f"time budget spent: leaf search on {_label(cols)} cut short ({'; '.join(cut)})")
+        ctx.notes.append(f"time budget spent: leaf search on {labels(cols)} cut short ({'; '.join(cut)})")
     # numbers the piece snapped on its own rows are refitted where it is recombined (and snapped
     # again at the end, on the table's rows)
     back = {sympy.Symbol(n): c for n, c in zip(local, cols)}
     expr = loosened(sympy.sympify(piece.expression).xreplace(back), True)
     ctx.tick("leaf", t0)
     expr, rmse = _refit(expr, y, ctx)
-    ctx.say(depth, f"leaf ({piece.method}) on {_label(cols)}: val RMSE {rmse:.3g}")
+    ctx.say(depth, f"leaf ({piece.method}) on {labels(cols)}: val RMSE {rmse:.3g}")
     others = tuple(loosened(sympy.sympify(a).xreplace(back), True) for a in getattr(piece, "alternatives", ()))
-    node = Node("leaf", piece.evidence, _label(cols), method=piece.method, expression=str(expr), val_rmse=rmse,
+    node = Node("leaf", piece.evidence, labels(cols), method=piece.method, expression=str(expr), val_rmse=rmse,
                 alternatives=others)
     return expr, node, rmse
 
@@ -251,53 +179,6 @@ def _refit(expr, y, ctx: _Context):
     return expr, rmse
 
 
-class _Restricted:
-    """The parent's ensemble with the columns outside ``block`` held at ``anchor``.
-
-    A split's piece ``g(x_A) = f(x_A, x_B*)`` is the parent's function on a slice, so its exact
-    derivatives (and the members' disagreement about them) come from the parent's members
-    through one fixed linear embedding; no new network is trained, and a bias the parent's
-    members share is not mistaken for structure of the piece.
-    """
-
-    def __init__(self, parent, block, anchor):
-        self.parent, self.block, self.anchor = parent, list(block), np.asarray(anchor, dtype=np.float64)
-        self.x_mean, self.x_scale = parent.x_mean[self.block], parent.x_scale[self.block]
-        self.y_mean, self.y_scale = parent.y_mean, parent.y_scale
-        embed = torch.nn.Linear(len(self.block), len(parent.x_mean), dtype=torch.float64)
-        with torch.no_grad():
-            embed.weight.zero_()
-            embed.weight[self.block, range(len(self.block))] = 1.0
-            bias = (self.anchor - parent.x_mean) / parent.x_scale
-            bias[self.block] = 0.0
-            embed.bias.copy_(torch.from_numpy(bias))
-        embed.requires_grad_(False)
-        self.model = torch.nn.Sequential(embed, parent.model)
-
-    def members_module(self) -> torch.nn.Module:
-        """The piece in the table's units, one output per member: what a leaf solver expands."""
-        return _InUnits(self.model, self.x_mean, self.x_scale, self.y_mean, self.y_scale)
-
-    def predict(self, X) -> np.ndarray:
-        full = np.repeat(self.anchor[None, :], len(X), axis=0)
-        full[:, self.block] = X
-        return self.parent.predict(full)
-
-
-class _InUnits(torch.nn.Module):
-    """``y_mean + y_scale * model((x - x_mean) / x_scale)``: a standardised ensemble in table units."""
-
-    def __init__(self, model, x_mean, x_scale, y_mean, y_scale):
-        super().__init__()
-        self.model = model
-        self.register_buffer("x_mean", torch.as_tensor(np.asarray(x_mean, dtype=np.float64)))
-        self.register_buffer("x_scale", torch.as_tensor(np.asarray(x_scale, dtype=np.float64)))
-        self.y_mean, self.y_scale = float(y_mean), float(y_scale)
-
-    def forward(self, x):
-        return self.y_mean + self.y_scale * self.model((x - self.x_mean) / self.x_scale)
-
-
 def _candidates(y, cols, ctx: _Context, depth: int, inherited=None):
     """The node's ensemble (trained, or inherited from a split), the tests, and the steps they
     allow, clearest first."""
@@ -310,7 +191,7 @@ def _candidates(y, cols, ctx: _Context, depth: int, inherited=None):
         fit = fit_ensemble(Xn[ctx.train], y[ctx.train], seed=ctx.seed, progress=False, deadline=ctx.deadline,
                            **options)
         if fit.cut:
-            ctx.notes.append(f"time budget spent: the ensemble on {_label(cols)} trained less ({fit.cut})")
+            ctx.notes.append(f"time budget spent: the ensemble on {labels(cols)} trained less ({fit.cut})")
     else:
         fit = inherited
     ctx.tick("fit", t0)
@@ -327,111 +208,26 @@ def _candidates(y, cols, ctx: _Context, depth: int, inherited=None):
     influence = unused_variables(e)
     used, unused = influence.groups
     if unused and used:
-        steps.append((0.0, "unused", f"no influence: {_label([cols[i] for i in unused])} (pooled gradient z-scores "
+        steps.append((0.0, "unused", f"no influence: {labels([cols[i] for i in unused])} (pooled gradient z-scores "
                       f"{np.round(influence.statistic[unused], 2).tolist()} < {influence.threshold:g})", used))
     else:
         additive = additive_separability(e)
-        steps += _split_step("additive", additive)
+        steps += split_steps("additive", additive)
         try:
-            steps += _split_step("multiplicative", multiplicative_separability(e, units=fit))
+            steps += split_steps("multiplicative", multiplicative_separability(e, units=fit))
         except ExpansionError as exc:  # f vanishes or changes sign: no product to read
             ctx.say(depth, f"multiplicative test not applicable: {exc}")
-        for r in symmetries(e, units=fit, names=_label(cols)):
+        for r in symmetries(e, units=fit, names=labels(cols)):
             if r.holds and not (r.detail["pair"] == "ratio" and np.any(Xn[:, r.variables[1]] == 0)):
                 steps.append((float(r.statistic) / r.threshold, "symmetry",
                               f"depends on {r.detail['h']}: identity residual |t| {float(r.statistic):.2f} < "
                               f"{r.threshold:g} (median relative residual {r.detail['relative_residual']:.2g})",
                               (r.variables, r.detail["pair"])))
         if not steps:
-            steps += _homogeneity_steps(e, fit, Xn, cols, ctx)
-            steps += _affine_steps(e, fit, cols)
+            steps += homogeneity_steps(e, fit, Xn[ctx.train], cols)
+            steps += affine_steps(e, fit, cols)
     ctx.tick("tests", t0)
-    return fit, Xn, _order(steps, len(cols))
-
-
-def _order(steps: list, n: int) -> list:
-    """Steps of a node of ``n`` inputs, the one that leaves least to solve first: by the inputs
-    of its largest sub-problem; then whether that sub-problem needs networks of its own (a
-    symmetry, homogeneity or affine step on three or more inputs: its new columns are not the
-    parent's, so a smaller ensemble is trained, where a split's pieces read the parent's
-    networks on a slice); then how many sub-problems it makes; then its margin (statistic over
-    threshold). On two inputs a dependence on ``a/b`` leaves one piece of one input where an
-    additive split leaves two, and where both hold the symmetry is the sharper statement."""
-    def reduction(step):
-        kind, arg = step[1], step[3]
-        if kind == "unused":
-            return len(arg), 0, 1
-        if kind in ("additive", "multiplicative"):
-            return max(len(arg[0]), len(arg[1])), 0, 2
-        return n - 1, int(n - 1 > 1), 2 if kind == "affine" else 1
-
-    return sorted(steps, key=lambda step: (*reduction(step), step[0]))
-
-
-def _homogeneity_steps(e, fit, Xn, cols, ctx: _Context) -> list:
-    """Where no other test fires: ``f`` homogeneous of degree ``k`` in every input gives
-    ``f = x_j^k g(x_i / x_j)``, one input fewer. Each ``x_j`` without zeros or sign change can
-    be the scale. Scales whose ratios stay below 1 come first (``v/c`` rather than ``c/v``:
-    series and polynomials in a ratio below 1 converge, and the leaf's families read them), then
-    the steadiest (smallest coefficient of variation on the training rows), whose ratios stay
-    best conditioned."""
-    if len(cols) < 2:
-        return []
-    try:
-        r = homogeneity(e, units=fit, names=_label(cols))
-    except ExpansionError:
-        return []
-    if not r.holds:
-        return []
-    train = Xn[ctx.train]
-    out = []
-    for j in range(len(cols)):
-        x = train[:, j]
-        if np.all(x > 0) or np.all(x < 0):
-            spread = float(np.std(x) / abs(np.mean(x)))
-            above = sum(float(np.median(np.abs(train[:, i] / x))) > 1 for i in range(len(cols)) if i != j)
-            # one test for every scale: the tie-break below the margin orders them (see _order)
-            out.append((float(r.statistic) / r.threshold + 1e-6 * (above + min(spread, 0.999)), "homogeneity",
-                        f"{r.detail['h']} (Euler identity residual |t| {float(r.statistic):.2f} < {r.threshold:g}, "
-                        f"fitted degree {r.detail['fitted_degree']:.3f}): scale {cols[j]} (coefficient of variation "
-                        f"{spread:.2f}, {above} ratios above 1)", (j, r.detail["degree"])))
-    return out
-
-
-def _affine_steps(e, fit, cols) -> list:
-    """Where no separability or symmetry fires: ``f`` affine in ``x_i`` (``d2f/dx_i^2 = 0``)
-    gives ``f = A(rest) + x_i B(rest)``, two pieces of one input fewer; clearest first."""
-    if len(cols) < 2:
-        return []
-    r = affine_variables(e, units=fit)
-    return sorted((float(r.statistic[i]) / r.threshold, "affine",
-                   f"affine in {cols[i]}: d2f/d{cols[i]}^2 median |t| {float(r.statistic[i]):.2f} < {r.threshold:g}, "
-                   f"so f = A + {cols[i]}*B with B = df/d{cols[i]} from the networks' exact gradient", i)
-                  for i in r.groups[0])
-
-
-def _slope(fit, X: np.ndarray, i: int) -> np.ndarray:
-    """Ensemble-mean ``df/dx_i`` at the rows ``X`` (table units), by autograd through the members."""
-    module = fit.members_module() if isinstance(fit, _Restricted) else _InUnits(
-        fit.model, fit.x_mean, fit.x_scale, fit.y_mean, fit.y_scale)
-    dtype = next(module.parameters()).dtype
-    out = []
-    for rows in np.array_split(np.arange(len(X)), max(1, len(X) // 4096)):
-        x = torch.as_tensor(X[rows], dtype=dtype).requires_grad_(True)
-        (g,) = torch.autograd.grad(module(x).reshape(len(rows), -1).mean(dim=1).sum(), x)
-        out.append(g[:, i].detach().to(torch.float64).numpy())
-    return np.concatenate(out)
-
-
-def _split_step(kind, report):
-    if not report.separable:
-        return []
-    A = report.groups[0]
-    B = [i for g in report.groups[1:] for i in g]
-    cross = np.nan_to_num(report.statistic[np.ix_(A, B)], nan=0.0)
-    margin = float(cross.max()) / report.threshold
-    return [(margin, kind, f"{kind} split {A} | {B}: largest cross statistic {float(cross.max()):.2f} < "
-             f"{report.threshold:g}", (A, B))]
+    return fit, Xn, order_steps(steps, len(cols))
 
 
 def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
@@ -440,7 +236,7 @@ def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
     _, kind, evidence, arg = step
     anchor = np.median(Xn[ctx.train], axis=0)
     if kind == "unused":
-        expr, child, _ = _solve(y, [cols[i] for i in arg], ctx, depth + 1, _Restricted(fit, arg, anchor))
+        expr, child, _ = _solve(y, [cols[i] for i in arg], ctx, depth + 1, Restricted(fit, arg, anchor))
         return lambda e: e[0], [expr], [child]
     if kind == "homogeneity":
         j, degree = arg
@@ -451,7 +247,7 @@ def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
     if kind == "affine":
         i = arg
         rest = [c for k, c in enumerate(cols) if k != i]
-        slope = _slope(fit, Xn, i)
+        slope = slope_along(fit, Xn, i)
         base_expr, base, _ = _solve(y - Xn[:, i] * slope, rest, ctx, depth + 1)
         slope_expr, slope_node, _ = _solve(slope, rest, ctx, depth + 1)
         return lambda e: e[0] + cols[i] * e[1], [base_expr, slope_expr], [base, slope_node]
@@ -463,10 +259,10 @@ def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
         return lambda e: e[0], [expr], [child]
     A, B = arg
     if kind == "multiplicative":
-        anchor = _away_from_zero(fit, Xn[ctx.train], anchor, A, B)
+        anchor = away_from_zero(fit, Xn[ctx.train], anchor, A, B)
     pieces, children = [], []
     for block in (A, B):
-        piece = _Restricted(fit, block, anchor)
+        piece = Restricted(fit, block, anchor)
         expr, child, _ = _solve(piece.predict(Xn[:, block]), [cols[i] for i in block], ctx, depth + 1, piece)
         pieces.append(expr)
         children.append(child)
@@ -474,25 +270,6 @@ def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
     if kind == "additive":
         return lambda e: e[0] + e[1] - centre, pieces, children
     return lambda e: e[0] * e[1] / centre, pieces, children
-
-
-def _away_from_zero(fit, rows: np.ndarray, anchor: np.ndarray, A, B) -> np.ndarray:
-    """Anchor of a product's slices. The piece ``g(x_A) = f(x_A, x_B*)`` is read through the
-    factor ``h(x_B*)``, which the median ``x_B`` may put near a zero (``A sin(k x - omega t)``
-    with the phase's median near 0 leaves the ``A`` slice flat: all noise). So ``x_B*`` is the
-    training row's ``x_B`` nearest the median among those where ``|f(x_A*, x_B)|`` is in its
-    top quarter, and likewise ``x_A*`` given that ``x_B*``."""
-    out = anchor.copy()
-    scale = np.std(rows, axis=0)
-    scale[scale == 0] = 1.0
-    for chosen, held in ((B, A), (A, B)):
-        trial = rows.copy()
-        trial[:, held] = out[held]
-        size = np.abs(fit.predict(trial))
-        strong = rows[size >= np.quantile(size, 0.75)]
-        near = np.argmin(np.sum(((strong[:, chosen] - anchor[chosen]) / scale[chosen]) ** 2, axis=1))
-        out[chosen] = strong[near, chosen]
-    return out
 
 
 def _settle(recombine, exprs, children, y, ctx: _Context, depth: int, spread: float = 0.0):
@@ -571,7 +348,7 @@ def _solve(y, cols, ctx: _Context, depth: int, inherited=None):
         return _leaf(y, cols, ctx, depth, source=inherited)
     tried = []
     if ctx.left() <= 0:
-        ctx.notes.append(f"time budget spent: {_label(cols)} solved as one piece without structure tests")
+        ctx.notes.append(f"time budget spent: {labels(cols)} solved as one piece without structure tests")
     else:
         fit, Xn, steps = _candidates(y, cols, ctx, depth, inherited)
         # what the node's own networks reach on the table's rows; a piece's rows are its parent's
@@ -582,12 +359,12 @@ def _solve(y, cols, ctx: _Context, depth: int, inherited=None):
         spread = 0.0 if inherited is None else member_spread(inherited.members_module(), Xn[ctx.val])
         for step in steps[:_TRIES]:
             if ctx.left() <= 0:
-                ctx.notes.append(f"time budget spent: {step[1]} step on {_label(cols)} not tried")
+                ctx.notes.append(f"time budget spent: {step[1]} step on {labels(cols)} not tried")
                 break
             ctx.say(depth, f"{step[1]}: {step[2]}")
             recombine, exprs, children = _apply(step, y, cols, fit, Xn, ctx, depth)
             expr, rmse, others = _settle(recombine, exprs, children, y, ctx, depth, spread)
-            node = Node(step[1], step[2], _label(cols), children, expression=str(expr), val_rmse=rmse,
+            node = Node(step[1], step[2], labels(cols), children, expression=str(expr), val_rmse=rmse,
                         alternatives=others)
             if node.exact() and (yardstick is None or rmse <= _BEYOND * yardstick + FLOOR * float(np.std(y))):
                 return expr, node, rmse
@@ -599,7 +376,7 @@ def _solve(y, cols, ctx: _Context, depth: int, inherited=None):
         if rmse <= alternative[2] * (1 + ACCURACY_TOL) + FLOOR * float(np.std(y)):
             return expr, node, rmse
     for expr, node, rmse in tried:
-        ctx.notes.append(f"undone: {node.test} step on {_label(cols)} ({node.evidence}) gave validation RMSE "
+        ctx.notes.append(f"undone: {node.test} step on {labels(cols)} ({node.evidence}) gave validation RMSE "
                          f"{rmse:.3g}, worse than {alternative[2]:.3g} of the undecomposed {alternative[1].method} "
                          "piece")
         ctx.say(depth, ctx.notes[-1])

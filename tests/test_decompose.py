@@ -170,7 +170,7 @@ def test_decompose_rejects_bad_inputs():
 def test_a_piece_reads_the_parents_exact_derivatives_on_its_slice():
     from types import SimpleNamespace
 
-    from discovery.decompose import _Restricted
+    from discovery.slices import Restricted
     from discovery.engine import expand
 
     torch.manual_seed(0)
@@ -178,7 +178,7 @@ def test_a_piece_reads_the_parents_exact_derivatives_on_its_slice():
     parent = SimpleNamespace(model=net, x_mean=np.array([1.0, -2.0, 0.5]), x_scale=np.array([2.0, 0.5, 3.0]),
                              y_mean=0.0, y_scale=1.0)
     anchor = np.array([0.3, -1.0, 2.0])
-    piece = _Restricted(parent, [0, 2], anchor)
+    piece = Restricted(parent, [0, 2], anchor)
     z_child = torch.tensor([[0.2, -0.4], [1.0, 0.5]], dtype=torch.float64)
     z_parent = torch.stack([z_child[:, 0], torch.full((2,), (anchor[1] + 2.0) / 0.5, dtype=torch.float64),
                             z_child[:, 1]], dim=1)
@@ -302,20 +302,20 @@ def test_a_products_slices_avoid_the_zeros_of_the_other_factor():
 
 
 def test_the_step_that_leaves_least_to_solve_goes_first():
-    from discovery.decompose import _order
+    from discovery.steps import order_steps
 
     additive = (0.2, "additive", "", ([0], [1]))
     ratio = (0.6, "symmetry", "", ((0, 1), "ratio"))
     # two inputs: a/b leaves one piece of one input, the split two; margins come after
-    assert [s[1] for s in _order([additive, ratio], 2)] == ["symmetry", "additive"]
+    assert [s[1] for s in order_steps([additive, ratio], 2)] == ["symmetry", "additive"]
     # six inputs: a 3 | 3 split leaves less than a symmetry's five
     halves = (0.9, "multiplicative", "", ([0, 1, 2], [3, 4, 5]))
-    assert [s[1] for s in _order([ratio, halves], 6)] == ["multiplicative", "symmetry"]
+    assert [s[1] for s in order_steps([ratio, halves], 6)] == ["multiplicative", "symmetry"]
     # three inputs: omega0 | (v, c) reads the parent's networks on a slice; depending on v/c leaves
     # (omega0, v/c), as large, for a new and smaller ensemble
     split = (0.9, "multiplicative", "", ([0], [1, 2]))
     symmetry = (0.1, "symmetry", "", ((1, 2), "ratio"))
-    assert [s[1] for s in _order([symmetry, split], 3)] == ["multiplicative", "symmetry"]
+    assert [s[1] for s in order_steps([symmetry, split], 3)] == ["multiplicative", "symmetry"]
     # equal reductions: the clearer margin first
     other = (0.1, "symmetry", "", ((2, 3), "difference"))
-    assert [s[0] for s in _order([ratio, other], 6)] == [0.1, 0.6]
+    assert [s[0] for s in order_steps([ratio, other], 6)] == [0.1, 0.6]

@@ -23,14 +23,14 @@ def _piece(law, low, high, names, block=None, n=1200, seed=0):
     """solve_piece on the mean prediction of an ensemble trained on ``law``, with the ensemble as
     the model. With ``block``, the piece is the ensemble on the slice where the other inputs sit
     at their medians, as a multiplicative or additive split hands it over."""
-    from discovery.decompose import _Restricted
+    from discovery.slices import Restricted
 
     rng = np.random.default_rng(seed)
     X = rng.uniform(low, high, (n, len(low)))
     fit = fit_ensemble(X, law(*X.T), members=4, hidden=(32, 32), max_epochs=300, patience=50, lbfgs_steps=100,
                        seed=seed, progress=False)
     block = list(range(len(low))) if block is None else block
-    source = _Restricted(fit, block, np.median(X, axis=0))
+    source = Restricted(fit, block, np.median(X, axis=0))
     model = source.members_module()
     Xb = X[:, block]
     with torch.no_grad():
