@@ -98,11 +98,29 @@ def test_right_form_with_one_percent_noise(name):
     (lambda u: 3 / np.sqrt(1 - u**2) - 3, lambda u: 3 / sympy.sqrt(1 - u**2) - 3, 0.1, 0.67),
     (lambda x: 2 - 1 / np.sqrt(1 + x**2), lambda x: 2 - 1 / sympy.sqrt(1 + x**2), 0.0, 3.0),
 ])
-def test_a_shifted_target_is_read_through_its_transform(law, truth, lo, hi):
-    X = np.random.default_rng(0).uniform(lo, hi, (N, 1))
-    piece = solve_piece(X, law(X[:, 0]), ["x"], val_index=VAL, engine="off", time_budget=BUDGET)
+@pytest.mark.parametrize("rows", [N, 5 * N])  # 5 N: the scan for the shift reads a subset of the training rows
+def test_a_shifted_target_is_read_through_its_transform(law, truth, lo, hi, rows):
+    X = np.random.default_rng(0).uniform(lo, hi, (rows, 1))
+    piece = solve_piece(X, law(X[:, 0]), ["x"], val_index=np.arange(0, rows, 3), engine="off", time_budget=BUDGET)
     assert same_form(piece.expression, truth(sympy.Symbol("x")), lo), (piece.expression, piece.evidence)
     assert not piece.method.startswith("approximate"), piece.evidence
+
+
+def test_shifted_forms_are_tried_only_where_no_form_fits_yet(monkeypatch):
+    import discovery.closedform as closedform
+
+    calls = []
+    real = closedform.shifted_polynomials
+    monkeypatch.setattr(closedform, "shifted_polynomials", lambda *args: calls.append(1) or real(*args))
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-2.0, 2.0, (N, 1))
+    y = 1 / (1 + X[:, 0] ** 2)
+    exact = solve_piece(X, y, ["x"], val_index=VAL, engine="off", time_budget=BUDGET)
+    assert calls == [], exact.evidence  # 1/y = 1 + x^2 fits to float64 first
+    assert "shifted transformed polynomials not tried" in exact.evidence
+    # with noise nothing fits to what the rows resolve, and the shifted forms compete
+    solve_piece(X, y + 0.01 * rng.standard_normal(N), ["x"], val_index=VAL, engine="off", time_budget=BUDGET)
+    assert calls == [1]
 
 
 def test_a_root_of_a_sum_of_squared_products():

@@ -8,7 +8,8 @@ makes every choice on validation rows:
   sin y``), inverted; ``y^2`` up to degree 6 in two or three raw inputs (a root of a sum of
   squared products);
 - for one input, the same after a fitted shift, ``b + T^-1(P)`` (``m c^2 (gamma - 1)``), chosen
-  only where no unshifted form ties;
+  only where no unshifted form ties (so not tried where a form already fits to what the data
+  resolve);
 - rational functions ``P/Q`` (linearised, then nonlinear least squares; ``Q`` normalised by its
   constant or, for laws of degree 0, by an input's coefficient) and their square roots;
 - sums of two monomials ``a*m1 + e*m2 + d`` (``1/x**2 - 1/y**2``);
@@ -227,6 +228,11 @@ def solve_piece(
     for label, family in families:
         if clock() > search_deadline:
             notes.append(f"time budget reached before {label}")
+            continue
+        if family is shifted_polynomials and min(float(np.mean((c.pred[val] - y[val]) ** 2)) for c in cands) <= floor:
+            # a shifted form is chosen only where no other form ties, and one that fits to what
+            # the data resolve ties with every other
+            notes.append(f"{label} not tried: a candidate already fits to what the data resolve")
             continue
         cands.extend(family(X, y, xs, train, search_deadline, clock))
         if clock() > search_deadline:

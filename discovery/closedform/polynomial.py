@@ -306,6 +306,7 @@ SHIFTED = "shifted transformed polynomial"
 # target transforms worth a shift: those that bend (y and exp y of y - b are y's own polynomials)
 _SHIFTED = ("y^2", "sqrt|y|", "1/y", "1/y^2", "|y|^(2/3)", "|y|^(-2/3)", "log|y|")
 _SHIFT_GRID = np.linspace(-3.0, 3.0, 49)  # b at 10**q times y's range beyond its end
+_SCAN_ROWS = 300  # training rows the scan for b reads (evenly spaced); the candidate is fitted on all
 
 
 def _relative_rss(A: np.ndarray, t: np.ndarray) -> float:
@@ -326,12 +327,16 @@ def shifted_polynomials(X, y, xs, train, deadline, clock) -> Iterator[Candidate]
 
     ``b`` is scanned as ``10**q`` times the range of ``y`` below its minimum and above its
     maximum (``q`` in [-3, 3]), then refined; an optimum at the far end of the scan is the
-    unshifted polynomial's, which :func:`transformed_polynomials` already proposes."""
+    unshifted polynomial's, which :func:`transformed_polynomials` already proposes. The scan reads
+    ``_SCAN_ROWS`` of the training rows (the optimum of a smooth one-parameter cost needs no
+    more); the candidate's polynomial is then fitted on all of them, and its constants, ``b``
+    among them, are refitted with every other candidate's."""
     if X.shape[1] != 1:
         return
     from scipy.optimize import minimize_scalar
 
-    yt = y[train]
+    scan_rows = train[np.unique(np.linspace(0, len(train) - 1, min(len(train), _SCAN_ROWS)).astype(int))]
+    yt = y[scan_rows]
     lo, hi = float(y.min()), float(y.max())  # every row's y - b keeps one sign
     span = hi - lo
     if not span > 0:
@@ -355,7 +360,7 @@ def shifted_polynomials(X, y, xs, train, deadline, clock) -> Iterator[Candidate]
                 for degree in (1, 2):
                     A = np.column_stack([z**e for e in range(degree + 1)])
                     with np.errstate(all="ignore"):
-                        cost = lambda q: _relative_rss(A[train], fwd(yt - shift(q)))
+                        cost = lambda q: _relative_rss(A[scan_rows], fwd(yt - shift(q)))
                         scan = [cost(q) for q in _SHIFT_GRID]
                         best = int(np.argmin(scan))
                         if best == len(_SHIFT_GRID) - 1 or not math.isfinite(scan[best]):
