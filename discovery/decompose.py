@@ -56,7 +56,7 @@ from discovery.interpret.structure import additive_separability, multiplicative_
 from discovery.interpret.symmetry import symmetries
 from discovery.leaf import (ACCURACY_TOL, FLOOR, Piece, evaluate, expired, loosened, polynomial_leaf, prune_constants,
                             prune_terms, refit_constants, rms_error, snap_constants, tie_coefficients)
-from discovery.slices import Restricted, away_from_zero, slope_along
+from discovery.slices import PAIRS, Restricted, away_from_zero, on_line, slope_along
 from discovery.steps import affine_steps, homogeneity_steps, labels, order_steps, split_steps
 from discovery.tree import Decomposition, Node
 
@@ -74,8 +74,6 @@ _FINISH_SHARE = 0.1  # of the time budget: the last refits and pruning, after th
 #: noise, and the undecomposed alternative is tried too).
 _BEYOND = 0.5
 _MIN_LEAF = 1.0  # seconds: with less left a piece gets the sparse polynomial leaf, not the full solver
-_PAIR_EXPR = {"difference": lambda a, b: a - b, "sum": lambda a, b: a + b,
-              "product": lambda a, b: a * b, "ratio": lambda a, b: a / b}
 
 
 def _default_leaf() -> Callable:
@@ -242,7 +240,10 @@ def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
         j, degree = arg
         k = sympy.Rational(str(degree))
         ratios = [c / cols[j] for i, c in enumerate(cols) if i != j]
-        expr, child, _ = _solve(y / Xn[:, j] ** float(degree), ratios, ctx, depth + 1)
+        # one ratio goes straight to the leaf, which reads the node's members on the line x_j = s
+        # (their series and disagreement); more ratios get networks of their own
+        source = None if len(cols) > 2 else on_line(fit, "ratio", 1 - j, j, Xn[ctx.train], float(degree))
+        expr, child, _ = _solve(y / Xn[:, j] ** float(degree), ratios, ctx, depth + 1, source)
         return lambda e: cols[j] ** k * e[0], [expr], [child]
     if kind == "affine":
         i = arg
@@ -253,9 +254,10 @@ def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
         return lambda e: e[0] + cols[i] * e[1], [base_expr, slope_expr], [base, slope_node]
     if kind == "symmetry":
         (i, j), pair = arg
-        new = _PAIR_EXPR[pair](cols[i], cols[j])
+        new = PAIRS[pair](cols[i], cols[j])
         rest = [c for k, c in enumerate(cols) if k not in (i, j)]
-        expr, child, _ = _solve(y, rest + [new], ctx, depth + 1)
+        source = None if rest else on_line(fit, pair, i, j, Xn[ctx.train])
+        expr, child, _ = _solve(y, rest + [new], ctx, depth + 1, source)
         return lambda e: e[0], [expr], [child]
     A, B = arg
     if kind == "multiplicative":

@@ -1,4 +1,5 @@
-"""Slices of a trained ensemble: the pieces a split hands down, and the gradients an affine step reads.
+"""Slices of a trained ensemble: the pieces a split or a homogeneity step hands down, and the gradients
+an affine step reads.
 
 A split's piece ``g(x_A) = f(x_A, x_B*)`` is the parent's function with the other block held at
 an anchor row; :class:`Restricted` reads it from the parent's members through a fixed linear
@@ -11,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["InUnits", "Restricted", "away_from_zero", "slope_along"]
+__all__ = ["PAIRS", "InUnits", "OnLine", "Restricted", "away_from_zero", "on_line", "slope_along"]
 
 
 class Restricted:
@@ -45,6 +46,69 @@ class Restricted:
         full = np.repeat(self.anchor[None, :], len(X), axis=0)
         full[:, self.block] = X
         return self.parent.predict(full)
+
+
+class OnLine(Restricted):
+    """``g(u) = f(x_i = alpha u + beta, x_j = s) / power``: the one column a two-input node's
+    symmetry or homogeneity step leaves, read on the parent's members.
+
+    ``f`` depends on ``x_i, x_j`` only through ``u`` (``x_i / x_j``, ``x_i - x_j``, ...; or is
+    ``x_j^k g(x_i / x_j)``), so ``g`` is the parent's function on a line of the plane, which
+    :class:`Restricted`'s embedding reaches with the input's mean and scale mapped through
+    ``x_i = alpha u + beta`` and the output's divided by ``power``. The leaf of ``u`` then reads
+    the members' exact series and their disagreement instead of rows alone. :func:`on_line`
+    builds it for each pair.
+    """
+
+    def __init__(self, parent, i: int, j: int, s: float, alpha: float, beta: float = 0.0, power: float = 1.0):
+        anchor = np.asarray(parent.x_mean, dtype=np.float64).copy()  # only the held column, j, is read
+        anchor[j] = s
+        super().__init__(parent, [i], anchor)
+        self.alpha, self.beta, self.power = float(alpha), float(beta), float(power)
+        self.x_mean, self.x_scale = (self.x_mean - self.beta) / self.alpha, self.x_scale / self.alpha
+        self.y_mean, self.y_scale = self.y_mean / self.power, self.y_scale / self.power
+
+    def predict(self, U) -> np.ndarray:
+        return super().predict(self.alpha * np.asarray(U, dtype=np.float64) + self.beta) / self.power
+
+
+#: The new column of a pair symmetry, for SymPy columns and NumPy rows alike.
+PAIRS = {"difference": lambda a, b: a - b, "sum": lambda a, b: a + b, "product": lambda a, b: a * b,
+         "ratio": lambda a, b: a / b}
+
+
+def _line(pair: str, s: float) -> tuple[float, float]:
+    """``(alpha, beta)`` of ``x_i = alpha u + beta`` on the line ``x_j = s``."""
+    return {"ratio": (s, 0.0), "product": (1.0 / s if s else 0.0, 0.0), "difference": (1.0, s), "sum": (1.0, -s)}[pair]
+
+
+def on_line(parent, pair: str, i: int, j: int, rows: np.ndarray, degree: float = 0.0) -> OnLine | None:
+    """The :class:`OnLine` source of ``u`` = ``pair`` of ``x_i, x_j`` (``"ratio"`` with
+    ``degree`` for a homogeneity step), or ``None`` where no line without a zero ``s`` exists.
+
+    ``s`` is the ``x_j`` quantile (5 % to 95 %) whose line keeps most training ``rows`` inside
+    the range of ``x_i`` they were trained on (the members are not read where they extrapolate),
+    nearest the median among equals."""
+    xi, xj = rows[:, i], rows[:, j]
+    u = PAIRS[pair](xi, xj)
+    lo, hi = float(xi.min()), float(xi.max())
+    best = None
+    for q in np.linspace(0.05, 0.95, 19):
+        s = float(np.quantile(xj, q))
+        if s == 0 and pair in ("ratio", "product"):
+            continue
+        alpha, beta = _line(pair, s)
+        outside = float(np.mean((alpha * u + beta < lo) | (alpha * u + beta > hi)))
+        key = (outside, abs(q - 0.5))
+        best = min(best, (key, s)) if best else (key, s)
+    if best is None:
+        return None
+    s = best[1]
+    power = s ** degree if degree else 1.0
+    if not (np.isfinite(power) and power != 0):  # a fractional power of a negative scale
+        return None
+    alpha, beta = _line(pair, s)
+    return OnLine(parent, i, j, s, alpha, beta, power)
 
 
 class InUnits(torch.nn.Module):

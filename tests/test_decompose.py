@@ -188,6 +188,33 @@ def test_a_piece_reads_the_parents_exact_derivatives_on_its_slice():
                                    atol=1e-12)
 
 
+@pytest.mark.parametrize("pair, degree, s", [("ratio", 0.0, 1.7), ("ratio", 2.0, -0.8), ("ratio", 0.5, 2.5),
+                                              ("product", 0.0, -1.3), ("difference", 0.0, 0.4), ("sum", 0.0, -2.0)])
+def test_the_column_a_pair_leaves_is_read_on_a_line_of_the_parents_members(pair, degree, s):
+    from types import SimpleNamespace
+
+    from discovery.slices import OnLine, _line
+
+    torch.manual_seed(1)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)).double()
+    x_mean, x_scale, y_mean, y_scale = np.array([0.5, -1.0]), np.array([2.0, 0.7]), 1.5, 3.0
+
+    def f(X):  # the members' mean in table units
+        with torch.no_grad():
+            out = net(torch.from_numpy((np.asarray(X) - x_mean) / x_scale)).mean(dim=1).numpy()
+        return y_mean + y_scale * out
+
+    parent = SimpleNamespace(model=net, x_mean=x_mean, x_scale=x_scale, y_mean=y_mean, y_scale=y_scale, predict=f)
+    u = np.linspace(-1.5, 1.5, 7)
+    x_i = {"ratio": u * s, "product": u / s, "difference": u + s, "sum": u - s}[pair]  # x_i given u, x_j = s
+    expected = f(np.column_stack([x_i, np.full_like(u, s)])) / s**degree
+    source = OnLine(parent, 0, 1, s, *_line(pair, s), s**degree if degree else 1.0)
+    np.testing.assert_allclose(source.predict(u[:, None]), expected, rtol=1e-12)
+    with torch.no_grad():
+        members = source.members_module()(torch.from_numpy(u[:, None])).mean(dim=1).numpy()
+    np.testing.assert_allclose(members, expected, rtol=1e-12)
+
+
 # -- the tests decide first, also on nodes a leaf could take whole --------------------------------
 
 def test_a_small_node_is_split_by_the_tests_before_any_leaf_sees_it_whole():
