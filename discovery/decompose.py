@@ -228,6 +228,14 @@ def _candidates(y, cols, ctx: _Context, depth: int, inherited=None):
     return fit, Xn, order_steps(steps, len(cols))
 
 
+def _on_slice(fit, cols) -> bool:
+    """A node of two columns on a slice of its parent's networks (its rows are their values, not
+    the table's): the one column its symmetry or homogeneity step leaves is read on a line of
+    them. Where the rows are the table's, the leaf judges forms by them alone, which can be finer
+    than the members' disagreement."""
+    return isinstance(fit, Restricted) and len(cols) == 2
+
+
 def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
     """Children of one step: ``(recombine, formulas, nodes)``, where ``recombine(formulas)``
     is the node's formula from its children's."""
@@ -240,9 +248,9 @@ def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
         j, degree = arg
         k = sympy.Rational(str(degree))
         ratios = [c / cols[j] for i, c in enumerate(cols) if i != j]
-        # one ratio goes straight to the leaf, which reads the node's members on the line x_j = s
-        # (their series and disagreement); more ratios get networks of their own
-        source = None if len(cols) > 2 else on_line(fit, "ratio", 1 - j, j, Xn[ctx.train], float(degree))
+        # on a slice, whose rows are the networks' values, one ratio's leaf reads the members on
+        # the line x_j = s (their series and disagreement); more ratios get networks of their own
+        source = on_line(fit, "ratio", 1 - j, j, Xn[ctx.train], float(degree)) if _on_slice(fit, cols) else None
         expr, child, _ = _solve(y / Xn[:, j] ** float(degree), ratios, ctx, depth + 1, source)
         return lambda e: cols[j] ** k * e[0], [expr], [child]
     if kind == "affine":
@@ -256,7 +264,7 @@ def _apply(step, y, cols, fit, Xn, ctx: _Context, depth: int):
         (i, j), pair = arg
         new = PAIRS[pair](cols[i], cols[j])
         rest = [c for k, c in enumerate(cols) if k not in (i, j)]
-        source = None if rest else on_line(fit, pair, i, j, Xn[ctx.train])
+        source = on_line(fit, pair, i, j, Xn[ctx.train]) if _on_slice(fit, cols) else None
         expr, child, _ = _solve(y, rest + [new], ctx, depth + 1, source)
         return lambda e: e[0], [expr], [child]
     A, B = arg
