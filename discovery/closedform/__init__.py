@@ -220,6 +220,9 @@ def solve_piece(
     mean = float(np.mean(y[train]))
     cands_constant = Candidate("constant", lambda: sympy.Float(mean), np.full(len(y), mean), "mean of training rows")
     cands = [cands_constant]
+    score = lambda c: rmse(c.pred[val], y[val])
+    # some candidate already fits to what the data resolve: every other form can at best tie with it
+    resolved = lambda: min(map(score, cands)) ** 2 <= floor
     families = [("transformed polynomials", transformed_polynomials), ("rational functions", rationals)]
     if k == 1:
         families.append(("shifted transformed polynomials", shifted_polynomials))
@@ -229,9 +232,7 @@ def solve_piece(
         if clock() > search_deadline:
             notes.append(f"time budget reached before {label}")
             continue
-        if family is shifted_polynomials and min(float(np.mean((c.pred[val] - y[val]) ** 2)) for c in cands) <= floor:
-            # a shifted form is chosen only where no other form ties, and one that fits to what
-            # the data resolve ties with every other
+        if family is shifted_polynomials and resolved():  # a shifted form is chosen only where no other form ties
             notes.append(f"{label} not tried: a candidate already fits to what the data resolve")
             continue
         cands.extend(family(X, y, xs, train, search_deadline, clock))
@@ -243,12 +244,10 @@ def solve_piece(
     elif model is not None:
         notes.append(_series(model, X, y, xs, train, cands))
 
-    score = lambda c: rmse(c.pred[val], y[val])
     cands.sort(key=score)
     if engine != "off":
-        best_ms = score(cands[0]) ** 2
         seconds = min(OPERON_SHARE * time_budget, (SEARCH_SHARE + OPERON_SHARE) * time_budget - clock())
-        if engine == "auto" and best_ms <= floor:
+        if engine == "auto" and resolved():
             notes.append("Operon not run: a candidate already fits to what the data resolve")
         elif seconds < 1.0:  # Operon's time cap counts whole seconds
             notes.append(f"Operon not run: under 1 s of its share of the {time_budget:g} s budget left")
